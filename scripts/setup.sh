@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what InferNode needs on a fresh Debian machine: DICOM peers and validators from Debian,
+# a virtualenv in .venv with the CPU PyTorch wheel and the project in editable mode.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v storescu >/dev/null 2>&1 || need_apt+=(dcmtk)
+command -v dciodvfy >/dev/null 2>&1 || need_apt+=(dicom3tools)
+[ -x /usr/sbin/Orthanc ] || need_apt+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need_apt+=(orthanc-dicomweb)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.infernode-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing Python packages (first run takes a few minutes)"
+  .venv/bin/pip install -q --upgrade pip
+  # The CPU wheel first: an unpinned torch would pull gigabytes of CUDA packages.
+  .venv/bin/pip install -q "torch==2.13.0"
+  .venv/bin/pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
