@@ -1,0 +1,73 @@
+"""Configuration of the DICOM side: the `dicom` section of the node's settings."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Peer(BaseModel):
+    """A sender allowed to associate: its calling AE title and the addresses it may come from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ae_title: str = Field(min_length=1, max_length=16)
+    hosts: tuple[str, ...] = Field(
+        default=("127.0.0.1", "::1"), description="IP addresses or CIDR networks"
+    )
+
+    @field_validator("hosts")
+    @classmethod
+    def _valid_networks(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
+            ipaddress.ip_network(host, strict=False)
+        return hosts
+
+    def allows(self, ae_title: str, address: str) -> bool:
+        """True when `ae_title` is this peer's and `address` lies in one of its networks."""
+        if ae_title.strip() != self.ae_title:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in ipaddress.ip_network(h, strict=False) for h in self.hosts)
+
+
+class DicomNodeConfig(BaseModel):
+    """Listener, access control, spool and study assembly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ae_title: str = Field(default="INFERNODE", min_length=1, max_length=16)
+    host: str = "127.0.0.1"
+    port: int = Field(default=11112, ge=0, le=65535, description="0: any free port")
+    require_called_ae: bool = True
+    require_known_peers: bool = True
+    peers: tuple[Peer, ...] = (Peer(ae_title="INFERNODE_SCU"),)
+    max_associations: int = Field(default=16, ge=1)
+    network_timeout_s: float = Field(default=60.0, gt=0)
+    acse_timeout_s: float = Field(default=30.0, gt=0)
+    dimse_timeout_s: float = Field(default=60.0, gt=0)
+    max_pdu_bytes: int = Field(default=262144, ge=0)
+    spool_dir: Path = Path("var/spool")
+    min_free_bytes: int = Field(
+        default=1_000_000_000,
+        ge=0,
+        description="Below this much free space in the spool every C-STORE is refused (0xA700)",
+    )
+    quiet_period_s: float = Field(
+        default=10.0, gt=0, description="Default quiet period after which a series is complete"
+    )
+    assembly_poll_s: float = Field(default=0.5, gt=0)
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title_chars(cls, value: str) -> str:
+        if value != value.strip() or "\\" in value or not value.isprintable():
+            raise ValueError("AE title: printable characters, no backslash, no edge spaces")
+        return value

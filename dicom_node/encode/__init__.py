@@ -1,0 +1,50 @@
+"""Pure encoders of model findings into DICOM results: SEG (PS3.3 A.51), Comprehensive 3D SR
+with TID 1500 (PS3.3 A.35.13, PS3.16 TID 1500) and Key Object Selection (PS3.3 A.35.4).
+
+Inputs are plain values (``types``); codes live in one table (``codes``); output UIDs are
+derived from the job key (``uids``). No function here reads or writes files.
+"""
+
+from dicom_node.encode.ko import encode_kos, key_image_uids
+from dicom_node.encode.outputs import EncodedOutputs, encode_outputs
+from dicom_node.encode.seg import encode_seg
+from dicom_node.encode.sr import encode_sr
+from dicom_node.encode.sr_groups import check_closed_polyline
+from dicom_node.encode.types import (
+    AlgorithmInfo,
+    Box,
+    BoxFinding,
+    Clock,
+    EncodeContext,
+    Finding,
+    MaskFinding,
+    NotAnalysed,
+    Pipeline,
+    ProbabilityFinding,
+    SeriesNumbers,
+)
+from dicom_node.encode.uids import UUID_ROOT, UidFactory, derive_uid
+
+__all__ = [
+    "UUID_ROOT",
+    "AlgorithmInfo",
+    "Box",
+    "BoxFinding",
+    "Clock",
+    "EncodeContext",
+    "EncodedOutputs",
+    "Finding",
+    "MaskFinding",
+    "NotAnalysed",
+    "Pipeline",
+    "ProbabilityFinding",
+    "SeriesNumbers",
+    "UidFactory",
+    "check_closed_polyline",
+    "derive_uid",
+    "encode_kos",
+    "encode_outputs",
+    "encode_seg",
+    "encode_sr",
+    "key_image_uids",
+]

@@ -1,0 +1,111 @@
+"""What every output object shares: codes as highdicom concepts, the AI series description,
+the IHE AIR Contributing Equipment item, tracking identifiers, algorithm identification and the
+device observer context, and stamping dates from the injected clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes as dcm_codes
+from pydicom.valuerep import DA, DT, TM
+
+from dicom_node.encode.codes import PROCESSING_ALGORITHM, Coded
+from dicom_node.encode.types import EncodeContext
+
+AI_NOTICE = "AI-generated, not verified"
+"""Start of every output Series Description (STANDARDS.md, "DICOM, every output")."""
+
+
+def concept(code: Coded) -> hd.sr.CodedConcept:
+    """A plain code as a highdicom concept (PS3.3 8.8 Code Sequence Macro)."""
+    return hd.sr.CodedConcept(value=code.value, scheme_designator=code.scheme, meaning=code.meaning)
+
+
+def series_description(ctx: EncodeContext, kind: str) -> str:
+    """"AI-generated, not verified: <kind> <algorithm> <version>", cut to LO's 64 characters."""
+    text = f"{AI_NOTICE}: {kind} {ctx.algorithm.name} {ctx.algorithm.version}"
+    return text[:64]
+
+
+def device_uid(ctx: EncodeContext) -> str:
+    """Device UID of the algorithm; changes when the weights change (IHE AIR)."""
+    return ctx.uids.device_uid(ctx.algorithm.weights_sha256)
+
+
+def device_serial_number(ctx: EncodeContext) -> str:
+    """The weights' digest prefix: identifies the exact weights a result came from."""
+    return ctx.algorithm.weights_sha256[:16]
+
+
+def tracking(ctx: EncodeContext, label: str) -> tuple[str, str]:
+    """(Tracking ID, Tracking UID) of one finding, shared by its SEG segment and SR group
+    (PS3.3 C.8.20.4 Segment Description; PS3.16 TID 4108)."""
+    return f"{ctx.pipeline.value}:{label}", ctx.uids.uid(f"tracking:{label}")
+
+
+def air_contributing_equipment(ctx: EncodeContext, when: datetime) -> Dataset:
+    """The IHE AIR Contributing Equipment Sequence (0018,A001) item for the algorithm:
+    purpose (Newcode1, 99IHE, "Processing Algorithm"), Manufacturer, Manufacturer's Model
+    Name, Software Versions and Device UID (PS3.3 C.12.1.1.4; IHE Rad TF-3 AIR).
+
+    highdicom's own ContributingEquipment accepts only DCM purposes, hence a plain Dataset.
+    """
+    purpose = Dataset()
+    purpose.CodeValue = PROCESSING_ALGORITHM.value
+    purpose.CodingSchemeDesignator = PROCESSING_ALGORITHM.scheme
+    purpose.CodeMeaning = PROCESSING_ALGORITHM.meaning
+    item = Dataset()
+    item.PurposeOfReferenceCodeSequence = [purpose]
+    item.Manufacturer = ctx.algorithm.manufacturer
+    item.ManufacturerModelName = ctx.algorithm.model_name
+    item.SoftwareVersions = ctx.algorithm.version
+    item.DeviceSerialNumber = device_serial_number(ctx)
+    item.DeviceUID = device_uid(ctx)
+    item.ContributionDateTime = DT(when)
+    item.ContributionDescription = f"{ctx.algorithm.name} {ctx.algorithm.version}"[:1024]
+    return item
+
+
+def finish(ds: Dataset, ctx: EncodeContext, when: datetime) -> None:
+    """Stamps creation, content and series date/time from the injected clock (highdicom reads
+    the system clock) and appends the AIR item to the Contributing Equipment Sequence."""
+    date, time = DA(when.date()), TM(when.time().replace(microsecond=0))
+    ds.InstanceCreationDate = date
+    ds.InstanceCreationTime = time
+    ds.ContentDate = date
+    ds.ContentTime = time
+    ds.SeriesDate = date
+    ds.SeriesTime = time
+    equipment = list(ds.get("ContributingEquipmentSequence", []))
+    equipment.append(air_contributing_equipment(ctx, when))
+    ds.ContributingEquipmentSequence = equipment
+
+
+def seg_algorithm_identification(ctx: EncodeContext) -> hd.AlgorithmIdentificationSequence:
+    """Segmentation Algorithm Identification (PS3.3 C.8.20.4; family 123110 DCM)."""
+    return hd.AlgorithmIdentificationSequence(
+        name=ctx.algorithm.name,
+        family=concept(ctx.algorithm.family),
+        version=ctx.algorithm.version,
+        source=ctx.algorithm.manufacturer,
+    )
+
+
+def sr_algorithm_identification(ctx: EncodeContext) -> hd.sr.AlgorithmIdentification:
+    """TID 4019 Algorithm Identification: name (111001) and version (111003)."""
+    return hd.sr.AlgorithmIdentification(name=ctx.algorithm.name, version=ctx.algorithm.version)
+
+
+def device_observer(ctx: EncodeContext) -> hd.sr.ObserverContext:
+    """TID 1002 observer context of type Device, with the TID 1004 identifying attributes."""
+    return hd.sr.ObserverContext(
+        observer_type=dcm_codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=device_uid(ctx),
+            name=ctx.algorithm.name,
+            manufacturer_name=ctx.algorithm.manufacturer,
+            model_name=ctx.algorithm.model_name,
+        ),
+    )

@@ -1,0 +1,81 @@
+"""Key Object Selection document (PS3.3 A.35.4; PS3.16 TID 2010) flagging the key images of
+a result, e.g. the slices with the largest haemorrhage, titled (113000, DCM, "Of Interest")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicom_node.encode import codes
+from dicom_node.encode.common import concept, device_observer, finish, series_description
+from dicom_node.encode.types import (
+    BoxFinding,
+    EncodeContext,
+    Finding,
+    MaskFinding,
+    ProbabilityFinding,
+)
+
+
+def key_image_uids(sources: Sequence[Dataset], findings: Sequence[Finding]) -> list[str]:
+    """SOP Instance UIDs of the key images of the positive findings, in finding order,
+    without repeats: the key images a probability finding names, the image a box lies on, and
+    the slice with the largest area of each mask (the whole image for a single source)."""
+    chosen: list[str] = []
+    for finding in findings:
+        if not finding.positive:
+            continue
+        if isinstance(finding, ProbabilityFinding):
+            chosen.extend(finding.key_sop_instance_uids)
+        elif isinstance(finding, BoxFinding):
+            chosen.append(finding.sop_instance_uid)
+        elif isinstance(finding, MaskFinding):
+            frames = finding.frames
+            index = int(np.argmax(frames.reshape(frames.shape[0], -1).sum(axis=1)))
+            source = sources[index] if len(sources) > 1 else sources[0]
+            chosen.append(str(source.SOPInstanceUID))
+    return list(dict.fromkeys(chosen))
+
+
+def encode_kos(
+    sources: Sequence[Dataset],
+    key_sop_instance_uids: Sequence[str],
+    ctx: EncodeContext,
+    description: str | None = None,
+) -> hd.ko.KeyObjectSelectionDocument:
+    """A KOS referencing the key images (given by SOP Instance UID, all among `sources`),
+    selected by the algorithm as device observer.
+
+    Raises:
+        ValueError: no key image, or a key image that is not among the sources.
+    """
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
+    keys = list(dict.fromkeys(key_sop_instance_uids))
+    if not keys:
+        raise ValueError("a KOS needs at least one key image")
+    if any(uid not in by_uid for uid in keys):
+        raise ValueError("key images must be among the source instances")
+    selected = [by_uid[uid] for uid in keys]
+    content = hd.ko.KeyObjectSelection(
+        document_title=concept(codes.KEY_OBJECT_OF_INTEREST),
+        referenced_objects=selected,
+        observer_device_context=device_observer(ctx),
+        description=(description or series_description(ctx, "key images"))[:1024],
+    )
+    when = ctx.clock()
+    kos = hd.ko.KeyObjectSelectionDocument(
+        evidence=selected,
+        content=content,
+        series_instance_uid=ctx.uids.uid("ko.series"),
+        series_number=ctx.series_numbers.kos,
+        sop_instance_uid=ctx.uids.uid("ko.sop"),
+        instance_number=1,
+        manufacturer=ctx.algorithm.manufacturer,
+        institution_name=ctx.institution_name,
+        series_description=series_description(ctx, "KOS"),
+    )
+    finish(kos, ctx, when)
+    return kos

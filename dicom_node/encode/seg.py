@@ -1,0 +1,116 @@
+"""DICOM Segmentation (PS3.3 A.51) of mask findings: BINARY, one segment per finding class.
+
+Segments are numbered from 1 in the order the findings are given, after dropping findings
+with no voxel (an empty segment has nothing to show; the SR still reports it as absent).
+Empty frames are omitted (highdicom's ``omit_empty_frames``): each remaining frame carries its
+own Plane Position and Derivation Image references (PS3.3 C.7.6.16), so viewers place frames by
+position and source image, never by index. Works for a series of single-frame images, one
+multi-frame image, or a single 2D radiograph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicom_node.encode.common import (
+    concept,
+    device_serial_number,
+    finish,
+    seg_algorithm_identification,
+    series_description,
+    tracking,
+)
+from dicom_node.encode.types import EncodeContext, MaskFinding
+
+_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75),  # red
+    (60, 180, 75),  # green
+    (0, 130, 200),  # blue
+    (255, 225, 25),  # yellow
+    (145, 30, 180),  # purple
+    (70, 240, 240),  # cyan
+)
+"""Recommended display colours, in segment order, when a finding names none."""
+
+
+def frame_count(sources: Sequence[Dataset]) -> int:
+    """Frames of the source: instances of a series, or frames of one multi-frame image."""
+    if len(sources) == 1:
+        return int(sources[0].get("NumberOfFrames", 1))
+    return len(sources)
+
+
+def segmented_findings(findings: Sequence[MaskFinding]) -> list[MaskFinding]:
+    """The findings that become segments (those with at least one voxel), in segment order:
+    segment number ``i + 1`` is ``segmented_findings(findings)[i]``."""
+    return [f for f in findings if f.positive]
+
+
+def _description(
+    ctx: EncodeContext, number: int, finding: MaskFinding
+) -> hd.seg.SegmentDescription:
+    tracking_id, tracking_uid = tracking(ctx, finding.label)
+    rgb = finding.display_rgb or _PALETTE[(number - 1) % len(_PALETTE)]
+    return hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=finding.label,
+        segmented_property_category=concept(finding.property_category),
+        segmented_property_type=concept(finding.property_type),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=seg_algorithm_identification(ctx),
+        tracking_id=tracking_id,
+        tracking_uid=tracking_uid,
+        anatomic_regions=[concept(finding.finding_site)],
+        display_color=hd.color.CIELabColor.from_rgb(*rgb),
+    )
+
+
+def encode_seg(
+    sources: Sequence[Dataset], findings: Sequence[MaskFinding], ctx: EncodeContext
+) -> hd.seg.Segmentation:
+    """A BINARY Segmentation instance of the mask findings on `sources` (PS3.3 A.51).
+
+    ``finding.mask[k]`` must belong to frame ``k`` of the sources (``sources[k]`` for a series
+    of single-frame images). Pure: UIDs and time come from `ctx`.
+
+    Raises:
+        ValueError: no finding has a voxel, or a mask does not match the sources' geometry.
+    """
+    segmented = segmented_findings(findings)
+    if not segmented:
+        raise ValueError("no mask finding has a voxel; a SEG needs at least one segment")
+    expected = (frame_count(sources), int(sources[0].Rows), int(sources[0].Columns))
+    for finding in segmented:
+        if finding.frames.shape != expected:
+            raise ValueError(
+                f"mask of {finding.label!r} has shape {finding.frames.shape}, "
+                f"sources give {expected}"
+            )
+    # Stacked-segments layout (frames, rows, columns, segments): segments may overlap.
+    pixels = np.stack([f.frames for f in segmented], axis=-1).astype(np.uint8)
+    when = ctx.clock()
+    seg = hd.seg.Segmentation(
+        source_images=list(sources),
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[_description(ctx, i + 1, f) for i, f in enumerate(segmented)],
+        series_instance_uid=ctx.uids.uid("seg.series"),
+        series_number=ctx.series_numbers.seg,
+        sop_instance_uid=ctx.uids.uid("seg.sop"),
+        instance_number=1,
+        manufacturer=ctx.algorithm.manufacturer,
+        manufacturer_model_name=ctx.algorithm.model_name,
+        software_versions=ctx.algorithm.version,
+        device_serial_number=device_serial_number(ctx),
+        content_description=series_description(ctx, "segmentation"),
+        content_label=f"AI_{ctx.pipeline.value.upper()}"[:16],
+        omit_empty_frames=True,
+        series_description=series_description(ctx, "SEG"),
+        content_creator_name=None,
+    )
+    finish(seg, ctx, when)
+    return seg

@@ -1,0 +1,211 @@
+"""TID 1500 measurement groups, one per finding (PS3.16 TID 1410, 1411, 1501).
+
+- mask finding with voxels: TID 1411 volumetric group referencing its SEG segment (121191),
+  with the volume in UCUM ml and, when given, the probability;
+- mask finding without voxels and probability finding: TID 1501 group with the probability
+  (NUM, unit ``1``), presence as a qualitative evaluation and the key images as source images;
+- box finding: TID 1410 planar group whose region is a closed 5-point POLYLINE SCOORD;
+- study-level statements ("no acute finding", "not analysed: reason"): TID 1501 group on the
+  pipeline's target finding with a coded and a text qualitative evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicom_node.encode import codes
+from dicom_node.encode.codes import Coded
+from dicom_node.encode.common import concept, sr_algorithm_identification, tracking
+from dicom_node.encode.types import (
+    BoxFinding,
+    EncodeContext,
+    MaskFinding,
+    ProbabilityFinding,
+)
+
+
+def check_closed_polyline(points: np.ndarray, rows: int, columns: int) -> None:
+    """Asserts a SCOORD POLYLINE region is closed and lies on its image (PS3.3 C.18.6.1.2:
+    (column, row) from the top left corner of the top left pixel, so 0..Columns, 0..Rows).
+
+    highdicom accepts open polylines and points off the image; a viewer then draws an open or
+    misplaced region, so the encoder checks it itself.
+
+    Raises:
+        ValueError: not 5 points, first != last, or a point outside the image.
+    """
+    if points.shape != (5, 2):
+        raise ValueError("a box region must be a polyline of 5 (column, row) points")
+    if not np.array_equal(points[0], points[-1]):
+        raise ValueError("a box region must be closed (first point = last point)")
+    inside = (
+        (points[:, 0] >= 0)
+        & (points[:, 0] <= columns)
+        & (points[:, 1] >= 0)
+        & (points[:, 1] <= rows)
+    )
+    if not inside.all():
+        raise ValueError(f"box region lies outside the {rows} x {columns} image")
+
+
+def _tracking_identifier(ctx: EncodeContext, label: str) -> hd.sr.TrackingIdentifier:
+    tracking_id, tracking_uid = tracking(ctx, label)
+    return hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=tracking_id)
+
+
+def _presence(finding: Coded, present: bool) -> hd.sr.QualitativeEvaluation:
+    return hd.sr.QualitativeEvaluation(
+        name=concept(finding), value=concept(codes.PRESENT if present else codes.ABSENT)
+    )
+
+
+def _probability(value: float) -> hd.sr.Measurement:
+    return hd.sr.Measurement(
+        name=concept(codes.PROBABILITY), value=float(value), unit=concept(codes.UNIT_NONE)
+    )
+
+
+def _volume(ml: float) -> hd.sr.Measurement:
+    return hd.sr.Measurement(name=concept(codes.VOLUME), value=ml, unit=concept(codes.UNIT_ML))
+
+
+def _site(code: Coded) -> list[hd.sr.FindingSite]:
+    return [hd.sr.FindingSite(anatomic_location=concept(code))]
+
+
+def segment_numbers_by_tracking_uid(seg: Dataset) -> dict[str, int]:
+    """Tracking UID -> Segment Number of a Segmentation, to link SR groups to segments."""
+    return {
+        str(item.TrackingUID): int(item.SegmentNumber)
+        for item in seg.SegmentSequence
+        if "TrackingUID" in item
+    }
+
+
+def mask_group(
+    ctx: EncodeContext, finding: MaskFinding, seg: Dataset | None
+) -> (
+    hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+    | hd.sr.MeasurementsAndQualitativeEvaluations
+):
+    """TID 1411 group for a mask with voxels (needs the SEG), TID 1501 group for an empty one.
+
+    Raises:
+        ValueError: the finding has voxels but `seg` has no segment with its Tracking UID.
+    """
+    measurements = [_volume(finding.volume_ml)]
+    if finding.probability is not None:
+        measurements.append(_probability(finding.probability))
+    common = {
+        "tracking_identifier": _tracking_identifier(ctx, finding.label),
+        "finding_type": concept(finding.finding),
+        "finding_category": concept(finding.property_category),
+        "algorithm_id": sr_algorithm_identification(ctx),
+        "finding_sites": _site(finding.finding_site),
+        "measurements": measurements,
+        "qualitative_evaluations": [_presence(finding.finding, finding.positive)],
+    }
+    if not finding.positive:
+        return hd.sr.MeasurementsAndQualitativeEvaluations(**common)  # type: ignore[arg-type]
+    _, tracking_uid = tracking(ctx, finding.label)
+    numbers = segment_numbers_by_tracking_uid(seg) if seg is not None else {}
+    if tracking_uid not in numbers:
+        raise ValueError(f"no SEG segment for mask finding {finding.label!r}")
+    assert seg is not None
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        referenced_segment=hd.sr.ReferencedSegment.from_segmentation(
+            seg, segment_number=numbers[tracking_uid]
+        ),
+        **common,  # type: ignore[arg-type]
+    )
+
+
+def probability_group(
+    ctx: EncodeContext, finding: ProbabilityFinding, by_uid: Mapping[str, Dataset]
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """TID 1501 group: probability, presence, and the key images as source images.
+
+    Raises:
+        ValueError: a key image is not among the source images.
+    """
+    missing = [u for u in finding.key_sop_instance_uids if u not in by_uid]
+    if missing:
+        raise ValueError(f"key images of {finding.label!r} are not among the sources")
+    images = [
+        hd.sr.SourceImageForMeasurementGroup(
+            referenced_sop_class_uid=by_uid[u].SOPClassUID, referenced_sop_instance_uid=u
+        )
+        for u in finding.key_sop_instance_uids
+    ]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking_identifier(ctx, finding.label),
+        finding_type=concept(finding.finding),
+        algorithm_id=sr_algorithm_identification(ctx),
+        finding_sites=_site(finding.finding_site),
+        measurements=[_probability(finding.probability)],
+        qualitative_evaluations=[_presence(finding.finding, finding.positive)],
+        source_images=images or None,
+    )
+
+
+def box_group(
+    ctx: EncodeContext, finding: BoxFinding, by_uid: Mapping[str, Dataset]
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """TID 1410 group whose region is the box as a closed POLYLINE on its image.
+
+    Raises:
+        ValueError: the image is not among the sources, or the box leaves the image.
+    """
+    image = by_uid.get(finding.sop_instance_uid)
+    if image is None:
+        raise ValueError(f"image of box finding {finding.label!r} is not among the sources")
+    points = finding.box.closed_polyline()
+    check_closed_polyline(points, int(image.Rows), int(image.Columns))
+    region = hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=points,
+        source_image=hd.sr.SourceImageForRegion(
+            referenced_sop_class_uid=image.SOPClassUID,
+            referenced_sop_instance_uid=finding.sop_instance_uid,
+        ),
+    )
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking_identifier(ctx, finding.label),
+        referenced_region=region,
+        finding_type=concept(finding.finding),
+        finding_category=concept(codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE),
+        algorithm_id=sr_algorithm_identification(ctx),
+        finding_sites=_site(finding.finding_site),
+        measurements=[_probability(finding.score)],
+        qualitative_evaluations=[_presence(finding.finding, True)],
+    )
+
+
+def statement_group(
+    ctx: EncodeContext, label: str, evaluation: Coded, text: str
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """TID 1501 group stating something about the pipeline's target finding for the whole
+    study: a coded evaluation (Absent, Indeterminate) and the same in words (TEXT row of the
+    TID 1501 qualitative evaluations, concept C0034375 UMLS)."""
+    target, site = codes.pipeline_target(ctx.pipeline.value)
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking_identifier(ctx, label),
+        finding_type=concept(target),
+        algorithm_id=sr_algorithm_identification(ctx),
+        finding_sites=_site(site),
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(name=concept(target), value=concept(evaluation))
+        ],
+    )
+    group[0].ContentSequence.append(
+        hd.sr.TextContentItem(
+            name=concept(codes.QUALITATIVE_EVALUATIONS),
+            value=text,
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        )
+    )
+    return group

@@ -1,0 +1,60 @@
+"""Domain errors of the DICOM side. Handlers raise these; one wrapper maps them to statuses.
+
+`TransientError` and `PermanentError` are the two kinds every sender/receiver failure falls into:
+a transient one is retried with backoff, a permanent one fails fast with its reason recorded.
+Messages never contain PHI: UIDs and reasons only.
+"""
+
+from __future__ import annotations
+
+from dicom_node.status import Status
+
+
+class DicomNodeError(Exception):
+    """Base class of every error raised by dicom_node."""
+
+
+class TransientError(DicomNodeError):
+    """May succeed later without any change (peer down, disk full, lock timeout)."""
+
+
+class PermanentError(DicomNodeError):
+    """Will fail again the same way (bad input, refused by the peer)."""
+
+
+class StoreRefused(DicomNodeError):
+    """A C-STORE that must not be acknowledged; carries the DIMSE status to return."""
+
+    status: Status = Status.PROCESSING_FAILURE
+    reason_code: str = "processing_failure"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OutOfResources(StoreRefused, TransientError):
+    """Spool under its free-space watermark, or the write itself failed."""
+
+    status = Status.OUT_OF_RESOURCES
+    reason_code = "out_of_resources"
+
+
+class CannotUnderstand(StoreRefused, PermanentError):
+    """The data set cannot be parsed far enough to read the identifiers the index needs."""
+
+    status = Status.CANNOT_UNDERSTAND
+    reason_code = "cannot_understand"
+
+
+class DatasetMismatch(StoreRefused, PermanentError):
+    """The data set contradicts the command (SOP Class/Instance UID differ)."""
+
+    status = Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
+    reason_code = "dataset_mismatch"
+
+
+class InvalidUID(CannotUnderstand):
+    """A UID that is not a valid DICOM UID (PS3.5 9.1); never used as a path."""
+
+    reason_code = "invalid_uid"

@@ -1,0 +1,1 @@
+"""The instance index: studies, series, instances and ingest failures (tables owned here)."""

@@ -1,0 +1,213 @@
+"""Reads and writes the instance index. Every write is one transaction; the caller acknowledges a
+C-STORE only after `record_instance` has returned (the row is committed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from dicom_node.index.headers import InstanceHeader
+from dicom_node.index.tables import ingest_failures, instances, series, studies
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Who sent an instance and when."""
+
+    calling_ae: str
+    called_ae: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    calling_ae: str | None
+    peer_address: str | None
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    status: int
+    reason_code: str
+    reason: str
+    kept_path: str | None = None
+
+
+class IndexStore:
+    """The index over an engine (SQLite in WAL mode or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def is_stored(self, sop_instance_uid: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(instances.c.sop_instance_uid).where(
+                    instances.c.sop_instance_uid == sop_instance_uid
+                )
+            ).first()
+        return row is not None
+
+    def count_duplicate(self, sop_instance_uid: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(instances)
+                .where(instances.c.sop_instance_uid == sop_instance_uid)
+                .values(duplicates=instances.c.duplicates + 1)
+            )
+
+    def record_instance(
+        self,
+        header: InstanceHeader,
+        *,
+        path: str,
+        size_bytes: int,
+        receipt: Receipt,
+        quiet_period_s: float,
+    ) -> bool:
+        """Indexes one stored instance and restarts its series' completion timer.
+
+        Returns False when the SOP Instance UID was already indexed (a duplicate: counted, not
+        stored again). An instance for a series that was already complete reopens the series and
+        its study (a late instance: completion fires again as an amendment).
+        """
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(instances).values(
+                        sop_instance_uid=header.sop_instance_uid,
+                        sop_class_uid=header.sop_class_uid,
+                        series_instance_uid=header.series_instance_uid,
+                        study_instance_uid=header.study_instance_uid,
+                        instance_number=header.instance_number,
+                        transfer_syntax_uid=header.transfer_syntax_uid,
+                        image_type="\\".join(header.image_type) or None,
+                        path=path,
+                        size_bytes=size_bytes,
+                        calling_ae=receipt.calling_ae,
+                        received_at=receipt.at,
+                        duplicates=0,
+                    )
+                )
+                self._touch_study(conn, header, receipt.at)
+                self._touch_series(conn, header, size_bytes, receipt, quiet_period_s)
+        except IntegrityError:
+            # Another association indexed the same instance first.
+            self.count_duplicate(header.sop_instance_uid)
+            return False
+        return True
+
+    @staticmethod
+    def _touch_study(conn: Connection, header: InstanceHeader, at: datetime) -> None:
+        changed = conn.execute(
+            update(studies)
+            .where(studies.c.study_instance_uid == header.study_instance_uid)
+            .values(last_received_at=at, state="receiving")
+        ).rowcount
+        if not changed:
+            conn.execute(
+                insert(studies).values(
+                    study_instance_uid=header.study_instance_uid,
+                    patient_id=header.patient_id,
+                    accession_number=header.accession_number,
+                    study_date=header.study_date,
+                    first_received_at=at,
+                    last_received_at=at,
+                    state="receiving",
+                    completions=0,
+                )
+            )
+
+    @staticmethod
+    def _touch_series(
+        conn: Connection,
+        header: InstanceHeader,
+        size_bytes: int,
+        receipt: Receipt,
+        quiet_period_s: float,
+    ) -> None:
+        complete_after = receipt.at + timedelta(seconds=quiet_period_s)
+        current = conn.execute(
+            select(series.c.state).where(
+                series.c.series_instance_uid == header.series_instance_uid
+            )
+        ).first()
+        if current is None:
+            expected = header.images_in_acquisition
+            conn.execute(
+                insert(series).values(
+                    series_instance_uid=header.series_instance_uid,
+                    study_instance_uid=header.study_instance_uid,
+                    modality=header.modality,
+                    body_part_examined=header.body_part_examined,
+                    series_description=header.series_description,
+                    protocol_name=header.protocol_name,
+                    image_type="\\".join(header.image_type) or None,
+                    series_number=header.series_number,
+                    slice_thickness=header.slice_thickness,
+                    calling_ae=receipt.calling_ae,
+                    called_ae=receipt.called_ae,
+                    instance_count=1,
+                    expected_count=expected if expected and expected > 1 else None,
+                    bytes_received=size_bytes,
+                    first_received_at=receipt.at,
+                    last_received_at=receipt.at,
+                    quiet_period_s=quiet_period_s,
+                    complete_after=complete_after,
+                    state="receiving",
+                    late_instances=0,
+                )
+            )
+            return
+        late = 1 if current.state == "complete" else 0
+        conn.execute(
+            update(series)
+            .where(series.c.series_instance_uid == header.series_instance_uid)
+            .values(
+                instance_count=series.c.instance_count + 1,
+                bytes_received=series.c.bytes_received + size_bytes,
+                last_received_at=receipt.at,
+                complete_after=complete_after,
+                state="receiving",
+                late_instances=series.c.late_instances + late,
+            )
+        )
+
+    def record_failure(self, record: FailureRecord, at: datetime) -> None:
+        """Keeps why an instance was refused (no PHI: UIDs, codes and reasons only)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(ingest_failures).values(
+                    at=at,
+                    calling_ae=record.calling_ae,
+                    peer_address=record.peer_address,
+                    sop_class_uid=record.sop_class_uid,
+                    sop_instance_uid=record.sop_instance_uid,
+                    status=record.status,
+                    reason_code=record.reason_code,
+                    reason=record.reason,
+                    kept_path=record.kept_path,
+                )
+            )
+
+    def series_paths(self, series_instance_uid: str) -> list[str]:
+        """Spool paths of a series' instances, in instance number order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(instances.c.path)
+                .where(instances.c.series_instance_uid == series_instance_uid)
+                .order_by(instances.c.instance_number, instances.c.sop_instance_uid)
+            ).all()
+        return [r.path for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Row counts for status displays."""
+        with self.engine.connect() as conn:
+            return {
+                "studies": conn.scalar(select(func.count()).select_from(studies)) or 0,
+                "series": conn.scalar(select(func.count()).select_from(series)) or 0,
+                "instances": conn.scalar(select(func.count()).select_from(instances)) or 0,
+                "failures": conn.scalar(select(func.count()).select_from(ingest_failures)) or 0,
+            }

@@ -1,0 +1,1 @@
+"""DICOM service class providers: one module per service (PS3.4), plus access control."""

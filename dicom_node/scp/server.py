@@ -1,0 +1,121 @@
+"""The node's DICOM listener: one Application Entity with the Verification and Storage SCPs.
+
+Accepted SOP classes and transfer syntaxes are the ones modalities and PACS send for CT, MR
+(classic and Enhanced), CR, DX, SC, SEG, SR and KOS (PS3.4 Annex B.5); instances are stored in the
+transfer syntax they arrived in, never decoded on the receive path.
+"""
+
+from __future__ import annotations
+
+from pynetdicom import AE, evt
+from pynetdicom import sop_class as sc
+from pynetdicom.transport import ThreadedAssociationServer
+from pydicom import uid
+
+from dicom_node.config import DicomNodeConfig
+from dicom_node.metrics import IngestMetrics
+from dicom_node.scp.access import AccessPolicy, install_access_control
+from dicom_node.scp.storage import StorageSCP
+from dicom_node.scp.verification import VerificationSCP
+
+STORAGE_SOP_CLASSES: tuple[str, ...] = (
+    sc.CTImageStorage,
+    sc.EnhancedCTImageStorage,
+    sc.LegacyConvertedEnhancedCTImageStorage,
+    sc.MRImageStorage,
+    sc.EnhancedMRImageStorage,
+    sc.EnhancedMRColorImageStorage,
+    sc.LegacyConvertedEnhancedMRImageStorage,
+    sc.ComputedRadiographyImageStorage,
+    sc.DigitalXRayImageStorageForPresentation,
+    sc.DigitalXRayImageStorageForProcessing,
+    sc.SecondaryCaptureImageStorage,
+    sc.MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+    sc.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    sc.MultiFrameSingleBitSecondaryCaptureImageStorage,
+    sc.MultiFrameTrueColorSecondaryCaptureImageStorage,
+    sc.SegmentationStorage,
+    sc.BasicTextSRStorage,
+    sc.EnhancedSRStorage,
+    sc.ComprehensiveSRStorage,
+    sc.Comprehensive3DSRStorage,
+    sc.XRayRadiationDoseSRStorage,
+    sc.KeyObjectSelectionDocumentStorage,
+)
+
+TRANSFER_SYNTAXES: tuple[str, ...] = (
+    uid.ExplicitVRLittleEndian,
+    uid.ImplicitVRLittleEndian,
+    uid.DeflatedExplicitVRLittleEndian,
+    uid.JPEGBaseline8Bit,
+    uid.JPEGExtended12Bit,
+    uid.JPEGLossless,
+    uid.JPEGLosslessSV1,
+    uid.JPEGLSLossless,
+    uid.JPEGLSNearLossless,
+    uid.JPEG2000Lossless,
+    uid.JPEG2000,
+    uid.RLELossless,
+)
+
+
+class DicomServer:
+    """Starts and stops the listener; the SCP handlers are passed in."""
+
+    def __init__(
+        self,
+        config: DicomNodeConfig,
+        storage: StorageSCP,
+        *,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.verification = VerificationSCP()
+        self.metrics = metrics
+        self._server: ThreadedAssociationServer | None = None
+
+    def build_ae(self) -> AE:
+        cfg = self.config
+        ae = AE(ae_title=cfg.ae_title)
+        ae.maximum_associations = cfg.max_associations
+        ae.network_timeout = cfg.network_timeout_s
+        ae.acse_timeout = cfg.acse_timeout_s
+        ae.dimse_timeout = cfg.dimse_timeout_s
+        ae.maximum_pdu_size = cfg.max_pdu_bytes
+        # Called/calling checks are done by AccessPolicy, with the peer address.
+        ae.require_called_aet = False
+        ae.add_supported_context(sc.Verification)
+        for sop_class in STORAGE_SOP_CLASSES:
+            ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+        return ae
+
+    def start(self) -> ThreadedAssociationServer:
+        """Binds and serves in background threads; returns the server (its port is bound)."""
+        handlers = [
+            (evt.EVT_C_ECHO, self.verification.handle_echo),
+            (evt.EVT_C_STORE, self.storage.handle_store),
+            install_access_control(AccessPolicy(self.config), self.metrics),
+        ]
+        ae = self.build_ae()
+        if self.metrics is not None:
+            self.metrics.active_associations.set_function(
+                lambda: len([a for a in ae.active_associations if a.is_acceptor])
+            )
+        server = ae.start_server(
+            (self.config.host, self.config.port), block=False, evt_handlers=handlers
+        )
+        assert server is not None
+        self._server = server
+        return server
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("server not started")
+        return int(self._server.server_address[1])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None

@@ -1,0 +1,98 @@
+"""The spool: where received instances live, bit-exact as they arrived.
+
+A write goes to a temporary file under `.tmp/`, is fsynced, renamed into
+`<study>/<series>/<sop>.dcm` and the directory is fsynced, so after a crash a file either is
+complete at its final path or is not there (a leftover temporary file is never indexed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from dicom_node.errors import OutOfResources
+from dicom_node.uids import checked_uid
+
+
+class Spool:
+    """Durable instance storage under `root` with a free-space watermark."""
+
+    def __init__(self, root: Path, min_free_bytes: int) -> None:
+        self.root = Path(root)
+        self.min_free_bytes = min_free_bytes
+        self._tmp = self.root / ".tmp"
+        self.rejected_dir = self.root / ".rejected"
+
+    def prepare(self) -> None:
+        """Creates the folders and removes temporary files a crash left behind."""
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        self.rejected_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self._tmp.iterdir():
+            leftover.unlink(missing_ok=True)
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        """The final path of an instance; each part is checked to be a UID (no traversal)."""
+        return (
+            self.root
+            / checked_uid(study_uid, "StudyInstanceUID")
+            / checked_uid(series_uid, "SeriesInstanceUID")
+            / f"{checked_uid(sop_uid, 'SOPInstanceUID')}.dcm"
+        )
+
+    def check_space(self, incoming_bytes: int) -> None:
+        """Raises OutOfResources when storing `incoming_bytes` would cross the watermark."""
+        if self.free_bytes() - incoming_bytes < self.min_free_bytes:
+            raise OutOfResources("spool below its free-space watermark")
+
+    def write(self, data: bytes, final: Path) -> None:
+        """Writes `data` durably at `final` (temp file, fsync, rename, directory fsync).
+
+        Raises OutOfResources when the watermark would be crossed or the write fails.
+        """
+        self.check_space(len(data))
+        tmp = self._tmp / f"{uuid.uuid4().hex}.part"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            new_dirs = not final.parent.exists()
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+            if new_dirs:
+                # New directory entries must survive a crash too.
+                _fsync_dir(final.parent.parent)
+                _fsync_dir(self.root)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise OutOfResources(f"spool write failed: {exc.strerror or type(exc).__name__}") from exc
+
+    def keep_rejected(self, data: bytes) -> Path | None:
+        """Keeps the bytes of a refused data set for inspection; None when that fails too."""
+        target = self.rejected_dir / f"{uuid.uuid4().hex}.dcm"
+        try:
+            if self.free_bytes() - len(data) < self.min_free_bytes:
+                return None
+            target.write_bytes(data)
+        except OSError:
+            return None
+        return target
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,59 @@
+"""Pixel decoding: stored values of every frame, whatever the transfer syntax.
+
+pydicom decodes native and deflated data itself and compressed data (JPEG baseline/extended and
+lossless, JPEG-LS, JPEG 2000, RLE; PS3.5 A.4) through the installed pylibjpeg plugins. Only
+single-sample greyscale images are volumes (PS3.3 C.7.6.3.1.2); anything else is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from dicom_node.volume.errors import UnsupportedPixelDataError
+
+_GREYSCALE = {"MONOCHROME1", "MONOCHROME2"}
+
+
+def check_greyscale(ds: Dataset) -> None:
+    """Raises UnsupportedPixelDataError unless the image is one-sample MONOCHROME1/2."""
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if samples != 1 or photometric not in _GREYSCALE:
+        raise UnsupportedPixelDataError(
+            f"instance {ds.get('SOPInstanceUID', '?')}: {samples} sample(s), "
+            f"photometric {photometric or 'absent'}; only greyscale images form a volume"
+        )
+
+
+def read_frames(path: str | Path, expected_frames: int) -> np.ndarray:
+    """Stored values of all frames of one file as (frames, rows, columns).
+
+    Raises:
+        UnsupportedPixelDataError: no Pixel Data, an unknown transfer syntax, a decoder error,
+            or a frame count other than `expected_frames`.
+    """
+    try:
+        ds = dcmread(path)
+        check_greyscale(ds)
+        if "PixelData" not in ds:
+            raise UnsupportedPixelDataError(f"instance {ds.SOPInstanceUID} has no Pixel Data")
+        # pydicom raises plain exceptions from many decoders; every one means the same thing
+        # here: these stored bytes cannot become pixels.
+        array = ds.pixel_array
+    except UnsupportedPixelDataError:
+        raise
+    except (ValueError, RuntimeError, NotImplementedError, KeyError, OSError) as exc:
+        raise UnsupportedPixelDataError(
+            f"pixel data cannot be decoded ({type(exc).__name__})"
+        ) from exc
+    frames = array.reshape((-1, *array.shape[-2:])) if array.ndim == 3 else array[np.newaxis]
+    if frames.shape[0] != expected_frames:
+        raise UnsupportedPixelDataError(
+            f"instance {ds.SOPInstanceUID}: {frames.shape[0]} frames decoded, "
+            f"{expected_frames} described"
+        )
+    return frames

@@ -1,0 +1,200 @@
+"""Model cards: ``model.yaml`` beside the weights, parsed strictly.
+
+A card says what a model is for and how it was made (id, version, task, modality, input spec,
+labels with SNOMED CT codes and operating thresholds, intended use, training data, measured
+metrics, weights with sha256, licence, and whether it is cleared for clinical use).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ChecksumError, ModelCardError
+from .types import Code
+
+CARD_FILE = "model.yaml"
+TASKS = ("ich-classification", "ich-segmentation", "generic")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CodeSpec(_Strict):
+    """A coded concept as written in the card (scheme ``SCT`` = SNOMED CT)."""
+
+    value: str
+    scheme: str = "SCT"
+    meaning: str
+
+    def to_code(self) -> Code:
+        return Code(value=self.value, scheme=self.scheme, meaning=self.meaning)
+
+
+class LabelSpec(_Strict):
+    """One output class: key used in code, display name, code, operating threshold."""
+
+    key: str
+    name: str
+    code: CodeSpec
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class WindowSpec(_Strict):
+    """A CT display window (centre/width in HU) used as one input channel."""
+
+    name: str
+    center: float
+    width: float = Field(gt=0)
+
+
+class InputSpec(_Strict):
+    """How the pipeline turns a volume into model input."""
+
+    matrix: tuple[int, int] = (128, 128)
+    slice_spacing_mm: float | None = Field(None, gt=0)
+    context_slices: int = Field(1, ge=0)
+    windows: tuple[WindowSpec, ...] = ()
+    spatial_shape: tuple[int, ...] | None = None
+    channels: int = Field(1, ge=1)
+
+
+class ArchitectureSpec(_Strict):
+    """A network named from the allow-list in :mod:`inference.architectures`."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class WeightFile(_Strict):
+    path: str
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex64(cls, v: str) -> str:
+        v = v.lower()
+        if len(v) != 64 or any(ch not in "0123456789abcdef" for ch in v):
+            raise ValueError("sha256 must be 64 hex digits")
+        return v
+
+
+class WeightsSpec(_Strict):
+    format: Literal["state_dict", "torchscript", "monai_bundle", "blast_ct_ensemble"]
+    files: tuple[WeightFile, ...] = Field(min_length=1)
+
+
+class ExplainSpec(_Strict):
+    method: Literal["grad-cam"] = "grad-cam"
+    target_layer: str
+
+
+class ModelCard(_Strict):
+    """The parsed ``model.yaml``."""
+
+    schema_version: int = 1
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    version: str
+    name: str
+    task: Literal["ich-classification", "ich-segmentation", "generic"]
+    modality: str
+    body_part: str = "HEAD"
+    manufacturer: str = "InferNode project"
+    intended_use: str
+    not_for_clinical_use: bool
+    license: str
+    input: InputSpec = InputSpec()
+    architecture: ArchitectureSpec | None = None
+    weights: WeightsSpec
+    labels: tuple[LabelSpec, ...] = Field(min_length=1)
+    explain: ExplainSpec | None = None
+    training_data: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def weights_sha256(self) -> str:
+        """One digest for all weight files: the file digest, or sha256 of the sorted digests."""
+        digests = [f.sha256 for f in self.weights.files]
+        if len(digests) == 1:
+            return digests[0]
+        return hashlib.sha256("".join(sorted(digests)).encode()).hexdigest()
+
+    def label(self, key: str) -> LabelSpec:
+        for lab in self.labels:
+            if lab.key == key:
+                return lab
+        raise KeyError(key)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_card(model_dir: Path) -> ModelCard:
+    """Parse ``model_dir/model.yaml``.
+
+    Raises:
+        ModelCardError: the file is missing, not YAML, or does not match the schema.
+    """
+    path = model_dir / CARD_FILE
+    if not path.is_file():
+        raise ModelCardError(f"no {CARD_FILE} in {model_dir}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ModelCardError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_card(data, str(path))
+
+
+def parse_card(data: Any, where: str = "model card") -> ModelCard:
+    """Validate a card from plain data; ModelCardError names each invalid field."""
+    if not isinstance(data, dict):
+        raise ModelCardError(f"{where}: expected a mapping at the top level")
+    try:
+        return ModelCard.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ModelCardError(f"{where}: {problems}") from exc
+
+
+def write_card(card: ModelCard, model_dir: Path) -> Path:
+    """Write ``card`` as ``model.yaml`` (keys in schema order)."""
+    path = model_dir / CARD_FILE
+    data = card.model_dump(mode="json", exclude_none=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, width=100), encoding="utf-8")
+    return path
+
+
+def verify_weights(card: ModelCard, model_dir: Path) -> list[Path]:
+    """Recompute every weight file's sha256 against the card.
+
+    Raises:
+        ChecksumError: a file is missing or its digest differs (both digests are named).
+    """
+    checked = []
+    for wf in card.weights.files:
+        path = (model_dir / wf.path).resolve()
+        if model_dir.resolve() not in path.parents:
+            raise ChecksumError(f"{card.id}: weights path {wf.path!r} leaves the model directory")
+        if not path.is_file():
+            raise ChecksumError(f"{card.id}: weights file {wf.path} is missing")
+        actual = sha256_file(path)
+        if actual != wf.sha256:
+            raise ChecksumError(
+                f"{card.id}: sha256 mismatch for {wf.path}: card says {wf.sha256}, "
+                f"file is {actual}"
+            )
+        checked.append(path)
+    return checked

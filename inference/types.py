@@ -1,0 +1,179 @@
+"""Plain values that cross the package boundary: the input volume and the Prediction.
+
+Nothing here knows DICOM; ``dicom_node`` builds a :class:`Volume` from a series and the
+encoders in ``dicom_node`` / ``hl7_fhir`` read a :class:`Prediction` (through ``workers``).
+Geometry follows the DICOM patient coordinate system (LPS, PS3.3 C.7.6.2.1.1): ``affine``
+maps voxel indices (z, y, x) to LPS millimetres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A scalar volume in Hounsfield units (CT) or scanner units (MR).
+
+    ``array`` is (z, y, x); ``spacing`` is (z, y, x) in mm; ``affine`` is a 4x4 matrix from
+    (z, y, x, 1) indices to LPS mm; ``slice_ids`` holds one opaque identifier per z index (the
+    caller's SOP Instance UIDs, for instance) so that results can name their key slices.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    affine: np.ndarray = field(default_factory=lambda: np.eye(4))
+    slice_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 3:
+            raise ValueError(f"Volume array must be 3-D (z, y, x), got shape {self.array.shape}")
+        if len(self.spacing) != 3 or min(self.spacing) <= 0:
+            raise ValueError(f"Volume spacing must be three positive mm values, got {self.spacing}")
+        if self.affine.shape != (4, 4):
+            raise ValueError("Volume affine must be 4x4")
+        if self.slice_ids and len(self.slice_ids) != self.array.shape[0]:
+            raise ValueError(
+                f"{len(self.slice_ids)} slice ids for {self.array.shape[0]} slices"
+            )
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in millilitres (1 mL = 1000 mm^3)."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+    def slice_id(self, index: int) -> str:
+        """Identifier of slice ``index``; its decimal index when no ids were given."""
+        return self.slice_ids[index] if self.slice_ids else str(index)
+
+    @staticmethod
+    def from_array(
+        array: np.ndarray, spacing: tuple[float, float, float], slice_ids: tuple[str, ...] = ()
+    ) -> Volume:
+        """A volume with an axis-aligned affine built from ``spacing`` (index order z, y, x)."""
+        affine = np.eye(4)
+        affine[0, 0], affine[1, 1], affine[2, 2] = spacing
+        return Volume(array=array, spacing=spacing, affine=affine, slice_ids=slice_ids)
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded concept (PS3.3 Table 8.8-1: Code Value, Coding Scheme Designator, Meaning)."""
+
+    value: str
+    scheme: str
+    meaning: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model produced a result: enough for the IHE AIR Contributing Equipment item."""
+
+    model_id: str
+    version: str
+    name: str
+    weights_sha256: str
+    manufacturer: str
+    not_for_clinical_use: bool
+
+
+@dataclass(frozen=True)
+class KeySlice:
+    """The slice where a class is most probable."""
+
+    index: int
+    slice_id: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class ClassResult:
+    """Study-level result for one output class."""
+
+    key: str
+    name: str
+    code: Code
+    probability: float
+    threshold: float
+    positive: bool
+    key_slice: KeySlice | None
+
+
+@dataclass(frozen=True)
+class SegmentMask:
+    """A binary mask aligned voxel for voxel with the input volume."""
+
+    key: str
+    name: str
+    code: Code
+    mask: np.ndarray
+    volume_ml: float
+    voxel_count: int
+
+
+@dataclass(frozen=True)
+class SaliencyMap:
+    """A Grad-CAM map for one class on one input slice, in [0, 1], shape (y, x) of the input."""
+
+    key: str
+    slice_index: int
+    slice_id: str
+    heatmap: np.ndarray
+    peak_yx: tuple[int, int]
+    png: bytes
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wall-clock seconds per stage, and the device that ran the model."""
+
+    preprocess_s: float
+    inference_s: float
+    explain_s: float
+    total_s: float
+    device: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a pipeline returns for one study.
+
+    ``slice_probabilities`` is (n_input_slices, n_classes) in the order of ``classes``; empty
+    (0, n) for segmentation-only models. ``masks`` are uint8 0/1 arrays with the input's shape.
+    """
+
+    pipeline: str
+    model: ModelInfo
+    classes: tuple[ClassResult, ...]
+    slice_probabilities: np.ndarray
+    slice_ids: tuple[str, ...]
+    masks: tuple[SegmentMask, ...] = ()
+    saliency: tuple[SaliencyMap, ...] = ()
+    timings: Timings | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def positive(self) -> tuple[str, ...]:
+        """Keys of the classes at or above their threshold."""
+        return tuple(c.key for c in self.classes if c.positive)
+
+    @property
+    def study_probabilities(self) -> dict[str, float]:
+        """Class key -> study-level probability."""
+        return {c.key: c.probability for c in self.classes}
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Class key -> operating threshold from the model card."""
+        return {c.key: c.threshold for c in self.classes}
+
+    def result(self, key: str) -> ClassResult:
+        """The result for class ``key``; KeyError when the model has no such class."""
+        for c in self.classes:
+            if c.key == key:
+                return c
+        raise KeyError(key)

@@ -1,0 +1,163 @@
+"""The `infernode` command line."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from infernode.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="InferNode: AI inference node")
+console = Console()
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML or TOML settings file")
+]
+
+
+def _settings(config: Path | None, **overrides: object) -> Settings:
+    try:
+        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        for key, message in exc.problems:
+            console.print(f"[red]config error[/red] {key}: {message}")
+        raise typer.Exit(2) from exc
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    db: Annotated[str | None, typer.Option(help="database URL (overrides the file)")] = None,
+    port: Annotated[int | None, typer.Option(help="DICOM port (overrides the file)")] = None,
+) -> None:
+    """Run the node: DICOM listener, study assembly and web API, until interrupted."""
+    from infernode.node import Node
+
+    overrides: dict[str, object] = {}
+    if db:
+        overrides["database"] = {"url": db}
+    if port is not None:
+        overrides["dicom"] = {"port": port}
+    settings = _settings(config, **overrides)
+    _logging(settings.log_level)
+    node = Node.build(settings)
+    node.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    console.print(
+        f"InferNode listening: AE {settings.dicom.ae_title} on "
+        f"{settings.dicom.host}:{node.server.port}"
+        + (f", web on http://{settings.web.host}:{settings.web.port}" if settings.web.enabled else "")
+    )
+    stop.wait()
+    node.stop()
+
+
+@app.command("check-config")
+def check_config(
+    file: Annotated[Path, typer.Argument(help="settings file to check")],
+) -> None:
+    """Validate a settings file; print every problem with its key."""
+    try:
+        settings = load_settings(file)
+    except ConfigError as exc:
+        for key, message in exc.problems:
+            console.print(f"[red]error[/red] {key}: {message}")
+        raise typer.Exit(1) from exc
+    problems = []
+    spool = settings.dicom.spool_dir
+    parent = next((p for p in [spool, *spool.parents] if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        problems.append(("dicom.spool_dir", "no existing parent folder"))
+    if not settings.dicom.require_known_peers:
+        console.print("[yellow]warning[/yellow] dicom.require_known_peers: any peer may store")
+    for key, message in problems:
+        console.print(f"[red]error[/red] {key}: {message}")
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"{file}: OK")
+
+
+@app.command()
+def send(
+    folder: Annotated[Path, typer.Argument(help="folder with DICOM files (searched recursively)")],
+    host: str = "127.0.0.1",
+    port: int = 11112,
+    called_ae: Annotated[str, typer.Option("--called-ae")] = "INFERNODE",
+    calling_ae: Annotated[str, typer.Option("--calling-ae")] = "INFERNODE_SCU",
+) -> None:
+    """C-STORE every DICOM file under FOLDER to a peer, with a progress bar."""
+    from infernode.sender import dicom_files, send_files
+
+    files = dicom_files(folder)
+    if not files:
+        console.print(f"[red]no DICOM files under {folder}[/red]")
+        raise typer.Exit(1)
+    with Progress(
+        TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("send", total=len(files))
+        try:
+            report = send_files(
+                files, host=host, port=port, called_ae=called_ae, calling_ae=calling_ae,
+                on_progress=lambda _p, _s: progress.advance(task),
+            )
+        except ConnectionError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+    console.print(f"sent {report.sent} of {len(files)}")
+    for status, count in report.failed.items():
+        console.print(f"[red]failed {count} with status {status}[/red]")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(config: ConfigOption = None) -> None:
+    """Show what the index holds: studies, series, instances, refused instances."""
+    from dicom_node.index.store import IndexStore
+    from infernode.db import create_engine, migrate
+
+    settings = _settings(config)
+    engine = create_engine(settings.database.url)
+    migrate(engine)
+    counts = IndexStore(engine).counts()
+    table = Table("what", "count")
+    for key, value in counts.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path("var/demo"),
+    timeout: Annotated[float, typer.Option(help="seconds to wait for results")] = 300.0,
+) -> None:
+    """Start the node on embedded defaults, send sample studies, and show what happened."""
+    from infernode.demo import run_demo
+
+    raise typer.Exit(run_demo(workdir, timeout=timeout, console=console))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Database engine and schema migrations for every package.
+
+SQLite (WAL, synchronous=FULL: a committed index row survives power loss) is the embedded default;
+PostgreSQL for more than one host. Each package keeps its Alembic revisions in its own
+`migrations/` folder on a branch named after it; `migrate` upgrades every branch to its head.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, event
+
+MIGRATING_PACKAGES = ("dicom_node", "workers", "hl7_fhir")
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite files get WAL, FULL sync, foreign keys and a busy timeout."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _version_locations() -> list[str]:
+    found = []
+    for name in MIGRATING_PACKAGES:
+        module = importlib.import_module(name)
+        folder = Path(module.__file__ or "").parent / "migrations"
+        if folder.is_dir() and any(folder.glob("*.py")):
+            found.append(str(folder))
+    return found
+
+
+def alembic_config(engine_connection: sa.Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("version_locations", " ".join(_version_locations()))
+    cfg.set_main_option("version_path_separator", "space")
+    cfg.attributes["connection"] = engine_connection
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Brings every package's tables to their newest revision (idempotent)."""
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "heads")

@@ -1,0 +1,111 @@
+"""Process wiring for `infernode serve`: database, spool, DICOM listener, study assembly, web."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+
+from dicom_node.assembly import StudyAssembler, utc_now
+from dicom_node.events import StudyReady
+from dicom_node.index.headers import InstanceHeader
+from dicom_node.index.store import IndexStore
+from dicom_node.metrics import IngestMetrics
+from dicom_node.scp.server import DicomServer
+from dicom_node.scp.storage import StorageSCP
+from dicom_node.spool import Spool
+from infernode.db import create_engine, migrate
+from infernode.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Node:
+    """A running node. Build with `Node.build(settings)`, then `start()` and `stop()`."""
+
+    settings: Settings
+    engine: Engine
+    registry: CollectorRegistry
+    index: IndexStore
+    spool: Spool
+    server: DicomServer
+    assembler: StudyAssembler
+    ready_handlers: list[Callable[[StudyReady], None]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    web_server: object | None = None
+
+    @classmethod
+    def build(cls, settings: Settings) -> Node:
+        engine = create_engine(settings.database.url)
+        migrate(engine)
+        registry = CollectorRegistry()
+        metrics = IngestMetrics(registry)
+        spool = Spool(settings.dicom.spool_dir, settings.dicom.min_free_bytes)
+        index = IndexStore(engine)
+        handlers: list[Callable[[StudyReady], None]] = []
+
+        def quiet_period(_header: InstanceHeader) -> float:
+            return settings.dicom.quiet_period_s
+
+        storage = StorageSCP(
+            spool, index, quiet_period=quiet_period, clock=utc_now, metrics=metrics
+        )
+        server = DicomServer(settings.dicom, storage, metrics=metrics)
+
+        def dispatch(event: StudyReady) -> None:
+            log.info(
+                "study ready study=%s series=%d amendment=%d",
+                event.study_instance_uid,
+                len(event.series),
+                event.amendment,
+            )
+            for handler in handlers:
+                handler(event)
+
+        assembler = StudyAssembler(engine, dispatch, clock=utc_now, metrics=metrics)
+        return cls(
+            settings=settings,
+            engine=engine,
+            registry=registry,
+            index=index,
+            spool=spool,
+            server=server,
+            assembler=assembler,
+            ready_handlers=handlers,
+        )
+
+    def start(self) -> None:
+        self.spool.prepare()
+        self.server.start()
+        thread = threading.Thread(
+            target=self.assembler.run,
+            args=(self._stop, self.settings.dicom.assembly_poll_s),
+            name="assembly",
+            daemon=True,
+        )
+        thread.start()
+        self._threads.append(thread)
+        if self.settings.web.enabled:
+            from infernode.web import start_web
+
+            self.web_server = start_web(self)
+        log.info(
+            "listening ae=%s port=%d", self.settings.dicom.ae_title, self.server.port
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.stop()
+        if self.web_server is not None:
+            from infernode.web import stop_web
+
+            stop_web(self.web_server)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.engine.dispose()

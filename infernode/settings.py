@@ -1,0 +1,114 @@
+"""The node's one typed Settings object: a YAML or TOML file, overridden by environment variables.
+
+Environment variables use the prefix `INFERNODE_` and `__` between section and key, e.g.
+`INFERNODE_DICOM__PORT=104` or `INFERNODE_DATABASE__URL=postgresql+psycopg://...`. Each package
+receives only its own section.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from dicom_node.config import DicomNodeConfig
+
+
+class DatabaseConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        default="sqlite:///var/infernode.db",
+        description="SQLAlchemy URL: sqlite:///PATH (default) or postgresql+psycopg://...",
+    )
+
+
+class WebConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8042, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, by section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INFERNODE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Path("var")
+    log_level: str = "INFO"
+    dicom: DicomNodeConfig = DicomNodeConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    web: WebConfig = WebConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment overrides them.
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; `problems` lists (key, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{k}: {m}" for k, m in problems))
+        self.problems = problems
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The mapping in a .yaml/.yml or .toml file. Raises ConfigError when it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("<file>", f"cannot read {path}: {exc.strerror}")]) from exc
+    try:
+        if path.suffix.lower() == ".toml":
+            data: Any = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text) or {}
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError([("<file>", f"not valid {path.suffix.lstrip('.')}: {exc}")]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError([("<file>", "the top level must be a mapping of sections")])
+    return data
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from `path` (optional) + environment + explicit `overrides` (highest).
+
+    Raises ConfigError listing every problem with its dotted key.
+    """
+    data = read_config_file(path) if path is not None else {}
+    try:
+        settings = Settings(**data)
+        if overrides:
+            merged = settings.model_dump()
+            _deep_update(merged, overrides)
+            settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(
+            [(".".join(str(p) for p in err["loc"]) or "<root>", err["msg"]) for err in exc.errors()]
+        ) from exc
+    return settings
+
+
+def _deep_update(target: dict[str, Any], changes: dict[str, Any]) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value

@@ -1,0 +1,49 @@
+"""The node's HTTP side: health, Prometheus `/metrics`, and a read-only status API."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from infernode.node import Node
+
+
+def create_app(node: Node) -> FastAPI:
+    app = FastAPI(title="InferNode", version="0.1.0")
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(node.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/status")
+    def status() -> dict[str, Any]:
+        return {"index": node.index.counts(), "dicom_port": node.server.port}
+
+    return app
+
+
+def start_web(node: Node) -> uvicorn.Server:
+    cfg = node.settings.web
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(node), host=cfg.host, port=cfg.port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="web", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server
+
+
+def stop_web(server: Any) -> None:
+    server.should_exit = True
