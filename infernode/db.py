@@ -54,7 +54,7 @@ def alembic_config(engine_connection: sa.Connection) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.set_main_option("version_locations", " ".join(_version_locations()))
-    cfg.set_main_option("version_path_separator", "space")
+    cfg.set_main_option("path_separator", "space")
     cfg.attributes["connection"] = engine_connection
     return cfg
 

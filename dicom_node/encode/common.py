@@ -50,6 +50,10 @@ def air_contributing_equipment(ctx: EncodeContext, when: datetime) -> Dataset:
     purpose (Newcode1, 99IHE, "Processing Algorithm"), Manufacturer, Manufacturer's Model
     Name, Software Versions and Device UID (PS3.3 C.12.1.1.4; IHE Rad TF-3 AIR).
 
+    Model Name and Software Versions carry the algorithm's name and version, so they equal the
+    SR's Algorithm Name (111001) and Version (111003) as STANDARDS.md asks; the product model
+    name goes to the General Equipment module and the device observer.
+
     highdicom's own ContributingEquipment accepts only DCM purposes, hence a plain Dataset.
     """
     purpose = Dataset()
@@ -59,18 +63,27 @@ def air_contributing_equipment(ctx: EncodeContext, when: datetime) -> Dataset:
     item = Dataset()
     item.PurposeOfReferenceCodeSequence = [purpose]
     item.Manufacturer = ctx.algorithm.manufacturer
-    item.ManufacturerModelName = ctx.algorithm.model_name
+    item.ManufacturerModelName = ctx.algorithm.name
     item.SoftwareVersions = ctx.algorithm.version
     item.DeviceSerialNumber = device_serial_number(ctx)
     item.DeviceUID = device_uid(ctx)
     item.ContributionDateTime = DT(when)
-    item.ContributionDescription = f"{ctx.algorithm.name} {ctx.algorithm.version}"[:1024]
+    item.ContributionDescription = f"{AI_NOTICE}: {ctx.algorithm.model_name}"
     return item
 
 
-def finish(ds: Dataset, ctx: EncodeContext, when: datetime) -> None:
+_STUDY_ATTRIBUTES = ("StudyDescription", "AccessionNumber", "ReferringPhysicianName", "StudyID")
+"""General Study attributes (PS3.3 C.7.2.1) every output repeats from its source, so the
+study reads the same whichever instance a PACS indexes first (highdicom's KOS omits some)."""
+
+
+def finish(ds: Dataset, ctx: EncodeContext, when: datetime, source: Dataset) -> None:
     """Stamps creation, content and series date/time from the injected clock (highdicom reads
-    the system clock) and appends the AIR item to the Contributing Equipment Sequence."""
+    the system clock), repeats the source's General Study attributes, and appends the AIR item
+    to the Contributing Equipment Sequence."""
+    for keyword in _STUDY_ATTRIBUTES:
+        if keyword in source:
+            setattr(ds, keyword, source[keyword].value)
     date, time = DA(when.date()), TM(when.time().replace(microsecond=0))
     ds.InstanceCreationDate = date
     ds.InstanceCreationTime = time
@@ -79,6 +92,11 @@ def finish(ds: Dataset, ctx: EncodeContext, when: datetime) -> None:
     ds.SeriesDate = date
     ds.SeriesTime = time
     equipment = list(ds.get("ContributingEquipmentSequence", []))
+    processing = dcm_codes.DCM.ProcessingEquipment.value
+    for item in equipment:
+        # highdicom stamps its own item with the system clock; a re-run must not differ.
+        if item.PurposeOfReferenceCodeSequence[0].CodeValue == processing:
+            item.ContributionDateTime = DT(when)
     equipment.append(air_contributing_equipment(ctx, when))
     ds.ContributingEquipmentSequence = equipment
 

@@ -77,5 +77,5 @@ def encode_kos(
         institution_name=ctx.institution_name,
         series_description=series_description(ctx, "KOS"),
     )
-    finish(kos, ctx, when)
+    finish(kos, ctx, when, selected[0])
     return kos

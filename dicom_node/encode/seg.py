@@ -112,5 +112,23 @@ def encode_seg(
         series_description=series_description(ctx, "SEG"),
         content_creator_name=None,
     )
-    finish(seg, ctx, when)
+    # highdicom draws a random Dimension Organization UID; a re-run must give the same object.
+    organization = ctx.uids.uid("seg.dimension-organization")
+    for item in (*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence):
+        item.DimensionOrganizationUID = organization
+    if "FrameOfReferenceUID" not in seg:
+        _without_frame_of_reference(seg, sources[0])
+    finish(seg, ctx, when, sources[0])
     return seg
+
+
+def _without_frame_of_reference(seg: hd.seg.Segmentation, source: Dataset) -> None:
+    """Fixes what highdicom writes for a projection image (e.g. DX), which has no Frame of
+    Reference: Patient Orientation is then Type 2C in the General Image module (PS3.3
+    C.7.6.1), copied from the source; and the Pixel Measures macro applies only with a Frame
+    of Reference (PS3.3 A.51.5), while highdicom writes one without Slice Thickness that its
+    own reader rejects."""
+    seg.PatientOrientation = source.get("PatientOrientation", "")
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    if "PixelMeasuresSequence" in shared:
+        del shared.PixelMeasuresSequence

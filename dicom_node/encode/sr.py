@@ -128,5 +128,5 @@ def encode_sr(
         manufacturer_model_name=ctx.algorithm.model_name,
         software_versions=ctx.algorithm.version,
     )
-    finish(sr, ctx, when)
+    finish(sr, ctx, when, sources[0])
     return sr

@@ -117,10 +117,46 @@ def mask_group(
         raise ValueError(f"no SEG segment for mask finding {finding.label!r}")
     assert seg is not None
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        referenced_segment=hd.sr.ReferencedSegment.from_segmentation(
-            seg, segment_number=numbers[tracking_uid]
-        ),
+        referenced_segment=referenced_segment(seg, numbers[tracking_uid]),
         **common,  # type: ignore[arg-type]
+    )
+
+
+def referenced_segment(seg: Dataset, number: int) -> hd.sr.ReferencedSegment:
+    """The TID 1411 Referenced Segment (121191) item, with the source images the segment's
+    frames derive from (PS3.3 C.7.6.16.2.6 Derivation Image; else the referenced series).
+
+    highdicom's ``ReferencedSegment.from_segmentation`` looks for the Segment Identification
+    only per frame; highdicom itself puts it in the shared groups when there is one segment.
+    """
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    images: dict[str, str] = {}
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        ident = frame if "SegmentIdentificationSequence" in frame else shared
+        if int(ident.SegmentIdentificationSequence[0].ReferencedSegmentNumber) != number:
+            continue
+        for derivation in frame.get("DerivationImageSequence", []):
+            for source in derivation.get("SourceImageSequence", []):
+                images[str(source.ReferencedSOPInstanceUID)] = str(source.ReferencedSOPClassUID)
+    if images:
+        return hd.sr.ReferencedSegment(
+            sop_class_uid=seg.SOPClassUID,
+            sop_instance_uid=seg.SOPInstanceUID,
+            segment_number=number,
+            source_images=[
+                hd.sr.SourceImageForSegmentation(
+                    referenced_sop_class_uid=cls, referenced_sop_instance_uid=uid
+                )
+                for uid, cls in images.items()
+            ],
+        )
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=seg.SOPClassUID,
+        sop_instance_uid=seg.SOPInstanceUID,
+        segment_number=number,
+        source_series=hd.sr.SourceSeriesForSegmentation(
+            seg.ReferencedSeriesSequence[0].SeriesInstanceUID
+        ),
     )
 
 

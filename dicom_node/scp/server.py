@@ -43,19 +43,23 @@ STORAGE_SOP_CLASSES: tuple[str, ...] = (
     sc.KeyObjectSelectionDocumentStorage,
 )
 
+# pynetdicom accepts the first of these that the requestor proposes, so the order is a policy:
+# lossless compressed first (a sender offering them holds the data that way, and the bytes are kept
+# as they are), then uncompressed, and lossy syntaxes last, so that the node never asks a sender to
+# compress lossily data it holds losslessly.
 TRANSFER_SYNTAXES: tuple[str, ...] = (
+    uid.JPEGLosslessSV1,
+    uid.JPEGLossless,
+    uid.JPEGLSLossless,
+    uid.JPEG2000Lossless,
+    uid.RLELossless,
     uid.ExplicitVRLittleEndian,
     uid.ImplicitVRLittleEndian,
     uid.DeflatedExplicitVRLittleEndian,
     uid.JPEGBaseline8Bit,
     uid.JPEGExtended12Bit,
-    uid.JPEGLossless,
-    uid.JPEGLosslessSV1,
-    uid.JPEGLSLossless,
     uid.JPEGLSNearLossless,
-    uid.JPEG2000Lossless,
     uid.JPEG2000,
-    uid.RLELossless,
 )
 
 

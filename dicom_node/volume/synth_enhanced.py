@@ -5,6 +5,10 @@ One instance holds every slice as a frame; the plane geometry lives in functiona
 Position and Frame Content per frame, with a one-dimension organisation along the stack
 (PS3.3 C.7.6.17). Built from the classic instances of `dicom_node.synth`, so both forms of a
 series carry the same pixels and identifiers. Nothing here is used on the receive path.
+
+Scope: the modules and functional groups the series reader depends on. The acquisition macros
+the Enhanced CT / MR IODs also require (CT Exposure, MR Echo, Frame Anatomy...) are absent, so
+dciodvfy reports them; use these objects as reader input, not as conformance references.
 """
 
 from __future__ import annotations
@@ -105,7 +109,6 @@ def enhanced_series(
     ds.AcquisitionContextSequence = DicomSequence([])
     ds.NumberOfFrames = len(classic)
     if spec.modality == "MR":
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
         ds.ComplexImageComponent = "MAGNITUDE"
         ds.AcquisitionContrast = "DIFFUSION" if spec.diffusion_b_value is not None else "T2"
         ds.ResonantNucleus = "1H"
@@ -142,7 +145,7 @@ def enhanced_series(
     ds.DimensionIndexSequence = DicomSequence([index_item])
 
     per_frame = []
-    for f, k in enumerate(order):
+    for k in order:
         item = Dataset()
         item.FrameContentSequence = _item(
             FrameAcquisitionNumber=1, DimensionIndexValues=[k + 1], StackID="1",
@@ -152,7 +155,6 @@ def enhanced_series(
         item.PlanePositionSequence = _item(
             ImagePositionPatient=list(classic[k].ImagePositionPatient)
         )
-        del f
         per_frame.append(item)
     ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)
     for keyword in ("SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns",

@@ -1,0 +1,419 @@
+"""Which series of a study a pipeline reads, decided from headers alone, with the reasons.
+
+`series_facts` reduces each series' headers (no pixels) to the few facts selection needs;
+`select_ich`, `select_stroke` and `select_fracture` are pure functions of those facts. Every
+series gets a verdict with its reasons, whether chosen or not, so the job record can say why a
+study was read the way it was, or why it was not read at all.
+
+Attributes used: Image Type (PS3.3 C.7.6.1.1.2; C.8.15.3.1 for Enhanced CT), Image Orientation
+(Patient) (C.7.6.2.1.1), Contrast/Bolus Agent (C.7.6.4), Convolution Kernel (C.8.2.1),
+Slice Thickness (C.7.6.2), Diffusion b-value (C.8.13.5.9) and its usual vendor placements.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+from pydicom.uid import (
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    LegacyConvertedEnhancedCTImageStorage,
+)
+
+_CT_IMAGE_CLASSES = {CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage}
+_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"  # X-Ray Radiation Dose SR (PS3.4 B.5)
+_RADIOGRAPHY = {"CR", "DX"}
+_HEAD_PARTS = {"HEAD", "BRAIN", "SKULL", "HEADNECK", "HEAD_NECK"}
+_SIEMENS_B_VALUE = Tag(0x0019, 0x100C)
+
+_LOCALIZER_WORDS = re.compile(r"\b(SCOUT|TOPOGRAM|LOCALI[SZ]ER|SURVIEW|SCANOGRAM|PILOT)\b")
+_DOSE_WORDS = re.compile(r"\bDOSE\b")
+_CONTRAST_WORDS = re.compile(r"(\bCTA\b|\bANGIO|\bC\+|\bWITH CONTRAST\b|\bPOST[ -]?CONTRAST\b)")
+_REFORMAT_TYPES = {"MPR", "REFORMATTED", "MIP", "MINIP", "VOLUME RENDER", "PROJECTION IMAGE"}
+# Kernel names by vendor habit: GE words, Siemens H/Hr/Br/Qr/J + sharpness number, Canon FCnn,
+# Philips UB/UC for brain. Unknown names rank between soft and sharp rather than being guessed.
+_SOFT_KERNEL = re.compile(
+    r"(BRAIN|SOFT|STANDARD|STND|\b(H|HR|BR|QR|J)[1-4]\d|\bFC[12]\d|\bUB\b|\bUC\b)"
+)
+_SHARP_KERNEL = re.compile(r"(BONE|EDGE|DETAIL|SHARP|LUNG|\b(H|HR|BR|QR|J)[6-9]\d|\bFC[3-8]\d)")
+
+
+@dataclass(frozen=True)
+class SeriesFacts:
+    """What selection knows about one series. `text` is Series Description + Protocol Name
+    (upper case) for keyword rules; `plane` is AXIAL, CORONAL, SAGITTAL, OBLIQUE or UNKNOWN;
+    `b_values` maps each diffusion b-value found to its SOP Instance UIDs."""
+
+    series_instance_uid: str
+    modality: str
+    sop_class_uids: tuple[str, ...]
+    image_type: tuple[str, ...]
+    text: str
+    description: str
+    body_part: str
+    images: int
+    slice_thickness: float | None
+    plane: str
+    contrast: bool
+    kernel: str
+    presentation_intent: str = ""
+    series_number: int = 0
+    sop_instance_uids: tuple[str, ...] = ()
+    b_values: tuple[tuple[float, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One series' outcome: usable or not, chosen (as `role`) or not, and why."""
+
+    series_instance_uid: str
+    usable: bool
+    reasons: tuple[str, ...]
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A chosen series in a role; `sop_instance_uids` empty means the whole series."""
+
+    role: str
+    series_instance_uid: str
+    sop_instance_uids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The series a pipeline will read, with a verdict for every series of the study."""
+
+    pipeline: str
+    choices: tuple[Choice, ...]
+    verdicts: tuple[Verdict, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.choices)
+
+    def series_for(self, role: str) -> Choice | None:
+        return next((c for c in self.choices if c.role == role), None)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready explanation for the job record (UIDs and reasons only, no PHI)."""
+        return {
+            "pipeline": self.pipeline,
+            "chosen": [
+                {"role": c.role, "series_instance_uid": c.series_instance_uid,
+                 "instances": len(c.sop_instance_uids) or None}
+                for c in self.choices
+            ],
+            "series": [
+                {"series_instance_uid": v.series_instance_uid, "usable": v.usable,
+                 "role": v.role, "reasons": list(v.reasons)}
+                for v in self.verdicts
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class IchCriteria:
+    """Limits for the ICH reading series: slice thickness range (mm), fewest images, and the
+    largest angle (degrees) between the slice normal and the head-foot axis still called axial."""
+
+    min_thickness_mm: float = 0.5
+    max_thickness_mm: float = 5.0
+    min_images: int = 10
+    max_axial_angle_deg: float = 30.0
+
+
+# --- facts -------------------------------------------------------------------------------------
+
+
+def _upper_values(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(str(v).strip().upper() for v in items if str(v).strip())
+
+
+def _plane(ds: Dataset, max_angle_deg: float = 30.0) -> str:
+    """Anatomical plane nearest to the image plane, from its normal (OBLIQUE when the normal is
+    more than `max_angle_deg` from every patient axis)."""
+    iop = ds.get("ImageOrientationPatient")
+    if iop is None:
+        groups = ds.get("SharedFunctionalGroupsSequence")
+        if groups and "PlaneOrientationSequence" in groups[0]:
+            iop = groups[0].PlaneOrientationSequence[0].get("ImageOrientationPatient")
+    if iop is None or len(iop) != 6:
+        return "UNKNOWN"
+    normal = np.cross(np.asarray(iop[:3], dtype=float), np.asarray(iop[3:], dtype=float))
+    size = float(np.linalg.norm(normal))
+    if size < 1e-6:
+        return "UNKNOWN"
+    cosines = np.abs(normal / size)
+    axis = int(np.argmax(cosines))
+    if np.degrees(np.arccos(min(1.0, float(cosines[axis])))) > max_angle_deg:
+        return "OBLIQUE"
+    return ("SAGITTAL", "CORONAL", "AXIAL")[axis]
+
+
+def _b_value(ds: Dataset) -> float | None:
+    """Diffusion b-value: the standard attribute, then Siemens' private element, then the
+    conventions of Sequence Name (``*ep_b1000t``) and Image Comments (``b=1000``)."""
+    for candidate in (ds.get("DiffusionBValue"), ds.get(_SIEMENS_B_VALUE)):
+        value: Any = candidate.value if isinstance(candidate, DataElement) else candidate
+        try:
+            if value not in (None, "", b""):
+                return float(value)
+        except (TypeError, ValueError):
+            pass
+    for keyword, pattern in (("SequenceName", r"b(\d+)"), ("ImageComments", r"b\s*=\s*(\d+)")):
+        match = re.search(pattern, str(ds.get(keyword, "")), re.IGNORECASE)
+        if match:
+            return float(match.group(1))
+    return None
+
+
+def series_facts(headers: Sequence[Dataset]) -> SeriesFacts:
+    """Facts of one series from its instances' headers (pixels are never read)."""
+    first = headers[0]
+    image_type: list[str] = []
+    for ds in headers:
+        image_type.extend(v for v in _upper_values(ds.get("ImageType")) if v not in image_type)
+    by_b: dict[float, list[str]] = {}
+    for ds in headers:
+        b = _b_value(ds)
+        if b is not None:
+            by_b.setdefault(b, []).append(str(ds.SOPInstanceUID))
+    thickness = first.get("SliceThickness")
+    text = " ".join(
+        str(first.get(k, "")) for k in ("SeriesDescription", "ProtocolName")
+    ).upper()
+    return SeriesFacts(
+        series_instance_uid=str(first.get("SeriesInstanceUID", "")),
+        modality=str(first.get("Modality", "")).upper(),
+        sop_class_uids=tuple(sorted({str(ds.get("SOPClassUID", "")) for ds in headers})),
+        image_type=tuple(image_type),
+        text=text,
+        description=str(first.get("SeriesDescription", "")).upper(),
+        body_part=str(first.get("BodyPartExamined", "")).upper(),
+        images=sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in headers),
+        slice_thickness=float(thickness) if thickness not in (None, "") else None,
+        plane=_plane(first),
+        contrast=any(
+            str(ds.get("ContrastBolusAgent", "")).strip() or ds.get("ContrastBolusAgentSequence")
+            for ds in headers
+        ),
+        kernel=" ".join(_upper_values(first.get("ConvolutionKernel"))),
+        presentation_intent=str(first.get("PresentationIntentType", "")).upper(),
+        series_number=int(first.get("SeriesNumber", 0) or 0),
+        sop_instance_uids=tuple(str(ds.SOPInstanceUID) for ds in headers),
+        b_values=tuple((b, tuple(uids)) for b, uids in sorted(by_b.items())),
+    )
+
+
+def study_facts(headers: Iterable[Dataset]) -> list[SeriesFacts]:
+    """Groups a study's instance headers by Series Instance UID and summarises each series."""
+    series: dict[str, list[Dataset]] = {}
+    for ds in headers:
+        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
+    return [series_facts(group) for group in series.values()]
+
+
+# --- shared rules ------------------------------------------------------------------------------
+
+
+def _non_image_reasons(f: SeriesFacts) -> list[str]:
+    """Reasons a series is not a primary acquisition: dose reports, localizers, reformats."""
+    reasons = []
+    if _DOSE_SR in f.sop_class_uids or f.modality == "SR":
+        reasons.append("structured report (dose report or other SR), not images")
+    elif _DOSE_WORDS.search(f.text) and (f.modality == "OT" or "SECONDARY" in f.image_type):
+        reasons.append("dose report screen (secondary capture)")
+    if "LOCALIZER" in f.image_type or _LOCALIZER_WORDS.search(f.text):
+        reasons.append("localizer / scout")
+    if "DERIVED" in f.image_type[:1] or "SECONDARY" in f.image_type[1:2]:
+        reasons.append(f"derived or secondary image type ({'/'.join(f.image_type[:3])})")
+    reformats = sorted(_REFORMAT_TYPES.intersection(f.image_type))
+    if reformats:
+        reasons.append(f"reformat / projection ({', '.join(reformats)})")
+    return reasons
+
+
+def _kernel_class(f: SeriesFacts) -> str:
+    for source in (f.kernel, f.description):
+        if _SOFT_KERNEL.search(source) and not _SHARP_KERNEL.search(source):
+            return "soft"
+        if _SHARP_KERNEL.search(source) and not _SOFT_KERNEL.search(source):
+            return "sharp"
+    return "unknown"
+
+
+# --- ICH ---------------------------------------------------------------------------------------
+
+
+def _ich_reasons(f: SeriesFacts, c: IchCriteria) -> list[str]:
+    reasons = []
+    if f.modality != "CT":
+        reasons.append(f"modality {f.modality or 'absent'}, not CT")
+    elif not _CT_IMAGE_CLASSES.intersection(f.sop_class_uids):
+        reasons.append("not a CT image object (e.g. secondary capture)")
+    reasons += _non_image_reasons(f)
+    if f.images < c.min_images:
+        reasons.append(f"only {f.images} image(s); at least {c.min_images} needed")
+    if f.plane != "AXIAL":
+        reasons.append(f"{f.plane.lower()} orientation, not axial")
+    if f.contrast or _CONTRAST_WORDS.search(f.text):
+        reasons.append("contrast-enhanced (Contrast/Bolus Agent or description)")
+    if f.body_part and f.body_part not in _HEAD_PARTS:
+        reasons.append(f"body part {f.body_part}, not head")
+    t = f.slice_thickness
+    if t is not None and not c.min_thickness_mm <= t <= c.max_thickness_mm:
+        reasons.append(
+            f"slice thickness {t:g} mm outside {c.min_thickness_mm:g}-{c.max_thickness_mm:g} mm"
+        )
+    return reasons
+
+
+def select_ich(facts: Sequence[SeriesFacts], criteria: IchCriteria | None = None) -> Selection:
+    """The axial non-contrast head CT to read for haemorrhage.
+
+    Usable series are ranked: soft-tissue/brain kernel before unknown before bone/sharp, then
+    the thinnest slices (unknown thickness last), then the most images, then series number.
+    """
+    c = criteria or IchCriteria()
+    verdicts: dict[str, Verdict] = {}
+    usable = []
+    for f in facts:
+        reasons = _ich_reasons(f, c)
+        if reasons:
+            verdicts[f.series_instance_uid] = Verdict(f.series_instance_uid, False, tuple(reasons))
+        else:
+            usable.append(f)
+    rank = {"soft": 0, "unknown": 1, "sharp": 2}
+
+    def key(f: SeriesFacts) -> tuple[int, float, int, int]:
+        thickness = f.slice_thickness if f.slice_thickness is not None else float("inf")
+        return rank[_kernel_class(f)], thickness, -f.images, f.series_number
+
+    usable.sort(key=key)
+    for position, f in enumerate(usable):
+        kernel = _kernel_class(f)
+        thickness = f"{f.slice_thickness:g} mm" if f.slice_thickness else "unknown thickness"
+        facts_text = f"axial non-contrast CT, {f.images} images, {thickness}, {kernel} kernel"
+        if position == 0:
+            others = f"; preferred over {len(usable) - 1} other usable" if len(usable) > 1 else ""
+            verdicts[f.series_instance_uid] = Verdict(
+                f.series_instance_uid, True, (f"chosen: {facts_text}{others}",), "ct"
+            )
+        else:
+            verdicts[f.series_instance_uid] = Verdict(
+                f.series_instance_uid, True,
+                (f"usable but ranked {position + 1}: {facts_text}",),
+            )
+    choices = (Choice("ct", usable[0].series_instance_uid),) if usable else ()
+    return Selection("ich", choices, tuple(verdicts[f.series_instance_uid] for f in facts))
+
+
+# --- stroke MR ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StrokeCriteria:
+    """Accepted range of the highest b-value (s/mm2) of the DWI series, and the target."""
+
+    min_b: float = 500.0
+    max_b: float = 2000.0
+    target_b: float = 1000.0
+    excluded_types: tuple[str, ...] = ("FA", "EXP", "EADC", "TENSOR")
+
+
+def _is_adc(f: SeriesFacts) -> bool:
+    return "ADC" in f.image_type or bool(re.search(r"(\bADC\b|APPARENT DIFFUSION)", f.text))
+
+
+def select_stroke(
+    facts: Sequence[SeriesFacts], criteria: StrokeCriteria | None = None
+) -> Selection:
+    """The DWI instances at the highest b-value (about 1000) and the ADC map for stroke."""
+    c = criteria or StrokeCriteria()
+    verdicts: dict[str, list[str]] = {}
+    dwi: list[tuple[float, SeriesFacts]] = []
+    adc: list[SeriesFacts] = []
+    for f in facts:
+        reasons = [] if f.modality == "MR" else [f"modality {f.modality or 'absent'}, not MR"]
+        reasons += [r for r in _non_image_reasons(f) if not r.startswith("derived")]
+        if f.plane not in ("AXIAL", "UNKNOWN"):
+            reasons.append(f"{f.plane.lower()} orientation, not axial")
+        excluded = sorted({x for x in c.excluded_types if x in f.image_type})
+        if not reasons and _is_adc(f):
+            adc.append(f)
+        elif not reasons and excluded:
+            reasons.append(f"diffusion derivative ({', '.join(excluded)}), not DWI or ADC")
+        elif not reasons and f.b_values:
+            top = f.b_values[-1][0]
+            if c.min_b <= top <= c.max_b:
+                dwi.append((top, f))
+            else:
+                reasons.append(f"highest b-value {top:g} outside {c.min_b:g}-{c.max_b:g}")
+        elif not reasons:
+            reasons.append("neither diffusion-weighted (no b-value) nor ADC")
+        verdicts[f.series_instance_uid] = reasons
+    dwi.sort(key=lambda item: (abs(item[0] - c.target_b), -item[1].images, item[1].series_number))
+    choices: list[Choice] = []
+    roles: dict[str, str] = {}
+    if dwi:
+        top, chosen = dwi[0]
+        instances = chosen.b_values[-1][1]
+        choices.append(Choice("dwi", chosen.series_instance_uid, instances))
+        roles[chosen.series_instance_uid] = "dwi"
+        adc.sort(key=lambda f: (f.images != len(instances), f.series_number))
+    if dwi and adc:
+        choices.append(Choice("adc", adc[0].series_instance_uid))
+        roles[adc[0].series_instance_uid] = "adc"
+    if len(choices) < 2:
+        choices = []  # DWI and ADC are read together or not at all
+        roles = {}
+    out = []
+    for f in facts:
+        reasons = verdicts[f.series_instance_uid]
+        role = roles.get(f.series_instance_uid)
+        if role == "dwi":
+            reasons = [f"chosen as DWI: {len(choices[0].sop_instance_uids)} images at "
+                       f"b={f.b_values[-1][0]:g}"]
+        elif role == "adc":
+            reasons = ["chosen as ADC map"]
+        elif not reasons:
+            reasons = ["usable but another series was preferred"
+                       if (dwi and adc) else "no complete DWI + ADC pair in the study"]
+        out.append(Verdict(f.series_instance_uid, not verdicts[f.series_instance_uid],
+                           tuple(reasons), role))
+    return Selection("stroke", tuple(choices), tuple(out))
+
+
+# --- fracture radiographs ----------------------------------------------------------------------
+
+
+def select_fracture(facts: Sequence[SeriesFacts]) -> Selection:
+    """Every CR/DX series of presentation images; processing images and captures excluded."""
+    choices, out = [], []
+    for f in facts:
+        reasons = [] if f.modality in _RADIOGRAPHY else [f"modality {f.modality}, not CR/DX"]
+        reasons += [r for r in _non_image_reasons(f) if not r.startswith("derived")]
+        if "SECONDARY" in f.image_type[1:2]:
+            reasons.append("secondary image (capture or processed copy)")
+        if f.presentation_intent == "FOR PROCESSING":
+            reasons.append("'for processing' image; only presentation images are read")
+        if reasons:
+            out.append(Verdict(f.series_instance_uid, False, tuple(reasons)))
+        else:
+            choices.append(Choice("radiograph", f.series_instance_uid))
+            out.append(Verdict(f.series_instance_uid, True,
+                               (f"chosen: {f.modality} radiograph, {f.images} image(s)",),
+                               "radiograph"))
+    return Selection("fracture", tuple(choices), tuple(out))

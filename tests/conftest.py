@@ -1,0 +1,73 @@
+"""Fixtures shared by every tier: free ports, databases (SQLite and the real PostgreSQL), and an
+in-process node on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+PG_ADMIN_URL = os.environ.get(
+    "INFERNODE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as exc:  # pragma: no cover - CI starts PostgreSQL
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}")
+    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Builds and starts in-process nodes on a free port; stops them at teardown."""
+    from infernode.node import Node
+    from infernode.settings import load_settings
+
+    started: list[Node] = []
+
+    def make(db_url: str | None = None, **dicom: Any) -> Node:
+        base = tmp_path / f"node{len(started)}"
+        settings = load_settings(
+            None,
+            database={"url": db_url or f"sqlite:///{base / 'infernode.db'}"},
+            dicom={
+                "port": 0,
+                "spool_dir": str(base / "spool"),
+                "min_free_bytes": 0,
+                "quiet_period_s": 1.0,
+                "assembly_poll_s": 0.1,
+                **dicom,
+            },
+            web={"enabled": False},
+        )
+        node = Node.build(settings)
+        node.start()
+        started.append(node)
+        return node
+
+    yield make
+    for node in started:
+        node.stop()
