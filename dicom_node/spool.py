@@ -76,7 +76,8 @@ class Spool:
                 _fsync_dir(self.root)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise OutOfResources(f"spool write failed: {exc.strerror or type(exc).__name__}") from exc
+            reason = exc.strerror or type(exc).__name__
+            raise OutOfResources(f"spool write failed: {reason}") from exc
 
     def keep_rejected(self, data: bytes) -> Path | None:
         """Keeps the bytes of a refused data set for inspection; None when that fails too."""

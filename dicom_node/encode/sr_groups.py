@@ -112,10 +112,9 @@ def mask_group(
     if not finding.positive:
         return hd.sr.MeasurementsAndQualitativeEvaluations(**common)  # type: ignore[arg-type]
     _, tracking_uid = tracking(ctx, finding.label)
-    numbers = segment_numbers_by_tracking_uid(seg) if seg is not None else {}
-    if tracking_uid not in numbers:
+    if seg is None or tracking_uid not in segment_numbers_by_tracking_uid(seg):
         raise ValueError(f"no SEG segment for mask finding {finding.label!r}")
-    assert seg is not None
+    numbers = segment_numbers_by_tracking_uid(seg)
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         referenced_segment=referenced_segment(seg, numbers[tracking_uid]),
         **common,  # type: ignore[arg-type]

@@ -83,7 +83,8 @@ class _ControlledACSE(ACSE):
 
     def _negotiate_as_acceptor(self) -> None:
         request = cast(A_ASSOCIATE, self.requestor.primitive)
-        address = self.assoc.requestor.address_info.address
+        info = self.assoc.requestor.address_info
+        address = info.address if info is not None else ""
         refusal = self._policy.check(
             str(request.calling_ae_title), str(request.called_ae_title), address
         )

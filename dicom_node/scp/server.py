@@ -7,16 +7,20 @@ transfer syntax they arrived in, never decoded on the receive path.
 
 from __future__ import annotations
 
-from pynetdicom import AE, evt
-from pynetdicom import sop_class as sc
-from pynetdicom.transport import ThreadedAssociationServer
+from typing import Any
+
 from pydicom import uid
+from pydicom import uid as sc
+from pynetdicom import AE, evt
+from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import DicomNodeConfig
 from dicom_node.metrics import IngestMetrics
 from dicom_node.scp.access import AccessPolicy, install_access_control
 from dicom_node.scp.storage import StorageSCP
 from dicom_node.scp.verification import VerificationSCP
+
+VERIFICATION = "1.2.840.10008.1.1"
 
 STORAGE_SOP_CLASSES: tuple[str, ...] = (
     sc.CTImageStorage,
@@ -89,14 +93,14 @@ class DicomServer:
         ae.maximum_pdu_size = cfg.max_pdu_bytes
         # Called/calling checks are done by AccessPolicy, with the peer address.
         ae.require_called_aet = False
-        ae.add_supported_context(sc.Verification)
+        ae.add_supported_context(VERIFICATION)
         for sop_class in STORAGE_SOP_CLASSES:
             ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
         return ae
 
     def start(self) -> ThreadedAssociationServer:
         """Binds and serves in background threads; returns the server (its port is bound)."""
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_C_ECHO, self.verification.handle_echo),
             (evt.EVT_C_STORE, self.storage.handle_store),
             install_access_control(AccessPolicy(self.config), self.metrics),

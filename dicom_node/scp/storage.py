@@ -12,8 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import cast
 
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_STORE
 
 from dicom_node.errors import StoreRefused
 from dicom_node.events import InstanceStored
@@ -52,7 +54,7 @@ class StorageSCP:
     def handle_store(self, event: evt.Event) -> int:
         """The EVT_C_STORE handler: returns a `Status`, never raises."""
         started = time.perf_counter()
-        request = event.request
+        request = cast(C_STORE, event.request)
         try:
             stored = self._store(event)
         except StoreRefused as exc:
@@ -66,7 +68,8 @@ class StorageSCP:
             if self.metrics is not None:
                 self.metrics.store_seconds.observe(time.perf_counter() - started)
         if self.metrics is not None:
-            self.metrics.instances.labels(outcome="duplicate" if stored.duplicate else "stored").inc()
+            outcome = "duplicate" if stored.duplicate else "stored"
+            self.metrics.instances.labels(outcome=outcome).inc()
             if not stored.duplicate:
                 self.metrics.bytes.inc(stored.size_bytes)
         log.debug(
@@ -80,7 +83,7 @@ class StorageSCP:
         return int(Status.SUCCESS)
 
     def _store(self, event: evt.Event) -> InstanceStored:
-        request = event.request
+        request = cast(C_STORE, event.request)
         sop_instance = checked_uid(request.AffectedSOPInstanceUID, "Affected SOP Instance UID")
         sop_class = checked_uid(request.AffectedSOPClassUID, "Affected SOP Class UID")
         calling_ae = str(event.assoc.requestor.ae_title).strip()
@@ -110,7 +113,8 @@ class StorageSCP:
             quiet_period_s=self.quiet_period(header),
         )
         return self._message(
-            event, header, sop_class, sop_instance, duplicate=not fresh, path=str(path), size=len(raw)
+            event, header, sop_class, sop_instance,
+            duplicate=not fresh, path=str(path), size=len(raw),
         )
 
     @staticmethod
@@ -146,10 +150,10 @@ class StorageSCP:
                 kept = str(kept_path) if kept_path else None
             except Exception:  # noqa: BLE001 - keeping the bytes is best effort
                 kept = None
-        request = event.request
+        request = cast(C_STORE, event.request)
         record = FailureRecord(
             calling_ae=str(event.assoc.requestor.ae_title).strip(),
-            peer_address=event.assoc.requestor.address_info.address,
+            peer_address=_peer_address(event),
             sop_class_uid=_safe_uid(request.AffectedSOPClassUID),
             sop_instance_uid=_safe_uid(request.AffectedSOPInstanceUID),
             status=int(exc.status),
@@ -167,3 +171,8 @@ class StorageSCP:
 def _safe_uid(value: object) -> str | None:
     text = str(value or "").strip()
     return text[:64] if text else None
+
+
+def _peer_address(event: evt.Event) -> str | None:
+    info = event.assoc.requestor.address_info
+    return info.address if info is not None else None

@@ -177,7 +177,8 @@ def _shift_axis(image: np.ndarray, shift: float, axis: int, fill: float) -> np.n
     shape = [1] * image.ndim
     shape[axis] = n
     w = weight.reshape(shape)
-    return take(low_i) * (1 - w) + take(high_i) * w
+    out: np.ndarray = take(low_i) * (1 - w) + take(high_i) * w
+    return out
 
 
 def untilt(

@@ -96,4 +96,5 @@ class SeriesVolume:
     def index_to_lps(self, index: np.ndarray) -> np.ndarray:
         """Maps (N, 3) (slice, row, column) indices to (N, 3) LPS positions in mm."""
         idx = np.atleast_2d(np.asarray(index, dtype=float))
-        return idx @ self.affine[:3, :3].T + self.affine[:3, 3]
+        out: np.ndarray = idx @ self.affine[:3, :3].T + self.affine[:3, 3]
+        return out

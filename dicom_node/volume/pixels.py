@@ -38,17 +38,20 @@ def read_frames(path: str | Path, expected_frames: int) -> np.ndarray:
     """
     try:
         ds = dcmread(path)
-        check_greyscale(ds)
-        if "PixelData" not in ds:
-            raise UnsupportedPixelDataError(f"instance {ds.SOPInstanceUID} has no Pixel Data")
+    except (ValueError, OSError) as exc:
+        raise UnsupportedPixelDataError(f"file not readable ({type(exc).__name__})") from exc
+    check_greyscale(ds)
+    if "PixelData" not in ds:
+        raise UnsupportedPixelDataError(f"instance {ds.SOPInstanceUID} has no Pixel Data")
+    try:
         # pydicom raises plain exceptions from many decoders; every one means the same thing
         # here: these stored bytes cannot become pixels.
         array = ds.pixel_array
-    except UnsupportedPixelDataError:
-        raise
     except (ValueError, RuntimeError, NotImplementedError, KeyError, OSError) as exc:
+        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
         raise UnsupportedPixelDataError(
-            f"pixel data cannot be decoded ({type(exc).__name__})"
+            f"instance {ds.SOPInstanceUID}: pixel data cannot be decoded "
+            f"({type(exc).__name__}, transfer syntax {syntax})"
         ) from exc
     frames = array.reshape((-1, *array.shape[-2:])) if array.ndim == 3 else array[np.newaxis]
     if frames.shape[0] != expected_frames:

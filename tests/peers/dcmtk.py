@@ -10,8 +10,20 @@ import numpy as np
 from dicom_node.synth import SeriesSpec, StudyIdentity, volume_series, write_series
 
 
+DCMTK_BIN = Path("/usr/bin")
+"""DCMTK's own tools: pynetdicom installs same-named console scripts (storescu, echoscu...)
+into the virtualenv, so the tools are never looked up on PATH."""
+
+
 def run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    """Runs a DCMTK tool (by name, from DCMTK_BIN) and captures its output."""
+    tool = DCMTK_BIN / args[0]
+    if not tool.exists():
+        import pytest
+
+        pytest.skip(f"DCMTK tool {args[0]} is not installed (Debian dcmtk): run scripts/setup.sh")
+    return subprocess.run([str(tool), *args[1:]], capture_output=True, text=True,
+                          timeout=timeout, check=False)
 
 
 def echoscu(port: int, *, calling: str = "INFERNODE_SCU", called: str = "INFERNODE"):

@@ -56,7 +56,7 @@ def start_orthanc(workdir: Path, *, aet: str = "ORTHANC",
                   dicomweb: bool = False) -> Orthanc:
     """Starts Orthanc with its own storage under `workdir`; skips when it is not installed."""
     if not ORTHANC.exists():
-        pytest.skip("Orthanc is not installed (Debian package orthanc); scripts/setup.sh installs it")
+        pytest.skip("Orthanc is not installed (Debian package orthanc): run scripts/setup.sh")
     workdir.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port = free_port(), free_port()
     config = {

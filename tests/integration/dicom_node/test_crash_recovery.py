@@ -13,9 +13,9 @@ from pathlib import Path
 import pydicom
 import sqlalchemy as sa
 import yaml
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
-from pydicom.uid import ExplicitVRLittleEndian
 
 from tests.conftest import free_port
 from tests.peers.dcmtk import ct_series, echoscu

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
-from pydicom.uid import ExplicitVRLittleEndian
 
 from dicom_node.status import Status
 from tests.peers.dcmtk import ct_series

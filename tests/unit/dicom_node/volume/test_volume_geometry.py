@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from volume_builders import build, ct_volume, write
 
 from dicom_node.volume import (
     DuplicatePositionError,
@@ -22,6 +21,7 @@ from dicom_node.volume import (
     SliceGapError,
     read_series,
 )
+from tests.unit.dicom_node.volume.volume_builders import build, ct_volume, write
 
 
 def _unit(v: tuple[float, ...]) -> np.ndarray:

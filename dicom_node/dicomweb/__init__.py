@@ -1,0 +1,1 @@
+"""DICOMweb clients (PS3.18): STOW-RS to a PACS."""
