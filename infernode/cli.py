@@ -62,7 +62,8 @@ def serve(
     console.print(
         f"InferNode listening: AE {settings.dicom.ae_title} on "
         f"{settings.dicom.host}:{node.server.port}"
-        + (f", web on http://{settings.web.host}:{settings.web.port}" if settings.web.enabled else "")
+        + (f", web on http://{settings.web.host}:{settings.web.port}"
+           if settings.web.enabled else "")
     )
     stop.wait()
     node.stop()

@@ -39,7 +39,11 @@ def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
     )
     node = Node.build(settings)
     ready: dict[str, tuple[StudyReady, float]] = {}
-    node.ready_handlers.append(lambda e: ready.setdefault(e.study_instance_uid, (e, time.time())))
+
+    def remember(event: StudyReady) -> None:
+        ready.setdefault(event.study_instance_uid, (event, time.time()))
+
+    node.ready_handlers.append(remember)
     node.start()
     try:
         files = dicom_files(samples)

@@ -9,7 +9,6 @@ import numpy as np
 
 from dicom_node.synth import SeriesSpec, StudyIdentity, volume_series, write_series
 
-
 DCMTK_BIN = Path("/usr/bin")
 """DCMTK's own tools: pynetdicom installs same-named console scripts (storescu, echoscu...)
 into the virtualenv, so the tools are never looked up on PATH."""

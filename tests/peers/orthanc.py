@@ -1,100 +1,188 @@
-"""A real Orthanc PACS (Debian package) on free loopback ports, for tests."""
+"""A real Orthanc PACS (with its DICOMweb plugin) for integration tests.
+
+`running_orthanc(folder)` starts /usr/sbin/Orthanc on free loopback ports with a configuration
+written under `folder`, waits until its REST API answers, and stops it afterwards. The returned
+`OrthancServer` knows its DICOM port, AE title, REST and DICOMweb URLs, and has small helpers to
+read back what it stored and to send from it to another DICOM node.
+
+    with running_orthanc(tmp_path) as pacs:
+        StorageSCU(StoreDestination("127.0.0.1", pacs.dicom_port, pacs.aet)).send(files)
+        assert pacs.find_instance(sop_uid) is not None
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import free_port
 
-ORTHANC = Path("/usr/sbin/Orthanc")
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+ORTHANC = os.environ.get("INFERNODE_ORTHANC", "/usr/sbin/Orthanc")
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
+def orthanc_available() -> bool:
+    return shutil.which(ORTHANC) is not None and Path(DICOMWEB_PLUGIN).exists()
+
+
+requires_orthanc = pytest.mark.skipif(
+    not orthanc_available(), reason="Orthanc or its DICOMweb plugin is not installed"
+)
 
 
 @dataclass
-class Orthanc:
+class OrthancServer:
+    """A started Orthanc: ports, AE title, and REST helpers (loopback, no authentication
+    unless `users` was given to `running_orthanc`)."""
+
     http_port: int
     dicom_port: int
     aet: str
-    process: subprocess.Popen[bytes]
-    log: Path
+    folder: Path
+    auth: tuple[str, str] | None = None
 
     @property
-    def url(self) -> str:
+    def rest_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def dicomweb_url(self) -> str:
+        return f"{self.rest_url}/dicom-web"
+
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
+        return httpx.Client(base_url=self.rest_url, auth=self.auth, timeout=30.0)
+
+    def get(self, path: str) -> Any:
+        with self.client() as http:
+            response = http.get(path)
+            response.raise_for_status()
+            return response.json()
+
+    def instances(self) -> list[str]:
+        """Orthanc identifiers of every stored instance."""
+        return list(self.get("/instances"))
+
+    def find_instance(self, sop_instance_uid: str) -> str | None:
+        """Orthanc identifier of the instance with this SOP Instance UID, or None."""
+        with self.client() as http:
+            response = http.post("/tools/lookup", content=sop_instance_uid)
+            response.raise_for_status()
+            hits = [h for h in response.json() if h.get("Type") == "Instance"]
+        return str(hits[0]["ID"]) if hits else None
+
+    def instance_file(self, orthanc_id: str) -> bytes:
+        """The stored DICOM file, byte for byte."""
+        with self.client() as http:
+            response = http.get(f"/instances/{orthanc_id}/file")
+            response.raise_for_status()
+            return response.content
 
     def upload(self, files: list[Path]) -> set[str]:
-        """Stores files through the REST API; returns the Orthanc study ids."""
+        """Stores files through the REST API; returns the Orthanc ids of their studies."""
         studies = set()
         with self.client() as http:
             for f in files:
-                r = http.post("/instances", content=f.read_bytes())
-                r.raise_for_status()
-                studies.add(r.json()["ParentStudy"])
+                response = http.post("/instances", content=f.read_bytes())
+                response.raise_for_status()
+                studies.add(response.json()["ParentStudy"])
         return studies
 
-    def stop(self) -> None:
-        self.process.terminate()
+    def add_modality(self, name: str, aet: str, host: str, port: int) -> None:
+        """Declares a DICOM peer Orthanc may send to (REST /modalities)."""
+        with self.client() as http:
+            response = http.put(
+                f"/modalities/{name}", json={"AET": aet, "Host": host, "Port": port}
+            )
+            response.raise_for_status()
+
+    def send_to_modality(self, name: str, resources: list[str]) -> Any:
+        """C-STOREs Orthanc resources (patients/studies/series/instances) to a declared peer."""
+        with self.client() as http:
+            response = http.post(f"/modalities/{name}/store", json=resources, timeout=120.0)
+            response.raise_for_status()
+            return response.json()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], server: OrthancServer, log: Path,
+                deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Orthanc exited ({process.returncode}): {log.read_text()[-2000:]}")
         try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+            with server.client() as http:
+                if http.get("/system", timeout=1.0).status_code == 200:
+                    return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"Orthanc not ready after {deadline_s} s: {log.read_text()[-2000:]}")
 
 
-def start_orthanc(workdir: Path, *, aet: str = "ORTHANC",
-                  modalities: dict[str, list[object]] | None = None,
-                  dicomweb: bool = False) -> Orthanc:
-    """Starts Orthanc with its own storage under `workdir`; skips when it is not installed."""
-    if not ORTHANC.exists():
-        pytest.skip("Orthanc is not installed (Debian package orthanc): run scripts/setup.sh")
-    workdir.mkdir(parents=True, exist_ok=True)
-    http_port, dicom_port = free_port(), free_port()
-    config = {
-        "Name": "infernode-test",
-        "StorageDirectory": str(workdir / "storage"),
-        "IndexDirectory": str(workdir / "index"),
-        "HttpPort": http_port,
-        "DicomPort": dicom_port,
+@contextmanager
+def running_orthanc(
+    folder: Path,
+    *,
+    aet: str = "ORTHANC",
+    modalities: Mapping[str, tuple[str, str, int]] | None = None,
+    users: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    ready_timeout_s: float = 30.0,
+) -> Iterator[OrthancServer]:
+    """Starts Orthanc with its DICOMweb plugin on free ports; stops it on exit.
+
+    `modalities` maps a name to (AE title, host, port) of peers it may send to; `users` turns
+    on HTTP basic authentication; `extra` is merged into the configuration as is.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    server = OrthancServer(free_port(), free_port(), aet, folder)
+    config: dict[str, Any] = {
+        "Name": "InferNodeTestPACS",
+        "StorageDirectory": str(folder / "storage"),
+        "IndexDirectory": str(folder / "index"),
+        "HttpPort": server.http_port,
+        "DicomPort": server.dicom_port,
         "DicomAet": aet,
         "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
+        "AuthenticationEnabled": bool(users),
+        "RegisteredUsers": dict(users or {}),
         "DicomCheckCalledAet": False,
-        "DicomAlwaysAllowStore": True,
-        "DicomModalities": modalities or {},
-        "DicomScuTimeout": 30,
+        "DicomModalities": {k: list(v) for k, v in (modalities or {}).items()},
+        "DicomModalitiesInDatabase": False,
+        "Plugins": [DICOMWEB_PLUGIN],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
+        "StorageCompression": False,
+        "SaveJobs": False,
         "StableAge": 1,
-        "Plugins": [str(DICOMWEB_PLUGIN)] if dicomweb and DICOMWEB_PLUGIN.exists() else [],
-        "DicomWeb": {"Enable": dicomweb, "Root": "/dicom-web/"},
+        "ConcurrentJobs": 1,
+        "HttpThreadsCount": 4,
     }
-    cfg = workdir / "orthanc.json"
-    cfg.write_text(json.dumps(config))
-    log = workdir / "orthanc.log"
-    proc = subprocess.Popen([str(ORTHANC), str(cfg)], stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)
-    orthanc = Orthanc(http_port, dicom_port, aet, proc, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("Orthanc exited:\n" + log.read_text()[-3000:])
+    config.update(extra or {})
+    if users:
+        server.auth = next(iter(users.items()))
+    config_path = folder / "orthanc.json"
+    config_path.write_text(json.dumps(config, indent=2))
+    log = folder / "orthanc.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([ORTHANC, str(config_path)], stdout=out, stderr=out)
+    try:
+        _wait_ready(process, server, log, ready_timeout_s)
+        yield server
+    finally:
+        process.terminate()
         try:
-            if httpx.get(f"{orthanc.url}/system", timeout=2).status_code == 200:
-                return orthanc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    orthanc.stop()
-    raise RuntimeError("Orthanc did not start:\n" + log.read_text()[-3000:])
-
-
-def cleanup(workdir: Path) -> None:
-    shutil.rmtree(workdir, ignore_errors=True)
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)

@@ -7,35 +7,28 @@ import time
 import pydicom
 
 from tests.peers.dcmtk import ct_series
-from tests.peers.orthanc import start_orthanc
+from tests.peers.orthanc import requires_orthanc, running_orthanc
 
 
+@requires_orthanc
 def test_orthanc_sends_a_study_and_every_instance_is_indexed(node_factory, tmp_path):
     node = node_factory(peers=[{"ae_title": "ORTHANC", "hosts": ["127.0.0.1", "::1"]}])
-    orthanc = start_orthanc(
-        tmp_path / "orthanc",
-        modalities={"infernode": ["INFERNODE", "127.0.0.1", node.server.port]},
-    )
     ready = []
     node.ready_handlers.append(ready.append)
-    try:
+    modalities = {"infernode": ("INFERNODE", "127.0.0.1", node.server.port)}
+    with running_orthanc(tmp_path / "orthanc", modalities=modalities) as orthanc:
         files = ct_series(tmp_path / "src", slices=8)
         [study_id] = orthanc.upload(files)
-        with orthanc.client() as http:
-            r = http.post("/modalities/infernode/store", json={"Resources": [study_id]})
-            assert r.status_code == 200, r.text
-            assert r.json()["FailedInstancesCount"] == 0
-        with node.engine.connect() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT sop_instance_uid, calling_ae FROM instances").all()
-        assert {r[0] for r in rows} == {
-            pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
-        assert {r[1] for r in rows} == {"ORTHANC"}
-        deadline = time.monotonic() + 20
-        while not ready and time.monotonic() < deadline:
-            time.sleep(0.1)
-        [event] = ready
-        assert event.series[0].instance_count == 8
-        assert event.series[0].calling_ae == "ORTHANC"
-    finally:
-        orthanc.stop()
+        result = orthanc.send_to_modality("infernode", [study_id])
+        assert result["FailedInstancesCount"] == 0
+    with node.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT sop_instance_uid, calling_ae FROM instances").all()
+    assert {r[0] for r in rows} == {
+        pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
+    assert {r[1] for r in rows} == {"ORTHANC"}
+    deadline = time.monotonic() + 20
+    while not ready and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [event] = ready
+    assert event.series[0].instance_count == 8
+    assert event.series[0].calling_ae == "ORTHANC"
