@@ -14,6 +14,7 @@ from dicom_node.assembly import StudyAssembler, utc_now
 from dicom_node.events import StudyReady
 from dicom_node.index.headers import InstanceHeader
 from dicom_node.index.store import IndexStore
+from dicom_node.ingest import Ingestor
 from dicom_node.metrics import IngestMetrics
 from dicom_node.scp.server import DicomServer
 from dicom_node.scp.storage import StorageSCP
@@ -35,6 +36,7 @@ class Node:
     spool: Spool
     server: DicomServer
     assembler: StudyAssembler
+    ingestor: Ingestor
     ready_handlers: list[Callable[[StudyReady], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -53,9 +55,10 @@ class Node:
         def quiet_period(_header: InstanceHeader) -> float:
             return settings.dicom.quiet_period_s
 
-        storage = StorageSCP(
+        ingestor = Ingestor(
             spool, index, quiet_period=quiet_period, clock=utc_now, metrics=metrics
         )
+        storage = StorageSCP(ingestor)
         server = DicomServer(settings.dicom, storage, metrics=metrics)
 
         def dispatch(event: StudyReady) -> None:
@@ -77,6 +80,7 @@ class Node:
             spool=spool,
             server=server,
             assembler=assembler,
+            ingestor=ingestor,
             ready_handlers=handlers,
         )
 

@@ -33,6 +33,11 @@ class WebConfig(BaseModel):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8042, ge=0, le=65535)
+    stow_tokens: tuple[str, ...] = Field(
+        default=(),
+        description="bearer tokens accepted by STOW-RS ingest (/dicom-web/studies); "
+        "none configured: STOW-RS ingest is off",
+    )
 
 
 class Settings(BaseSettings):

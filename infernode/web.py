@@ -29,6 +29,11 @@ def create_app(node: Node) -> FastAPI:
     def status() -> dict[str, Any]:
         return {"index": node.index.counts(), "dicom_port": node.server.port}
 
+    if node.settings.web.stow_tokens:
+        from dicom_node.dicomweb.stow_server import StowService, create_stow_router
+
+        service = StowService(node.ingestor, ae_title=node.settings.dicom.ae_title)
+        app.include_router(create_stow_router(service, node.settings.web.stow_tokens))
     return app
 
 

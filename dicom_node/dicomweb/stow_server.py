@@ -1,0 +1,162 @@
+"""STOW-RS on the node (PS3.18 10.5, Store Transaction): a second way in, with the same receive
+path and durability as C-STORE.
+
+``POST /dicom-web/studies[/{study}]`` takes ``multipart/related; type="application/dicom"``; each
+part is a DICOM Part 10 file stored bit-exact. The response is a DICOM JSON data set (PS3.18
+10.5.3) listing each stored instance in Referenced SOP Sequence and each refused one in Failed SOP
+Sequence with its Failure Reason. HTTP status: 200 all stored, 202 some refused, 409 none stored.
+A bearer token from the configured list is required.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from io import BytesIO
+from typing import Any
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+from pydicom.errors import InvalidDicomError
+from pydicom import dcmread
+
+from dicom_node.errors import DatasetMismatch, StoreRefused
+from dicom_node.ingest import Arrival, Ingestor
+from dicom_node.status import Status
+
+_SOP_CLASS = "00081150"
+_SOP_INSTANCE = "00081155"
+_FAILURE_REASON = "00081197"
+_FAILED_SEQUENCE = "00081198"
+_REFERENCED_SEQUENCE = "00081199"
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
+
+
+def split_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart/related body as (headers, payload). Raises ValueError."""
+    match = _BOUNDARY.search(content_type)
+    if not content_type.lower().startswith("multipart/related") or match is None:
+        raise ValueError("expected multipart/related with a boundary")
+    delimiter = b"--" + match.group(1).encode("latin-1")
+    parts = []
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk
+        head, sep, payload = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("a part has no header/body separator")
+        headers = {}
+        for line in head.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
+        parts.append((headers, payload[:-2] if payload.endswith(b"\r\n") else payload))
+    return parts
+
+
+def _item(sop_class: str | None, sop_instance: str | None,
+          reason: int | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if sop_class:
+        item[_SOP_CLASS] = {"vr": "UI", "Value": [sop_class]}
+    if sop_instance:
+        item[_SOP_INSTANCE] = {"vr": "UI", "Value": [sop_instance]}
+    if reason is not None:
+        item[_FAILURE_REASON] = {"vr": "US", "Value": [reason]}
+    return item
+
+
+class StowService:
+    """Stores each part of a STOW-RS request through the `Ingestor`."""
+
+    def __init__(self, ingestor: Ingestor, *, ae_title: str) -> None:
+        self.ingestor = ingestor
+        self.ae_title = ae_title
+
+    def store(self, parts: list[tuple[dict[str, str], bytes]], *, study_uid: str | None,
+              client: str, peer_address: str | None) -> tuple[int, dict[str, Any]]:
+        referenced: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for headers, payload in parts:
+            media = headers.get("content-type", "application/dicom").split(";")[0].strip()
+            if media.lower() != "application/dicom":
+                failed.append(_item(None, None, int(Status.SOP_CLASS_NOT_SUPPORTED)))
+                continue
+            try:
+                # Only the file meta group is needed here; the receive path parses the rest.
+                meta = dcmread(BytesIO(payload), specific_tags=["SOPClassUID"]).file_meta
+                sop_class = str(meta.MediaStorageSOPClassUID)
+                sop_instance = str(meta.MediaStorageSOPInstanceUID)
+                syntax = str(meta.TransferSyntaxUID)
+            except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError, KeyError):
+                failed.append(_item(None, None, int(Status.CANNOT_UNDERSTAND)))
+                continue
+
+            def arrival(payload: bytes = payload, sop_class: str = sop_class,
+                        sop_instance: str = sop_instance, syntax: str = syntax) -> Arrival:
+                return Arrival(raw=payload, sop_class_uid=sop_class,
+                               sop_instance_uid=sop_instance, transfer_syntax_uid=syntax,
+                               calling_ae=client, called_ae=self.ae_title,
+                               peer_address=peer_address)
+
+            try:
+                stored = self.ingestor.ingest(arrival, calling_ae=client,
+                                              peer_address=peer_address,
+                                              sop_class_uid=sop_class,
+                                              sop_instance_uid=sop_instance)
+                if study_uid and stored.study_instance_uid not in ("", study_uid):
+                    # Stored (it is durable and indexed), but the client addressed another study.
+                    raise DatasetMismatch("instance belongs to another study than the request")
+            except StoreRefused as exc:
+                failed.append(_item(sop_class, sop_instance, int(exc.status)))
+                continue
+            referenced.append(_item(sop_class, sop_instance))
+        body: dict[str, Any] = {}
+        if referenced:
+            body[_REFERENCED_SEQUENCE] = {"vr": "SQ", "Value": referenced}
+        if failed:
+            body[_FAILED_SEQUENCE] = {"vr": "SQ", "Value": failed}
+        status = 200 if not failed else (202 if referenced else 409)
+        return status, body
+
+
+def create_stow_router(service: StowService, tokens: tuple[str, ...]) -> APIRouter:
+    """A router for ``/dicom-web/studies``; every request needs ``Authorization: Bearer``."""
+    router = APIRouter()
+
+    def _client(authorization: str | None) -> str:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not any(
+            hmac.compare_digest(token.encode(), t.encode()) for t in tokens
+        ):
+            raise HTTPException(401, "a valid bearer token is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return "STOW-RS"
+
+    async def _store(request: Request, study_uid: str | None,
+                     authorization: str | None) -> Response:
+        client = _client(authorization)
+        try:
+            parts = split_multipart(await request.body(), request.headers.get("content-type", ""))
+        except ValueError as exc:
+            raise HTTPException(415, str(exc)) from exc
+        if not parts:
+            raise HTTPException(400, "the request holds no parts")
+        peer = request.client.host if request.client else None
+        status, body = service.store(parts, study_uid=study_uid, client=client,
+                                     peer_address=peer)
+        return Response(json.dumps(body), status_code=status,
+                        media_type="application/dicom+json")
+
+    @router.post("/dicom-web/studies")
+    async def store_instances(request: Request,
+                              authorization: str | None = Header(None)) -> Response:
+        return await _store(request, None, authorization)
+
+    @router.post("/dicom-web/studies/{study_uid}")
+    async def store_study_instances(request: Request, study_uid: str,
+                                    authorization: str | None = Header(None)) -> Response:
+        return await _store(request, study_uid, authorization)
+
+    return router
