@@ -17,8 +17,8 @@ from io import BytesIO
 from typing import Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
-from pydicom.errors import InvalidDicomError
 from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
 
 from dicom_node.errors import DatasetMismatch, StoreRefused
 from dicom_node.ingest import Arrival, Ingestor
