@@ -109,6 +109,8 @@ def send(
     if not files:
         console.print(f"[red]no DICOM files under {folder}[/red]")
         raise typer.Exit(1)
+    from dicom_node.scu.errors import DeliveryPermanentError, DeliveryTransientError
+
     with Progress(
         TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console,
@@ -117,16 +119,12 @@ def send(
         try:
             report = send_files(
                 files, host=host, port=port, called_ae=called_ae, calling_ae=calling_ae,
-                on_progress=lambda _p, _s: progress.advance(task),
+                on_progress=lambda _uid, _status: progress.advance(task),
             )
-        except ConnectionError as exc:
-            console.print(f"[red]{exc}[/red]")
+        except (DeliveryTransientError, DeliveryPermanentError) as exc:
+            console.print(f"[red]not all sent: {exc}[/red]")
             raise typer.Exit(1) from exc
-    console.print(f"sent {report.sent} of {len(files)}")
-    for status, count in report.failed.items():
-        console.print(f"[red]failed {count} with status {status}[/red]")
-    if report.failed:
-        raise typer.Exit(1)
+    console.print(f"sent {len(report.stored)} of {len(files)}")
 
 
 @app.command()

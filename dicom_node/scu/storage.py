@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,8 +183,13 @@ class StorageSCU:
             sop_instance_uid=info.sop_instance_uid,
         )
 
-    def send(self, paths: Sequence[str | Path]) -> StoreReport:
-        """C-STOREs every file over one association.
+    def send(
+        self,
+        paths: Sequence[str | Path],
+        on_progress: Callable[[str, int], None] | None = None,
+    ) -> StoreReport:
+        """C-STOREs every file over one association; `on_progress(sop_uid, status)` is called
+        after each response.
 
         Sends everything it can; stops at the first transient failure (the rest would meet the
         same peer state).
@@ -211,6 +216,8 @@ class StorageSCU:
                     continue
                 response = assoc.send_c_store(ds)
                 status = int(getattr(response, "Status", -1)) if response else -1
+                if on_progress is not None:
+                    on_progress(info.sop_instance_uid, status)
                 if status < 0:
                     raise DeliveryTransientError(
                         "no C-STORE response (timeout or connection lost)",

@@ -52,7 +52,7 @@ def test_send_reports_a_refused_association(node_factory, tmp_path):
     result = runner.invoke(app, ["send", str(tmp_path / "src"), "--port", str(node.server.port),
                                  "--calling-ae", "STRANGER"])
     assert result.exit_code == 1
-    assert "not established" in result.output
+    assert "not all sent" in result.output and "rejected" in result.output
 
 
 def test_metrics_endpoint_counts_instances_and_rejections(tmp_path):
