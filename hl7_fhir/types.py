@@ -8,7 +8,7 @@ construction (UIDs, probability range, preview magic bytes), so the encoders can
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, time, timezone, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -178,7 +178,7 @@ def study_datetime(study: StudyFacts, tz: tzinfo | None) -> date | datetime | No
     if study.study_time is None:
         return study.study_date
     # Without a configured zone, UTC: the machine's own zone would make output host-dependent.
-    return datetime.combine(study.study_date, study.study_time, tzinfo=tz or timezone.utc)
+    return datetime.combine(study.study_date, study.study_time, tzinfo=tz or UTC)
 
 
 def now(clock: Clock) -> datetime:

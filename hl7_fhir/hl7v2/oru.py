@@ -48,14 +48,16 @@ def _msh(opts: EncodeOptions, sent: datetime, control_id: str) -> str:
         12: VERSION,
         18: "UNICODE UTF-8",
     }
-    return "MSH" + er7.FIELD + er7.segment("", {k - 1: v for k, v in fields.items()})[1:]
+    return er7.FIELD.join(["MSH", *(fields.get(i, "") for i in range(2, max(fields) + 1))])
 
 
 def _pid(study: StudyFacts) -> str:
     # PID-3 CX: ID^^^assigning authority^identifier type (MR, table 0203).
     pid3 = er7.components(study.patient_id, None, None, study.patient_id_issuer, "MR")
-    pid5 = ""
-    if study.patient_name:
+    # PID-5 is required; an unknown name is sent as name type U (unspecified, table 0200)
+    # rather than "" which would tell the receiver to erase the name it has.
+    pid5 = "^^^^^^U"
+    if study.patient_name and study.patient_name.strip("^= "):
         # DICOM PN is family^given^middle^prefix^suffix; XPN is family^given^middle^suffix^prefix.
         parts = (study.patient_name.split("=")[0].split("^") + [""] * 5)[:5]
         family, given, middle, prefix, suffix = (p.strip() for p in parts)
@@ -114,8 +116,8 @@ def _finding_obx(
     if volume is not None:
         measures.append(("NM", {3: er7.coded_pair(codes.SNOMED, codes.VOLUME), **volume}))
     if finding.body_site is not None:
-        site = {3: er7.coded_pair(codes.SNOMED, codes.FINDING_SITE), 5: er7.coded(finding.body_site)}
-        measures.append(("CWE", site))
+        site_name = er7.coded_pair(codes.SNOMED, codes.FINDING_SITE)
+        measures.append(("CWE", {3: site_name, 5: er7.coded(finding.body_site)}))
     for offset, (value_type, fields) in enumerate(measures, start=1):
         segments.append(_obx(first_id + offset, value_type, {**fields, **common}))
     return segments
@@ -191,7 +193,7 @@ def build_oru(
 
 def validate_strict(text: str) -> None:
     """Parse `text` with hl7apy at STRICT level and validate it against the v2.5.1 ORU_R01
-    structure. Raises `ValueError` with hl7apy's reason."""
+    structure. Raises `ValueError` naming hl7apy's error type; the cause carries the detail."""
     try:
         parsed = parse_message(
             text.replace("\n", "\r"),
@@ -200,4 +202,7 @@ def validate_strict(text: str) -> None:
         )
         parsed.validate()
     except HL7apyException as exc:
-        raise ValueError(f"ORU^R01 fails strict HL7 v2.5.1 validation: {exc}") from exc
+        # hl7apy's text may quote field values (PHI), so only its error type is named here.
+        raise ValueError(
+            f"ORU^R01 fails strict HL7 v2.5.1 validation ({type(exc).__name__})"
+        ) from exc

@@ -1,0 +1,131 @@
+"""send_mllp against a real TCP listener on loopback that speaks MLLP and answers with ACKs."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from hl7_fhir.errors import PermanentDeliveryError, TransientDeliveryError
+from hl7_fhir.hl7v2 import build_ack, build_oru, send_mllp, validate_strict
+from hl7_fhir.samples import fixed_clock, sample_device, sample_findings, sample_study
+
+
+@dataclass
+class Listener:
+    port: int
+    mode: str = "AA"  # an ACK code, or "wrong-id", "silent", "close", "chunked"
+    received: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _serve(server: socket.socket, state: Listener) -> None:
+    while not state.stop.is_set():
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            continue  # re-check the stop flag
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            while b"\x1c\r" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            if not data.startswith(b"\x0b"):
+                continue
+            text = data[1:].split(b"\x1c\r")[0].decode("utf-8")
+            state.received.append(text)
+            if state.mode == "close":
+                continue
+            if state.mode == "silent":
+                state.stop.wait(5)
+                continue
+            code = "AA" if state.mode in ("wrong-id", "chunked") else state.mode
+            ack = build_ack(text, code, datetime(2024, 1, 1, tzinfo=UTC), "ACK1")
+            if state.mode == "wrong-id":
+                ack = ack.replace("|CTL", "|OTHER", 1)
+            framed = b"\x0b" + ack.encode() + b"\x1c\r"
+            if state.mode == "chunked":
+                for i in range(len(framed)):
+                    conn.sendall(framed[i : i + 1])
+            else:
+                conn.sendall(framed)
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.05)
+    state = Listener(port=server.getsockname()[1])
+    thread = threading.Thread(target=_serve, args=(server, state), daemon=True)
+    thread.start()
+    yield state
+    state.stop.set()
+    server.close()
+    thread.join(timeout=5)
+
+
+def _oru(control_id: str = "CTL1") -> str:
+    return build_oru(
+        sample_study("ich"), sample_findings("ich"), sample_device(), fixed_clock(), control_id,
+        conclusion="Intracranial hemorrhage suspected.\nSee images.",
+    )
+
+
+@pytest.mark.parametrize("mode", ["AA", "chunked"])
+def test_accepted_message_arrives_intact(listener: Listener, mode: str) -> None:
+    listener.mode = mode
+    message = _oru()
+    ack = send_mllp(message, "127.0.0.1", listener.port, timeout_s=5)
+    assert (ack.code, ack.control_id, ack.accepted) == ("AA", "CTL1", True)
+    assert listener.received == [message]
+    validate_strict(listener.received[0])
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [
+        ("AE", TransientDeliveryError),
+        ("CE", TransientDeliveryError),
+        ("AR", PermanentDeliveryError),
+        ("CR", PermanentDeliveryError),
+        ("wrong-id", TransientDeliveryError),
+        ("close", TransientDeliveryError),
+    ],
+)
+def test_negative_acks_and_broken_peers(listener: Listener, mode: str, error: type) -> None:
+    listener.mode = mode
+    with pytest.raises(error) as info:
+        send_mllp(_oru(), "127.0.0.1", listener.port, timeout_s=5)
+    assert type(info.value) is error
+    assert "Sample" not in str(info.value) and "PAT" not in str(info.value)
+
+
+def test_silent_peer_times_out(listener: Listener) -> None:
+    listener.mode = "silent"
+    with pytest.raises(TransientDeliveryError, match="timed out"):
+        send_mllp(_oru(), "127.0.0.1", listener.port, timeout_s=0.3)
+
+
+def test_nobody_listening_is_transient() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(TransientDeliveryError, match="connection failed"):
+        send_mllp(_oru(), "127.0.0.1", port, timeout_s=2)
+
+
+def test_message_without_control_id_is_refused_before_sending(listener: Listener) -> None:
+    with pytest.raises(ValueError):
+        send_mllp("PID|1\r", "127.0.0.1", listener.port)
+    assert listener.received == []
