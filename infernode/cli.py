@@ -43,6 +43,8 @@ def serve(
     config: ConfigOption = None,
     db: Annotated[str | None, typer.Option(help="database URL (overrides the file)")] = None,
     port: Annotated[int | None, typer.Option(help="DICOM port (overrides the file)")] = None,
+    broker: Annotated[str | None, typer.Option(
+        help="Celery broker URL, e.g. redis://host:6379/0 (default: embedded worker)")] = None,
 ) -> None:
     """Run the node: DICOM listener, study assembly and web API, until interrupted."""
     from infernode.node import Node
@@ -52,6 +54,8 @@ def serve(
         overrides["database"] = {"url": db}
     if port is not None:
         overrides["dicom"] = {"port": port}
+    if broker:
+        overrides["workers"] = {"broker_url": broker}
     settings = _settings(config, **overrides)
     _logging(settings.log_level)
     node = Node.build(settings)
@@ -152,6 +156,18 @@ def demo(
     from infernode.demo import run_demo
 
     raise typer.Exit(run_demo(workdir, timeout=timeout, console=console))
+
+
+def _register_subcommands() -> None:
+    from infernode import cli_jobs, cli_models
+
+    app.add_typer(cli_jobs.app, name="jobs", help="Jobs: list, show, retry, dead letters")
+    app.add_typer(cli_models.app, name="models", help="Model registry: list, show, verify...")
+    app.command("route", help="Explain which routing rules match a study")(cli_jobs.route)
+    app.command("worker", help="Run a Celery worker for some pipelines")(cli_jobs.worker)
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from dicom_node.assembly import StudyAssembler, utc_now
-from dicom_node.events import StudyReady
+from dicom_node.events import SeriesSummary, StudyReady
 from dicom_node.index.headers import InstanceHeader
 from dicom_node.index.store import IndexStore
 from dicom_node.ingest import Ingestor
@@ -21,6 +21,12 @@ from dicom_node.scp.storage import StorageSCP
 from dicom_node.spool import Spool
 from infernode.db import create_engine, migrate
 from infernode.settings import Settings
+from workers.embedded import EmbeddedRunner
+from workers.metrics import register_metrics
+from workers.reconciler import Reconciler
+from workers.routing import quiet_period_s
+from workers.submit import default_transport, on_study_ready
+from workers.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,9 @@ class Node:
     server: DicomServer
     assembler: StudyAssembler
     ingestor: Ingestor
+    transport: Transport
+    embedded: EmbeddedRunner | None
+    reconciler: Reconciler
     ready_handlers: list[Callable[[StudyReady], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -52,8 +61,21 @@ class Node:
         index = IndexStore(engine)
         handlers: list[Callable[[StudyReady], None]] = []
 
-        def quiet_period(_header: InstanceHeader) -> float:
-            return settings.dicom.quiet_period_s
+        wcfg = settings.workers
+
+        def quiet_period(header: InstanceHeader) -> float:
+            # The longest quiet period of the rules that could still route this series, judged
+            # on its first instances (count conditions see the count so far).
+            summary = SeriesSummary(
+                series_instance_uid=header.series_instance_uid, modality=header.modality,
+                body_part_examined=header.body_part_examined,
+                series_description=header.series_description,
+                protocol_name=header.protocol_name, image_type=header.image_type,
+                sop_class_uids=(header.sop_class_uid,), instance_count=1,
+                slice_thickness=header.slice_thickness, calling_ae=None, called_ae=None,
+            )
+            return quiet_period_s(summary, wcfg.rules, wcfg.exclusions,
+                                  settings.dicom.quiet_period_s)
 
         ingestor = Ingestor(
             spool, index, quiet_period=quiet_period, clock=utc_now, metrics=metrics
@@ -71,6 +93,16 @@ class Node:
             for handler in handlers:
                 handler(event)
 
+        transport = default_transport(wcfg)
+        embedded = None if wcfg.broker_url else EmbeddedRunner(engine, wcfg)
+
+        def submit(event: StudyReady) -> None:
+            on_study_ready(engine, wcfg, event, transport=transport)
+            if embedded is not None:
+                embedded.wake()
+
+        handlers.append(submit)
+        register_metrics(registry, engine)
         assembler = StudyAssembler(engine, dispatch, clock=utc_now, metrics=metrics)
         return cls(
             settings=settings,
@@ -82,6 +114,9 @@ class Node:
             assembler=assembler,
             ingestor=ingestor,
             ready_handlers=handlers,
+            transport=transport,
+            embedded=embedded,
+            reconciler=Reconciler(engine, wcfg, transport),
         )
 
     def start(self) -> None:
@@ -95,6 +130,9 @@ class Node:
         )
         thread.start()
         self._threads.append(thread)
+        self.reconciler.start()
+        if self.embedded is not None:
+            self.embedded.start()
         if self.settings.web.enabled:
             from infernode.web import start_web
 
@@ -106,6 +144,9 @@ class Node:
     def stop(self) -> None:
         self._stop.set()
         self.server.stop()
+        self.reconciler.stop()
+        if self.embedded is not None:
+            self.embedded.stop(timeout=30)
         if self.web_server is not None:
             from infernode.web import stop_web
 

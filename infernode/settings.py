@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dicom_node.config import DicomNodeConfig
+from workers.config import WorkersConfig
 
 
 class DatabaseConfig(BaseModel):
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
     dicom: DicomNodeConfig = DicomNodeConfig()
     database: DatabaseConfig = DatabaseConfig()
     web: WebConfig = WebConfig()
+    workers: WorkersConfig = WorkersConfig()
 
     @classmethod
     def settings_customise_sources(

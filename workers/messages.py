@@ -120,3 +120,10 @@ class PipelineResult(_Message):
     outputs: tuple[OutputRef, ...] = ()
     summary: dict[str, str | int | float | bool] = Field(default_factory=dict)
     priority_flag: str | None = None
+
+
+def queue_name(pipeline: str, priority: Priority | str) -> str:
+    """Broker queue of a pipeline: `<pipeline>.stat` for stat jobs, `<pipeline>` otherwise.
+    Each pipeline has its own pair so a GPU host serving only `ich` never receives stroke work,
+    and a worker lists every stat queue before the routine ones to serve them first."""
+    return f"{pipeline}.stat" if Priority(priority) is Priority.STAT else pipeline

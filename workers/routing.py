@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from dicom_node.events import SeriesSummary, StudyReady
 from workers.messages import Priority
-from workers.rules import TAGS, AllOf, AnyOf, Condition, Exclusion, NotOf, RoutingRule, TagCondition
+from workers.rules import TAGS, AllOf, Condition, Exclusion, NotOf, RoutingRule, TagCondition
 
 
 class Truth(StrEnum):
@@ -192,11 +192,12 @@ def _explain_rule(
     elif not verdicts:
         reason = "the study has no series"
     else:
-        # the first series that did not match says why, preferring a real value to a missing tag
+        # the series that says most about why: a value that failed, then a missing tag, then
+        # an exclusion
         failing = [v for v in verdicts if v.truth is not Truth.TRUE]
-        first = next((v for v in failing if v.truth is Truth.FALSE), failing[0]) if failing else None
-        reason = (f"{len(hits)} of min {rule.min_series} series matched"
-                  + (f"; {first.decided_by}" if first else ""))
+        first = min(failing, key=lambda v: (v.decided_by.startswith("excluded by"),
+                                            v.truth is Truth.UNKNOWN))
+        reason = f"{len(hits)} of min {rule.min_series} series matched; {first.decided_by}"
     return RuleExplanation(rule=rule.name, pipeline=rule.pipeline, matched=matched,
                            reason=reason, series=tuple(verdicts))
 

@@ -93,7 +93,10 @@ class TagCondition(_Node):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            re.compile(value)
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
         return value
 
     @model_validator(mode="after")
@@ -141,7 +144,11 @@ def _discriminate(value: Any) -> str:
             if key in value:
                 return "not" if key == "not_" else key
         return "tag"
-    return {AllOf: "all", AnyOf: "any", NotOf: "not"}.get(type(value), "tag")
+    if isinstance(value, AllOf):
+        return "all"
+    if isinstance(value, AnyOf):
+        return "any"
+    return "not" if isinstance(value, NotOf) else "tag"
 
 
 Condition = Annotated[

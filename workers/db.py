@@ -1,0 +1,137 @@
+"""Tables owned by the workers package. The database is the truth about every job; the broker
+only carries job ids. Study and series are referenced by UID strings, never by foreign keys
+into another package's tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+
+metadata = MetaData()
+
+_UID = 64  # PS3.5 9.1: a UID has at most 64 characters
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("study_instance_uid", String(_UID), nullable=False),
+    Column("pipeline", String(64), nullable=False),
+    Column("model_version", String(128), nullable=False),
+    Column("amendment", Integer, nullable=False, default=0),
+    Column("state", String(20), nullable=False),
+    Column("priority", String(10), nullable=False),
+    Column("queue", String(100), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("replays", Integer, nullable=False, default=0),
+    Column("rules", JSON, nullable=False),
+    Column("series", JSON, nullable=False),
+    Column("study_completed_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("queued_at", DateTime(timezone=True)),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("not_before", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("run_finished_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("worker", String(200)),
+    Column("last_error", Text),
+    Column("error_reason", String(64)),
+    Column("result", JSON),
+    # stage durations of the last finished attempt, kept as columns so metrics are plain sums
+    Column("route_s", Float),
+    Column("wait_s", Float),
+    Column("run_s", Float),
+    Column("record_s", Float),
+    UniqueConstraint(
+        "study_instance_uid", "pipeline", "model_version", "amendment", name="uq_jobs_key"
+    ),
+    Index("ix_jobs_state_queue", "state", "queue"),
+    Index("ix_jobs_study", "study_instance_uid"),
+)
+
+job_attempts = Table(
+    "job_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("replay", Integer, nullable=False, default=0),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(200)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("outcome", String(20)),
+    Column("reason", String(64)),
+    Column("error", Text),
+    Column("run_s", Float),
+    # attempts restart at 1 after an operator's retry or replay; `replay` keeps them apart
+    UniqueConstraint("job_id", "replay", "attempt", name="uq_job_attempts"),
+)
+
+routing_decisions = Table(
+    "routing_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("study_instance_uid", String(_UID), nullable=False),
+    Column("amendment", Integer, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("routed", Boolean, nullable=False),
+    Column("pipelines", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("explanation", JSON, nullable=False),
+    # the StudyReady itself, so `route --explain STUDY_UID` can re-evaluate it against new rules
+    Column("study", JSON, nullable=False),
+    UniqueConstraint("study_instance_uid", "amendment", name="uq_routing_decisions"),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; every stored time is UTC, so make it aware again."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine set up for concurrent job claiming. For SQLite: WAL so readers do not block the
+    writer, a busy timeout instead of immediate 'database is locked', and foreign keys on."""
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
