@@ -18,7 +18,6 @@ from .errors import ChecksumError, ModelCardError
 from .types import Code
 
 CARD_FILE = "model.yaml"
-TASKS = ("ich-classification", "ich-segmentation", "generic")
 
 
 class _Strict(BaseModel):
@@ -42,7 +41,7 @@ class LabelSpec(_Strict):
     key: str
     name: str
     code: CodeSpec
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 class WindowSpec(_Strict):
@@ -57,11 +56,11 @@ class InputSpec(_Strict):
     """How the pipeline turns a volume into model input."""
 
     matrix: tuple[int, int] = (128, 128)
-    slice_spacing_mm: float | None = Field(None, gt=0)
-    context_slices: int = Field(1, ge=0)
+    slice_spacing_mm: float | None = Field(default=None, gt=0)
+    context_slices: int = Field(default=1, ge=0)
     windows: tuple[WindowSpec, ...] = ()
     spatial_shape: tuple[int, ...] | None = None
-    channels: int = Field(1, ge=1)
+    channels: int = Field(default=1, ge=1)
 
 
 class ArchitectureSpec(_Strict):
@@ -108,7 +107,7 @@ class ModelCard(_Strict):
     intended_use: str
     not_for_clinical_use: bool
     license: str
-    input: InputSpec = InputSpec()
+    input: InputSpec = Field(default_factory=InputSpec)
     architecture: ArchitectureSpec | None = None
     weights: WeightsSpec
     labels: tuple[LabelSpec, ...] = Field(min_length=1)

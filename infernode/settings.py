@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dicom_node.config import DicomNodeConfig
+from inference.config import InferenceConfig
 from workers.config import WorkersConfig
 
 
@@ -54,6 +55,7 @@ class Settings(BaseSettings):
     database: DatabaseConfig = DatabaseConfig()
     web: WebConfig = WebConfig()
     workers: WorkersConfig = WorkersConfig()
+    inference: InferenceConfig = InferenceConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -29,5 +29,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # The CPU wheel first: an unpinned torch would pull gigabytes of CUDA packages.
   .venv/bin/pip install -q "torch==2.13.0"
   .venv/bin/pip install -q -e ".[dev]"
+  # BLAST-CT's model code only: its declared dependencies (scipy, pandas, SimpleITK,
+  # tensorboard) are not needed to load and run the DeepMedic networks.
+  .venv/bin/pip install -q --no-deps "blast-ct==2.1.0"
   touch "$stamp"
 fi

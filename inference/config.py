@@ -1,0 +1,28 @@
+"""Configuration of the inference side: the ``inference`` section of the node's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .registry import ModelRegistry
+
+
+class InferenceConfig(BaseModel):
+    """Where models live and where they run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_paths: tuple[Path, ...] = Field(
+        default=(Path("models"), Path("../shared/models/blast-ct-v1")),
+        description="model directories, or folders of model directories; missing ones are "
+        "skipped with a warning (BLAST-CT weights live outside the project)",
+    )
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
+    warmup: bool = Field(default=True, description="run one forward pass when a model loads")
+
+
+def build_registry(cfg: InferenceConfig) -> ModelRegistry:
+    """The process's registry (call once, pass it around)."""
+    return ModelRegistry(cfg.model_paths, device=cfg.device, warmup=cfg.warmup)

@@ -1,0 +1,139 @@
+"""The ICH classification pipeline: per-slice and per-study probabilities, key slices, Grad-CAM.
+
+Study probability of a class = its maximum over slabs (a study is positive when any slice is),
+compared with the card's threshold for that class. The key slice of a class is the centre slice
+of its most probable slab. Grad-CAM maps are computed for each positive class on its key slice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+
+from ..errors import InputError, TransientInferenceError
+from ..explain.gradcam import find_layer, grad_cam
+from ..explain.png import overlay_png
+from ..loaders import LoadedModel
+from ..types import (
+    ClassResult,
+    KeySlice,
+    ModelInfo,
+    Prediction,
+    SaliencyMap,
+    Timings,
+    Volume,
+)
+from .preprocess import Prepared, prepare, to_input_plane
+
+log = logging.getLogger(__name__)
+
+
+class IchPipeline:
+    """Runs an ICH classification model described by its card; one instance per process."""
+
+    pipeline = "ich"
+
+    def __init__(self, loaded: LoadedModel, batch_size: int = 32, amp: bool = True) -> None:
+        self.loaded = loaded
+        self.card = loaded.card
+        self.batch_size = batch_size
+        self.amp = amp
+        self._cam_layer: torch.nn.Module | None = None
+        if self.card.explain is not None and not isinstance(loaded.network, torch.jit.ScriptModule):
+            self._cam_layer = find_layer(loaded.network, self.card.explain.target_layer)
+
+    def set_explain_layer(self, name: str) -> None:
+        """Compute Grad-CAM on layer ``name`` (a dotted module path) from now on."""
+        self._cam_layer = find_layer(self.loaded.network, name)
+
+    @property
+    def info(self) -> ModelInfo:
+        c = self.card
+        return ModelInfo(model_id=c.id, version=c.version, name=c.name,
+                         weights_sha256=c.weights_sha256, manufacturer=c.manufacturer,
+                         not_for_clinical_use=c.not_for_clinical_use)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        dev = self.loaded.device
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, x.shape[0], self.batch_size):
+                batch = x[i : i + self.batch_size].to(dev, non_blocking=True)
+                if dev.type == "cuda" and self.amp:
+                    with torch.autocast(device_type="cuda", dtype=torch.float16):
+                        outs.append(self.loaded.network(batch).float().cpu())
+                else:
+                    outs.append(self.loaded.network(batch).float().cpu())
+        return torch.cat(outs)
+
+    def warmup(self) -> None:
+        """One small forward pass so the first study does not pay for lazy initialisation."""
+        spec = self.card.input
+        c = len(spec.windows) * (2 * spec.context_slices + 1)
+        self._logits(torch.zeros((2, c, *spec.matrix)))
+
+    def slab_probabilities(self, prep: Prepared) -> np.ndarray:
+        """Sigmoid probabilities (m, n_classes) for every slab of ``prep``."""
+        try:
+            logits = self._logits(prep.inputs)
+        except torch.OutOfMemoryError as exc:
+            raise TransientInferenceError("device out of memory during ICH inference") from exc
+        if logits.shape[1] != len(self.card.labels):
+            raise InputError(f"model gives {logits.shape[1]} outputs, card has "
+                             f"{len(self.card.labels)} labels")
+        return torch.sigmoid(logits).numpy()
+
+    def predict(self, volume: Volume, explain: bool = True) -> Prediction:
+        """Classify one head CT volume.
+
+        Raises:
+            InputError: the volume cannot be processed.
+            TransientInferenceError: the device ran out of memory.
+        """
+        t0 = time.perf_counter()
+        prep = prepare(volume.array, volume.spacing, self.card.input)
+        t1 = time.perf_counter()
+        slab_p = self.slab_probabilities(prep)
+        t2 = time.perf_counter()
+        results = []
+        for j, lab in enumerate(self.card.labels):
+            best = int(np.argmax(slab_p[:, j]))
+            prob = float(slab_p[best, j])
+            center = int(prep.slab_center[best])
+            key = KeySlice(index=center, slice_id=volume.slice_id(center), probability=prob)
+            results.append(ClassResult(key=lab.key, name=lab.name, code=lab.code.to_code(),
+                                       probability=prob, threshold=lab.threshold,
+                                       positive=prob >= lab.threshold, key_slice=key))
+        saliency = self._explain(volume, prep, slab_p, results) if explain else ()
+        t3 = time.perf_counter()
+        return Prediction(
+            pipeline=self.pipeline, model=self.info, classes=tuple(results),
+            slice_probabilities=slab_p[prep.slab_of_slice].astype(np.float32),
+            slice_ids=tuple(volume.slice_id(i) for i in range(volume.array.shape[0])),
+            saliency=saliency,
+            timings=Timings(preprocess_s=t1 - t0, inference_s=t2 - t1, explain_s=t3 - t2,
+                            total_s=t3 - t0, device=str(self.loaded.device)),
+        )
+
+    def _explain(self, volume: Volume, prep: Prepared, slab_p: np.ndarray,
+                 results: list[ClassResult]) -> tuple[SaliencyMap, ...]:
+        if self._cam_layer is None:
+            return ()
+        maps = []
+        for j, res in enumerate(results):
+            if not res.positive or res.key_slice is None:
+                continue
+            slab = int(np.argmax(slab_p[:, j]))
+            x = prep.inputs[slab : slab + 1].to(self.loaded.device)
+            cam = grad_cam(self.loaded.network, self._cam_layer, x, j).cpu()
+            heat = to_input_plane(cam, prep)
+            peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
+            idx = res.key_slice.index
+            maps.append(SaliencyMap(
+                key=res.key, slice_index=idx, slice_id=res.key_slice.slice_id,
+                heatmap=heat.astype(np.float32), peak_yx=(int(peak[0]), int(peak[1])),
+                png=overlay_png(np.asarray(volume.array[idx], dtype=np.float32), heat)))
+        return tuple(maps)

@@ -1,0 +1,206 @@
+"""The model registry: finds model directories, reads cards, loads each model once.
+
+One :class:`ModelRegistry` per process, created by the composition root and passed to whoever
+runs inference; nothing is created at import time. ``get`` loads a model on first use (checksums
+verified, warm-up run) and returns the same pipeline afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from .blastct import BlastCtPipeline, blast_ct_card, is_blast_ct_dir, smoke_input
+from .cards import CARD_FILE, ModelCard, verify_weights
+from .device import select_device
+from .errors import InferenceError, ModelCardError, ModelNotFoundError
+from .ich.pipeline import IchPipeline
+from .loaders import is_bundle, load_model, read_card
+from .types import ModelInfo, Prediction, Volume
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline(Protocol):
+    """What workers call: one study volume in, one Prediction out."""
+
+    pipeline: str
+    card: ModelCard
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def predict(self, volume: Volume, explain: bool = True) -> Prediction: ...
+
+    def warmup(self) -> None: ...
+
+
+class GenericPipeline:
+    """A loaded network without a clinical pipeline (e.g. a MONAI bundle): forward pass only."""
+
+    pipeline = "generic"
+
+    def __init__(self, card: ModelCard, network: torch.nn.Module, device: torch.device) -> None:
+        self.card, self.network, self.device = card, network, device
+
+    @property
+    def info(self) -> ModelInfo:
+        c = self.card
+        return ModelInfo(c.id, c.version, c.name, c.weights_sha256, c.manufacturer,
+                         c.not_for_clinical_use)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            out = self.network(x.to(self.device))
+        return out[0] if isinstance(out, tuple | list) else out
+
+    def predict(self, volume: Volume, explain: bool = True) -> Prediction:
+        raise ModelCardError(f"{self.card.id}: task 'generic' has no study pipeline")
+
+    def warmup(self) -> None:
+        self.forward(self.smoke_input())
+
+    def smoke_input(self) -> torch.Tensor:
+        shape = self.card.input.spatial_shape or (64, 64)
+        return torch.zeros((1, self.card.input.channels, *shape))
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of ``verify``: files checked and what the smoke inference produced."""
+
+    model_id: str
+    files_checked: int
+    smoke_seconds: float
+    detail: str
+
+
+def _is_model_dir(path: Path) -> bool:
+    return (path / CARD_FILE).is_file() or is_bundle(path) or is_blast_ct_dir(path)
+
+
+class ModelRegistry:
+    """Model directories by id. ``paths`` are model directories or folders of them."""
+
+    def __init__(self, paths: Sequence[Path], device: str = "auto", warmup: bool = True) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.device = select_device(device)
+        self.warmup = warmup
+        self._dirs: dict[str, Path] | None = None
+        self._cards: dict[str, ModelCard] = {}
+        self._loaded: dict[str, Pipeline] = {}
+        self._lock = threading.Lock()
+
+    def discover(self) -> dict[str, Path]:
+        """id -> directory for every model found (cards read, weights not touched).
+
+        Raises:
+            ModelCardError: an invalid card, or two directories with the same id.
+        """
+        if self._dirs is None:
+            dirs: dict[str, Path] = {}
+            for root in self.paths:
+                if not root.is_dir():
+                    log.warning("model path %s does not exist; skipped", root)
+                    continue
+                cands = [root] if _is_model_dir(root) else sorted(
+                    p for p in root.iterdir() if p.is_dir() and _is_model_dir(p))
+                for d in cands:
+                    card = self._read_card(d)
+                    if card.id in dirs and dirs[card.id] != d:
+                        raise ModelCardError(f"model id {card.id} in both {dirs[card.id]} and {d}")
+                    dirs[card.id] = d
+                    self._cards[card.id] = card
+            self._dirs = dirs
+        return self._dirs
+
+    @staticmethod
+    def _read_card(d: Path) -> ModelCard:
+        if not (d / CARD_FILE).is_file() and is_blast_ct_dir(d):
+            return blast_ct_card(d)
+        return read_card(d)
+
+    def ids(self) -> list[str]:
+        return sorted(self.discover())
+
+    def directory(self, model_id: str) -> Path:
+        try:
+            return self.discover()[model_id]
+        except KeyError:
+            raise ModelNotFoundError(f"no model with id {model_id!r}") from None
+
+    def card(self, model_id: str) -> ModelCard:
+        self.directory(model_id)
+        return self._cards[model_id]
+
+    def get(self, model_id: str) -> Pipeline:
+        """The pipeline for ``model_id``, loaded (and warmed up) on first use only.
+
+        Raises:
+            ModelNotFoundError, ModelCardError, ChecksumError, ModelLoadError.
+        """
+        with self._lock:
+            if model_id not in self._loaded:
+                t0 = time.perf_counter()
+                pipe = self._load(model_id)
+                if self.warmup:
+                    pipe.warmup()
+                log.info("loaded model %s on %s in %.2f s", model_id, self.device,
+                         time.perf_counter() - t0)
+                self._loaded[model_id] = pipe
+            return self._loaded[model_id]
+
+    def _load(self, model_id: str) -> Pipeline:
+        d, card = self.directory(model_id), self.card(model_id)
+        if card.weights.format == "blast_ct_ensemble":
+            verify_weights(card, d)
+            return BlastCtPipeline(card, d, self.device)
+        loaded = load_model(d, self.device)
+        if card.task == "ich-classification":
+            return IchPipeline(loaded)
+        return GenericPipeline(card, loaded.network, self.device)
+
+    def verify(self, model_id: str) -> VerifyResult:
+        """Recompute every checksum, load strictly, and run a smoke inference.
+
+        Raises:
+            ChecksumError: a digest differs; other InferenceErrors as for ``get``.
+        """
+        d, card = self.directory(model_id), self.card(model_id)
+        files = verify_weights(card, d)
+        pipe = self.get(model_id)
+        t0 = time.perf_counter()
+        if isinstance(pipe, IchPipeline):
+            from .phantoms import PhantomSpec, make_head_ct
+
+            ph = make_head_ct(PhantomSpec(shape=(12, 128, 128), pixel_mm=1.8,
+                                          subtypes=("intraparenchymal",), seed=7))
+            pred = pipe.predict(ph.volume)
+            probs = pred.slice_probabilities
+            if probs.shape != (12, len(card.labels)) or not np.isfinite(probs).all():
+                raise InferenceError(f"{model_id}: smoke inference gave bad probabilities")
+            detail = "study probabilities " + ", ".join(
+                f"{k}={v:.3f}" for k, v in pred.study_probabilities.items())
+        elif isinstance(pipe, BlastCtPipeline):
+            with torch.inference_mode():
+                out, _ = pipe.networks[0](smoke_input().to(self.device))
+            if not torch.isfinite(out).all():
+                raise InferenceError(f"{model_id}: smoke inference gave non-finite output")
+            detail = (f"{len(pipe.networks)} members loaded strictly; "
+                      f"member 1 output {tuple(out.shape)}")
+        else:
+            assert isinstance(pipe, GenericPipeline)
+            out = pipe.forward(pipe.smoke_input())
+            if not torch.isfinite(out.float()).all():
+                raise InferenceError(f"{model_id}: smoke inference gave non-finite output")
+            detail = f"output shape {tuple(out.shape)}"
+        return VerifyResult(model_id=model_id, files_checked=len(files),
+                            smoke_seconds=time.perf_counter() - t0, detail=detail)

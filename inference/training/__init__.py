@@ -1,0 +1,1 @@
+"""Training of the demo models on phantoms (CPU, minutes)."""

@@ -1,0 +1,247 @@
+"""Train the demo ICH classifier on head CT phantoms and write a model directory.
+
+The result is a demo: trained only on synthetic phantoms, it says nothing about real scans and
+its card says so (``not_for_clinical_use: true``). Thresholds are chosen on a calibration set
+of phantoms and the reported metrics come from a separate held-out test set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..architectures import build_network
+from ..cards import ModelCard, parse_card, sha256_file, write_card
+from ..evaluation.datasets import LabelledStudy, phantom_dataset
+from ..evaluation.evaluate import SaliencyScore, evaluate, score_saliency
+from ..evaluation.metrics import youden_threshold
+from ..ich.labels import ICH_CLASSES, ICH_NAMES, ich_code
+from ..ich.pipeline import IchPipeline
+from ..ich.preprocess import to_slabs, windows
+from ..loaders import LoadedModel
+from ..phantoms import phantom_cohort
+
+WEIGHTS_FILE = "weights.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Sizes, seeds and optimiser settings; the defaults take a few minutes on 2 CPU cores."""
+
+    n_train: int = 160
+    n_calibration: int = 40
+    n_test: int = 60
+    shape: tuple[int, int, int] = (28, 160, 160)
+    eval_shape: tuple[int, int, int] = (28, 256, 256)
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 3e-3
+    seed: int = 20250101
+    threads: int = 2
+    model_id: str = "ich-demo"
+    version: str = "0.1.0"
+
+
+def card_skeleton(cfg: TrainConfig) -> dict[str, Any]:
+    """The card fields fixed before training (everything but weights and measured figures)."""
+    return {
+        "id": cfg.model_id, "version": cfg.version,
+        "name": "InferNode demo ICH classifier (phantom-trained)",
+        "task": "ich-classification", "modality": "CT", "body_part": "HEAD",
+        "intended_use": ("Demonstration and integration testing of the InferNode ICH pipeline on "
+                         "synthetic head CT phantoms. Not a medical device."),
+        "not_for_clinical_use": True, "license": "Apache-2.0",
+        "input": {
+            "matrix": [128, 128], "slice_spacing_mm": 5.0, "context_slices": 1,
+            "windows": [{"name": "brain", "center": 40, "width": 80},
+                        {"name": "subdural", "center": 80, "width": 200},
+                        {"name": "bone", "center": 600, "width": 2800}],
+            "channels": 9,
+        },
+        "architecture": {"name": "monai.DenseNet", "params": {
+            "spatial_dims": 2, "in_channels": 9, "out_channels": len(ICH_CLASSES),
+            "init_features": 16, "growth_rate": 12, "block_config": [3, 4, 4], "bn_size": 2}},
+        "labels": [{"key": k, "name": ICH_NAMES[k],
+                    "code": {"value": ich_code(k).value, "scheme": ich_code(k).scheme,
+                             "meaning": ich_code(k).meaning}, "threshold": 0.5}
+                   for k in ICH_CLASSES],
+        "explain": {"method": "grad-cam", "target_layer": "features.transition1"},
+    }
+
+
+class _SlabBank:
+    """Resampled HU slabs of many studies (float16) and their labels; batches built on demand."""
+
+    def __init__(self, card: ModelCard, cfg: TrainConfig, log: Callable[[str], None]) -> None:
+        slabs, labels, starts, ends = [], [], [], []
+        n = 0
+        for ph in phantom_cohort(cfg.n_train, cfg.seed, cfg.shape):
+            hu, slab_of_slice, _, _ = to_slabs(ph.volume.array, ph.volume.spacing, card.input)
+            ylab = np.zeros((hu.shape[0], len(ICH_CLASSES)), dtype=np.float32)
+            np.maximum.at(ylab, slab_of_slice, ph.slice_labels.astype(np.float32))
+            m = hu.shape[0]
+            slabs.append(hu.half())
+            labels.append(torch.from_numpy(ylab))
+            starts.append(torch.full((m,), n))
+            ends.append(torch.full((m,), n + m - 1))
+            n += m
+        self.hu = torch.cat(slabs)
+        self.y = torch.cat(labels)
+        self.lo, self.hi = torch.cat(starts), torch.cat(ends)
+        self.card = card
+        log(f"training slabs: {n}, positive for any: {int(self.y[:, 0].sum())}")
+
+    def batch(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.card.input.context_slices
+        parts = []
+        for off in range(-c, c + 1):
+            j = torch.minimum(torch.maximum(idx + off, self.lo[idx]), self.hi[idx])
+            parts.append(windows(self.hu[j].float(), self.card.input))
+        x = torch.cat(parts, dim=1)
+        flip = torch.rand(idx.shape[0], generator=gen) < 0.5
+        x[flip] = x[flip].flip(-1)
+        return x, self.y[idx]
+
+
+def _sampling_weights(y: torch.Tensor) -> torch.Tensor:
+    # half of each batch from slabs with any haemorrhage, rarer subtypes up-weighted
+    pos = y[:, 0] > 0
+    w = torch.where(pos, 0.5 / max(int(pos.sum()), 1), 0.5 / max(int((~pos).sum()), 1))
+    freq = y[:, 1:].sum(0).clamp(min=1)
+    boost = 1 + (y[:, 1:] * (freq.max() / freq)).max(dim=1).values.clamp(max=4) * 0.25
+    return w * boost
+
+
+CAM_LAYERS = ("features.denseblock1", "features.transition1", "features.denseblock2",
+              "features.denseblock3")
+
+
+def train_ich(out_dir: Path, cfg: TrainConfig = TrainConfig(),
+              log: Callable[[str], None] = print) -> ModelCard:
+    """Train, calibrate, evaluate on held-out phantoms, write ``out_dir``.
+
+    Writes ``weights.pt`` (state_dict) and ``model.yaml``; returns the final card.
+    """
+    t_start = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    net = fit(cfg, log)
+    torch.save(net.state_dict(), out_dir / WEIGHTS_FILE)
+    return finalize(out_dir, net, cfg, log, fit_seconds=time.perf_counter() - t_start)
+
+
+def fit(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.nn.Module:
+    """Train the network on ``cfg.n_train`` phantom studies; returns it in eval mode."""
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    provisional = parse_card({**card_skeleton(cfg), "weights": {"format": "state_dict", "files": [
+        {"path": WEIGHTS_FILE, "sha256": "0" * 64}]}})
+    bank = _SlabBank(provisional, cfg, log)
+    assert provisional.architecture is not None
+    net = build_network(provisional.architecture.name, provisional.architecture.params)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    steps_per_epoch = max(1, bank.hu.shape[0] // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs
+                                                * steps_per_epoch)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    weights = _sampling_weights(bank.y)
+    for epoch in range(cfg.epochs):
+        net.train()
+        total = 0.0
+        for _ in range(steps_per_epoch):
+            idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen)
+            x, y = bank.batch(idx, gen)
+            loss = F.binary_cross_entropy_with_logits(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {total / steps_per_epoch:.4f} "
+            f"({time.perf_counter() - t_start:.0f} s)")
+    return net.eval()
+
+
+def finalize(out_dir: Path, net: torch.nn.Module, cfg: TrainConfig,
+             log: Callable[[str], None] = print, fit_seconds: float | None = None) -> ModelCard:
+    """Calibrate thresholds and pick the Grad-CAM layer on the calibration phantoms, measure
+    on the test phantoms, and write the card for ``out_dir/weights.pt``."""
+    t_start = time.perf_counter()
+    digest = sha256_file(out_dir / WEIGHTS_FILE)
+    card = parse_card({**card_skeleton(cfg), "weights": {"format": "state_dict", "files": [
+        {"path": WEIGHTS_FILE, "sha256": digest}]}})
+    pipe = IchPipeline(LoadedModel(card, out_dir, net, torch.device("cpu")))
+    calibration = list(phantom_dataset(cfg.n_calibration, cfg.seed + 1, cfg.eval_shape))
+    thresholds = _calibrate(pipe, calibration, log)
+    card = parse_card({**card.model_dump(mode="json"), "labels": [
+        {**lab.model_dump(mode="json"), "threshold": round(thresholds[lab.key], 4)}
+        for lab in card.labels]})
+    pipe = IchPipeline(LoadedModel(card, out_dir, net, torch.device("cpu")))
+    layer, layer_rates = _select_cam_layer(pipe, calibration, log)
+    card = parse_card({**card.model_dump(mode="json"),
+                       "explain": {"method": "grad-cam", "target_layer": layer}})
+    pipe = IchPipeline(LoadedModel(card, out_dir, net, torch.device("cpu")))
+    test_seed = cfg.seed + 2
+    report = evaluate(pipe, phantom_dataset(cfg.n_test, test_seed, cfg.eval_shape),
+                      "held-out phantoms", card_thresholds(card))
+    log(f"test set: {report.as_dict()}")
+    final = parse_card({
+        **card.model_dump(mode="json"),
+        "training_data": {
+            "source": "inference.phantoms head CT phantoms (synthetic)",
+            "train": {"studies": cfg.n_train, "seed": cfg.seed, "shape": list(cfg.shape)},
+            "calibration": {"studies": cfg.n_calibration, "seed": cfg.seed + 1,
+                            "shape": list(cfg.eval_shape),
+                            "threshold_rule": "max Youden J per class, study level",
+                            "gradcam_layer_rule": "highest peak-in-lesion rate",
+                            "gradcam_layer_hit_rates": layer_rates},
+            "config": {k: v for k, v in asdict(cfg).items() if k not in ("model_id",)},
+            "fit_seconds": None if fit_seconds is None else round(fit_seconds, 1),
+            "calibrate_and_test_seconds": round(time.perf_counter() - t_start, 1),
+        },
+        "metrics": {**report.as_dict(), "seed": test_seed, "shape": list(cfg.eval_shape),
+                    "note": "synthetic phantoms only; no real-patient performance is claimed"},
+    })
+    write_card(final, out_dir)
+    log(f"wrote {out_dir}")
+    return final
+
+
+def card_thresholds(card: ModelCard) -> dict[str, float]:
+    return {lab.key: lab.threshold for lab in card.labels}
+
+
+def _calibrate(pipe: IchPipeline, studies: list[LabelledStudy], log: Callable[[str], None]
+               ) -> dict[str, float]:
+    ys: dict[str, list[int]] = {k: [] for k in ICH_CLASSES}
+    ss: dict[str, list[float]] = {k: [] for k in ICH_CLASSES}
+    for study in studies:
+        pred = pipe.predict(study.volume, explain=False)
+        for k in ICH_CLASSES:
+            ys[k].append(study.labels[k])
+            ss[k].append(pred.result(k).probability)
+    th = {k: youden_threshold(np.array(ys[k]), np.array(ss[k])) for k in ICH_CLASSES}
+    log(f"calibrated thresholds: { {k: round(v, 3) for k, v in th.items()} }")
+    return th
+
+
+def _select_cam_layer(pipe: IchPipeline, studies: list[LabelledStudy],
+                      log: Callable[[str], None]) -> tuple[str, dict[str, float]]:
+    rates: dict[str, float] = {}
+    for layer in CAM_LAYERS:
+        pipe.set_explain_layer(layer)
+        score = SaliencyScore()
+        for study in studies:
+            if study.labels["any"]:
+                score_saliency(pipe.predict(study.volume), study, score)
+        rates[layer] = round(score.hit_rate, 3) if score.total else 0.0
+    best = max(CAM_LAYERS, key=lambda name: rates[name])
+    log(f"Grad-CAM peak-in-lesion rate by layer (calibration set): {rates}; using {best}")
+    return best, rates
