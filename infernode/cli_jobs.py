@@ -46,10 +46,9 @@ def load(config: Path | None, db: str | None) -> tuple[str, WorkersConfig]:
         for key, message in exc.problems:
             console.print(f"[red]config error[/red] {key}: {message}")
         raise typer.Exit(2) from exc
-    # the workers section is optional in the file; its defaults are the documented ones
-    section = getattr(settings, "workers", None)
-    cfg = section if isinstance(section, WorkersConfig) else WorkersConfig()
-    return settings.database.url, cfg
+    from infernode.wiring import workers_config
+
+    return settings.database.url, workers_config(settings)
 
 
 def _engine(url: str) -> Engine:

@@ -1,83 +1,114 @@
-"""`infernode demo`: the node on embedded defaults, fed with sample studies over C-STORE."""
+"""`infernode demo`: the node on embedded defaults, fed with sample head CT studies over C-STORE,
+showing what each study became: job, findings, outputs and the time each stage took."""
 
 from __future__ import annotations
 
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
+import sqlalchemy as sa
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from dicom_node.events import StudyReady
 from infernode.samples import write_sample_studies
 from infernode.sender import dicom_files, send_files
 from infernode.settings import load_settings
 
+FINAL_STATES = ("succeeded", "failed", "dead_lettered", "superseded")
+
+
+def _jobs(node: Any) -> list[sa.RowMapping]:
+    with node.engine.connect() as conn:
+        return list(conn.execute(sa.text(
+            "SELECT study_instance_uid, pipeline, state, result, last_error, wait_s, run_s "
+            "FROM jobs")).mappings())
+
 
 def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
-    """Returns the process exit code: 0 when every sample study came through."""
+    """Returns the process exit code: 0 when every sample study was analysed."""
     from infernode.node import Node
 
     if workdir.exists():
         shutil.rmtree(workdir)
     samples = workdir / "samples"
-    console.print("[bold]InferNode demo[/bold]: generating sample head CT studies")
-    identities = write_sample_studies(samples)
+    console.print("[bold]InferNode demo[/bold] (demo model: NOT FOR CLINICAL USE)")
+    console.print("generating sample head CT studies (synthetic phantoms)")
+    studies = write_sample_studies(samples)
     settings = load_settings(
         None,
         data_dir=str(workdir),
         database={"url": f"sqlite:///{workdir / 'infernode.db'}"},
-        dicom={
-            "port": 0,
-            "spool_dir": str(workdir / "spool"),
-            "quiet_period_s": 2.0,
-            "min_free_bytes": 50_000_000,
-        },
+        dicom={"port": 0, "spool_dir": str(workdir / "spool"), "quiet_period_s": 2.0,
+               "min_free_bytes": 50_000_000},
         web={"enabled": False},
     )
+    # The demo does not wait for the routing rules' longer clinical quiet periods.
+    settings.workers.rules[:] = [r.model_copy(update={"quiet_period_s": 2.0})
+                                 for r in settings.workers.rules]
     node = Node.build(settings)
-    ready: dict[str, tuple[StudyReady, float]] = {}
-
-    def remember(event: StudyReady) -> None:
-        ready.setdefault(event.study_instance_uid, (event, time.time()))
-
-    node.ready_handlers.append(remember)
     node.start()
     try:
         files = dicom_files(samples)
-        sent_at = time.time()
-        with Progress(
-            TextColumn("C-STORE"), BarColumn(), MofNCompleteColumn(), console=console
-        ) as progress:
+        with Progress(TextColumn("C-STORE"), BarColumn(), MofNCompleteColumn(),
+                      console=console) as progress:
             task = progress.add_task("send", total=len(files))
-            report = send_files(
-                files, host="127.0.0.1", port=node.server.port,
-                called_ae=settings.dicom.ae_title, calling_ae="INFERNODE_SCU",
-                on_progress=lambda _uid, _status: progress.advance(task),
-            )
-        wanted = {i.study_instance_uid for i in identities}
+            sent_at = time.monotonic()
+            send_files(files, host="127.0.0.1", port=node.server.port,
+                       called_ae=settings.dicom.ae_title, calling_ae="INFERNODE_SCU",
+                       on_progress=lambda _uid, _status: progress.advance(task))
+        wanted = {identity.study_instance_uid for identity, _ in studies}
         deadline = time.monotonic() + timeout
-        while not wanted <= ready.keys() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        table = Table("study", "accession", "series", "instances", "complete after (s)")
-        for identity in identities:
-            got = ready.get(identity.study_instance_uid)
-            if got is None:
-                table.add_row(identity.study_instance_uid[-12:], identity.accession_number,
-                              "-", "-", "not complete")
-                continue
-            event, at = got
-            table.add_row(
-                "…" + event.study_instance_uid[-12:],
-                identity.accession_number,
-                str(len(event.series)),
-                str(sum(s.instance_count for s in event.series)),
-                f"{at - sent_at:.1f}",
-            )
-        console.print(table)
-        console.print(f"stored {len(report.stored)} instances; index: {node.index.counts()}")
-        return 0 if wanted <= ready.keys() else 1
+        with console.status("waiting for study completion and analysis"):
+            while time.monotonic() < deadline:
+                done = {j["study_instance_uid"] for j in _jobs(node)
+                        if j["state"] in FINAL_STATES}
+                if wanted <= done:
+                    break
+                time.sleep(0.3)
+        elapsed = time.monotonic() - sent_at
+        return _report(console, node, studies, elapsed)
     finally:
         node.stop()
+
+
+def _report(console: Console, node: Any, studies: list[Any], elapsed: float) -> int:
+    jobs = {j["study_instance_uid"]: j for j in _jobs(node)}
+    table = Table("accession", "sample", "pipeline", "state", "AI result", "outputs",
+                  "queue wait (s)", "run (s)", title="Results")
+    ok = True
+    for identity, label in studies:
+        job = jobs.get(identity.study_instance_uid)
+        if job is None:
+            table.add_row(identity.accession_number, label, "-", "not routed/complete", "", "",
+                          "", "")
+            ok = False
+            continue
+        result = job["result"] or {}
+        if isinstance(result, str):
+            import json
+
+            result = json.loads(result)
+        summary = result.get("summary", {})
+        outputs = result.get("outputs", [])
+        kinds: dict[str, int] = {}
+        for out in outputs:
+            kinds[out["kind"]] = kinds.get(out["kind"], 0) + 1
+        finding = summary.get("not_analysed") or (
+            f"positive: {summary['positive']}" if summary.get("positive") else "no ICH detected")
+        if result.get("priority_flag"):
+            finding = f"[bold red]{result['priority_flag']}[/bold red] ({finding})"
+        table.add_row(
+            identity.accession_number, label, job["pipeline"], job["state"], finding,
+            ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
+            f"{job['wait_s'] or 0:.2f}", f"{job['run_s'] or 0:.2f}",
+        )
+        ok = ok and job["state"] == "succeeded"
+    console.print(table)
+    outputs_dir = node.settings.data_dir / "outputs"
+    console.print(f"outputs (SEG/SR/KOS, FHIR Bundle, HL7 ORU) under {outputs_dir}")
+    console.print(f"from first C-STORE to last result: {elapsed:.1f} s "
+                  f"(includes the {node.settings.dicom.quiet_period_s:g} s quiet period)")
+    return 0 if ok else 1

@@ -21,6 +21,7 @@ from dicom_node.scp.storage import StorageSCP
 from dicom_node.spool import Spool
 from infernode.db import create_engine, migrate
 from infernode.settings import Settings
+from infernode.wiring import workers_config
 from workers.embedded import EmbeddedRunner
 from workers.metrics import register_metrics
 from workers.reconciler import Reconciler
@@ -61,7 +62,7 @@ class Node:
         index = IndexStore(engine)
         handlers: list[Callable[[StudyReady], None]] = []
 
-        wcfg = settings.workers
+        wcfg = workers_config(settings)
 
         def quiet_period(header: InstanceHeader) -> float:
             # The longest quiet period of the rules that could still route this series, judged

@@ -52,6 +52,7 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         base = tmp_path / f"node{len(started)}"
         settings = load_settings(
             None,
+            data_dir=str(base),
             database={"url": db_url or f"sqlite:///{base / 'infernode.db'}"},
             dicom={
                 "port": 0,

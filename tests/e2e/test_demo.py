@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 
-def test_demo_sends_the_sample_studies_and_reports_them(tmp_path):
+def test_demo_analyses_the_sample_studies_and_reports_them(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "infernode.cli", "demo", "--workdir", str(tmp_path / "demo"),
-         "--timeout", "120"],
-        capture_output=True, text=True, timeout=300, check=False,
+         "--timeout", "180"],
+        capture_output=True, text=True, timeout=400, check=False,
+        env={**os.environ, "COLUMNS": "220"},
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "DEMOACC001" in result.stdout and "DEMOACC002" in result.stdout
-    assert "not complete" not in result.stdout
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "DEMOACC001" in out and "DEMOACC002" in out
+    assert "critical: ICH suspected" in out  # the subdural phantom
+    assert "no ICH detected" in out  # the normal phantom
+    assert "not routed" not in out
