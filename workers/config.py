@@ -101,11 +101,18 @@ def default_rules() -> list[RoutingRule]:
     return [RoutingRule.model_validate(item) for item in raw]
 
 
+ICH_FACTORY = "workers.pipelines.ich:IchPipeline"
+
+
 def default_pipelines() -> dict[str, PipelineSpec]:
-    """Until the model pipelines are wired in, every default pipeline runs the no-op pipeline
-    under its own name, so routing, queues and jobs work end to end."""
-    return {name: PipelineSpec(model_version=f"{name}-noop-1")
-            for name in ("stroke", "ich", "fracture", "noop")}
+    """ich runs the committed demo model (`models/ich-demo`, version 0.1.0); stroke and
+    fracture run the no-op pipeline under their own names until their models exist, so
+    routing, queues and jobs work end to end."""
+    specs = {name: PipelineSpec(model_version=f"{name}-noop-1")
+             for name in ("stroke", "fracture", "noop")}
+    specs["ich"] = PipelineSpec(factory=ICH_FACTORY, model_version="0.1.0",
+                                options={"model": "ich-demo"})
+    return specs
 
 
 class WorkersConfig(BaseModel):
