@@ -7,7 +7,6 @@ import importlib.util
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,28 +28,17 @@ from hl7_fhir.facade.store import metadata
 from hl7_fhir.fhir import build_report_bundle
 from hl7_fhir.samples import fixed_clock, sample_device, sample_findings, sample_study
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TOKEN = "pg-token"
 
 
 @pytest.fixture
-def pg_engine() -> Iterator[Engine]:
-    schema = f"hl7f_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL at {PG_URL} is not reachable: {exc}")
-    engine = sa.create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    """An engine on a fresh schema of the real PostgreSQL (the shared `pg_url` fixture)."""
+    engine = sa.create_engine(pg_url)
     try:
         yield engine
     finally:
         engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _upgrade(engine: Engine) -> None:
