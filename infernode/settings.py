@@ -40,6 +40,11 @@ class WebConfig(BaseModel):
         description="bearer tokens accepted by STOW-RS ingest (/dicom-web/studies); "
         "none configured: STOW-RS ingest is off",
     )
+    fhir_tokens: tuple[str, ...] = Field(
+        default=(),
+        description="bearer tokens accepted by the read-only FHIR facade (/fhir); "
+        "none configured: only /fhir/metadata answers",
+    )
 
 
 class Settings(BaseSettings):

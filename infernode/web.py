@@ -29,6 +29,9 @@ def create_app(node: Node) -> FastAPI:
     def status() -> dict[str, Any]:
         return {"index": node.index.counts(), "dicom_port": node.server.port}
 
+    from hl7_fhir.facade import create_facade_router
+
+    app.include_router(create_facade_router(node.engine, node.settings.web.fhir_tokens))
     if node.settings.web.stow_tokens:
         from dicom_node.dicomweb.stow_server import StowService, create_stow_router
 

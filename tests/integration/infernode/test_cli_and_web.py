@@ -86,3 +86,29 @@ def test_node_on_postgresql_stores_and_indexes(node_factory, pg_url, tmp_path):
     files = ct_series(tmp_path / "src", slices=4)
     assert storescu(node.server.port, files).returncode == 0
     assert node.index.counts()["instances"] == 4
+
+
+def test_fhir_facade_is_served_and_locked(tmp_path):
+    from infernode.node import Node
+    from infernode.settings import load_settings
+
+    web_port = free_port()
+    settings = load_settings(None, data_dir=str(tmp_path),
+                             database={"url": f"sqlite:///{tmp_path / 'db'}"},
+                             dicom={"port": 0, "spool_dir": str(tmp_path / "spool"),
+                                    "min_free_bytes": 0},
+                             web={"port": web_port, "fhir_tokens": ["ehr-token"]})
+    node = Node.build(settings)
+    node.start()
+    try:
+        base = f"http://127.0.0.1:{web_port}/fhir"
+        meta = httpx.get(f"{base}/metadata")
+        assert meta.status_code == 200
+        assert meta.json()["resourceType"] == "CapabilityStatement"
+        assert httpx.get(f"{base}/DiagnosticReport?status=preliminary").status_code == 401
+        ok = httpx.get(f"{base}/DiagnosticReport?status=preliminary",
+                       headers={"Authorization": "Bearer ehr-token"})
+        assert ok.status_code == 200
+        assert ok.json()["resourceType"] == "Bundle" and ok.json()["total"] == 0
+    finally:
+        node.stop()
