@@ -27,6 +27,20 @@ def _jobs(node: Any) -> list[sa.RowMapping]:
             "FROM jobs")).mappings())
 
 
+def _deliveries(node: Any) -> dict[str, dict[str, dict[str, int]]]:
+    """study -> destination -> state -> count."""
+    with node.engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT o.study_instance_uid, d.destination, d.state, count(*) AS n "
+            "FROM deliveries d JOIN outputs o ON o.id = d.output_id "
+            "GROUP BY o.study_instance_uid, d.destination, d.state")).mappings()
+        found: dict[str, dict[str, dict[str, int]]] = {}
+        for r in rows:
+            found.setdefault(r["study_instance_uid"], {}).setdefault(
+                r["destination"], {})[r["state"]] = int(r["n"])
+    return found
+
+
 def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
     """Returns the process exit code: 0 when every sample study was analysed."""
     from infernode.node import Node
@@ -65,8 +79,13 @@ def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
             while time.monotonic() < deadline:
                 done = {j["study_instance_uid"] for j in _jobs(node)
                         if j["state"] in FINAL_STATES}
-                if wanted <= done:
+                pending = any(
+                    state == "pending"
+                    for per_dest in _deliveries(node).values()
+                    for states in per_dest.values() for state in states)
+                if wanted <= done and not pending:
                     break
+                node.delivery.wake()
                 time.sleep(0.3)
         elapsed = time.monotonic() - sent_at
         return _report(console, node, studies, elapsed)
@@ -76,14 +95,15 @@ def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
 
 def _report(console: Console, node: Any, studies: list[Any], elapsed: float) -> int:
     jobs = {j["study_instance_uid"]: j for j in _jobs(node)}
+    deliveries = _deliveries(node)
     table = Table("accession", "sample", "pipeline", "state", "AI result", "outputs",
-                  "queue wait (s)", "run (s)", title="Results")
+                  "delivered to", "queue wait (s)", "run (s)", title="Results")
     ok = True
     for identity, label in studies:
         job = jobs.get(identity.study_instance_uid)
         if job is None:
             table.add_row(identity.accession_number, label, "-", "not routed/complete", "", "",
-                          "", "")
+                          "", "", "")
             ok = False
             continue
         result = job["result"] or {}
@@ -103,6 +123,10 @@ def _report(console: Console, node: Any, studies: list[Any], elapsed: float) -> 
         table.add_row(
             identity.accession_number, label, job["pipeline"], job["state"], finding,
             ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
+            "; ".join(
+                f"{dest}: " + ", ".join(f"{n} {st}" for st, n in sorted(states.items()))
+                for dest, states in sorted(deliveries.get(identity.study_instance_uid,
+                                                          {}).items())) or "-",
             f"{job['wait_s'] or 0:.2f}", f"{job['run_s'] or 0:.2f}",
         )
         ok = ok and job["state"] == "succeeded"

@@ -24,6 +24,8 @@ from infernode.settings import Settings
 from infernode.wiring import workers_config
 from workers.embedded import EmbeddedRunner
 from workers.metrics import register_metrics
+from workers.outbox.metrics import register_delivery_metrics
+from workers.outbox.runner import DeliveryRunner
 from workers.reconciler import Reconciler
 from workers.routing import quiet_period_s
 from workers.submit import default_transport, on_study_ready
@@ -47,6 +49,7 @@ class Node:
     transport: Transport
     embedded: EmbeddedRunner | None
     reconciler: Reconciler
+    delivery: DeliveryRunner
     ready_handlers: list[Callable[[StudyReady], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -118,6 +121,8 @@ class Node:
             transport=transport,
             embedded=embedded,
             reconciler=Reconciler(engine, wcfg, transport),
+            delivery=DeliveryRunner(engine, wcfg, clock=utc_now,
+                                    metrics=register_delivery_metrics(registry, engine)),
         )
 
     def start(self) -> None:
@@ -132,6 +137,7 @@ class Node:
         thread.start()
         self._threads.append(thread)
         self.reconciler.start()
+        self.delivery.start()
         if self.embedded is not None:
             self.embedded.start()
         if self.settings.web.enabled:
@@ -146,6 +152,7 @@ class Node:
         self._stop.set()
         self.server.stop()
         self.reconciler.stop()
+        self.delivery.stop()
         if self.embedded is not None:
             self.embedded.stop(timeout=30)
         if self.web_server is not None:

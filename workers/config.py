@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workers.messages import Priority
+from workers.outbox.config import DeliveryConfig
 from workers.rules import Exclusion, RoutingRule
 
 # SOP Class UIDs (PS3.4 B.5) used by the default rules and exclusions.
@@ -144,6 +145,7 @@ class WorkersConfig(BaseModel):
     pipelines: dict[str, PipelineSpec] = Field(default_factory=default_pipelines)
     rules: list[RoutingRule] = Field(default_factory=default_rules)
     exclusions: list[Exclusion] = Field(default_factory=default_exclusions)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkersConfig:

@@ -135,3 +135,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+# The outbox's tables live on this same metadata; importing them here makes `metadata` complete
+# for every user (migration checks, create_all in tests) whatever they imported first.
+import workers.outbox.tables  # noqa: E402, F401

@@ -30,6 +30,8 @@ from workers.messages import (
     Priority,
     queue_name,
 )
+from workers.outbox.config import DeliveryConfig
+from workers.outbox.record import JobFacts, record_outputs
 from workers.routing import RouteDecision
 
 _PRIORITY_RANK = {Priority.STAT.value: 0, Priority.ROUTINE.value: 1}
@@ -216,13 +218,18 @@ def heartbeat(engine: Engine, cfg: WorkersConfig, job_id: str, attempt: int,
 
 
 def complete(engine: Engine, job_id: str, attempt: int, result: PipelineResult,
-             run_finished_at: datetime, clock: Callable[[], datetime]) -> bool:
+             run_finished_at: datetime, clock: Callable[[], datetime], *,
+             delivery: DeliveryConfig | None = None) -> bool:
     """Record a successful attempt; False (and nothing written) when the attempt is stale.
-    `finished_at` and the record stage end when the commit of the result has returned."""
+    `finished_at` and the record stage end when the commit of the result has returned.
+    The outputs (and the study's priority signal) are recorded for delivery in the same
+    transaction; with `delivery`, their delivery rows are planned in it too, otherwise the
+    node's delivery runner plans them."""
     now = clock()
     with engine.begin() as conn:
-        row = conn.execute(select(jobs.c.queued_at, jobs.c.started_at).where(
-            jobs.c.id == job_id)).mappings().first()
+        row = conn.execute(select(
+            jobs.c.queued_at, jobs.c.started_at, jobs.c.study_instance_uid, jobs.c.pipeline,
+            jobs.c.priority).where(jobs.c.id == job_id)).mappings().first()
         if row is None:
             return False
         started = as_utc(row["started_at"])
@@ -239,6 +246,8 @@ def complete(engine: Engine, job_id: str, attempt: int, result: PipelineResult,
             return False
         _end_attempt(conn, job_id, attempt, now, "succeeded", None, None,
                      _seconds(run_finished_at, started))
+        facts = JobFacts(job_id, row["study_instance_uid"], row["pipeline"], row["priority"])
+        record_outputs(conn, facts, result, now, delivery)
     # a second, small write: the commit above is part of the stage being measured
     recorded_at = max(now, clock())
     with engine.begin() as conn:

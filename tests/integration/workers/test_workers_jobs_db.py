@@ -3,20 +3,16 @@ real PostgreSQL; and the Alembic revision against the table definitions."""
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from alembic.operations import Operations
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from dicom_node.events import StudyReady
-from tests.integration.workers.workers_support import PG_BASE, make_config
+from tests.integration.workers.workers_support import make_config
 from workers import samples
 from workers.admin import get_job, job_detail, replay, retry, routing_history
 from workers.db import make_engine, metadata, utcnow
@@ -143,31 +139,3 @@ def test_metrics_come_from_the_jobs_table(tmp_path: Path, engine: Engine) -> Non
     assert value("infernode_job_stage_seconds_bucket", {**labels, "le": "2.5"}) == 1
     assert value("infernode_job_stage_seconds_sum", {"pipeline": "alpha", "stage": "record"}
                  ) == pytest.approx(1.0, abs=0.01)
-
-
-def test_alembic_revision_matches_the_tables() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "wk_0001_jobs", REPO / "workers" / "migrations" / "wk_0001_jobs.py")
-    assert spec is not None and spec.loader is not None
-    revision = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(revision)
-    assert revision.branch_labels == ("workers",) and revision.down_revision is None
-    schema = f"wkmig_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(PG_BASE)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(f"{PG_BASE}?options=-csearch_path%3D{schema}")
-    try:
-        with engine.begin() as conn:
-            context = MigrationContext.configure(conn)
-            with Operations.context(context):
-                revision.upgrade()
-            diff = compare_metadata(MigrationContext.configure(conn), metadata)
-            assert diff == []
-            with Operations.context(context):
-                revision.downgrade()
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()

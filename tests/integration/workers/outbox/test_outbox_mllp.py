@@ -1,0 +1,53 @@
+"""HL7 v2 ORU^R01 over MLLP to a real TCP listener that answers with ACKs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from tests.integration.workers.outbox.outbox_support import (
+    MovableClock,
+    mllp_peer,
+    running_job,
+    succeed,
+    write_oru,
+)
+from workers.config import WorkersConfig
+from workers.outbox import admin
+from workers.outbox.config import DeliveryConfig
+from workers.outbox.runner import DeliveryRunner
+
+
+def _config(port: int) -> WorkersConfig:
+    return WorkersConfig(delivery=DeliveryConfig.model_validate({"destinations": [
+        {"type": "mllp", "name": "ris", "host": "127.0.0.1", "port": port, "timeout_s": 5}]}))
+
+
+def test_oru_is_delivered_when_the_receiver_accepts(
+        engine: Engine, clock: MovableClock, tmp_path: Path) -> None:
+    with mllp_peer() as ris:
+        cfg = _config(ris.port)
+        ref = write_oru(tmp_path)
+        job = running_job(engine, cfg, clock())
+        succeed(engine, job, clock(), (ref,))
+        assert DeliveryRunner(engine, cfg, clock=clock).run_due_once().delivered == 1
+        assert ris.received == [Path(ref.path or "").read_text(encoding="utf-8")]
+        assert ris.received[0].split("\r")[0].split("|")[8] == "ORU^R01^ORU_R01"
+
+
+def test_a_rejected_message_is_dead_and_a_silent_port_is_retried(
+        engine: Engine, clock: MovableClock, tmp_path: Path) -> None:
+    with mllp_peer() as ris:
+        ris.ack_code = "AR"
+        cfg = _config(ris.port)
+        job = running_job(engine, cfg, clock())
+        succeed(engine, job, clock(), (write_oru(tmp_path),))
+        assert DeliveryRunner(engine, cfg, clock=clock).run_due_once().dead == 1
+        (dead,) = admin.dead_letters(engine)
+        assert dead.last_reason == "permanent" and "AR" in (dead.last_error or "")
+    # the listener is gone: connection refused is transient
+    admin.replay(engine, clock(), delivery_ids=[dead.id])
+    report = DeliveryRunner(engine, _config(ris.port), clock=clock).run_due_once()
+    assert report.retried == 1
+    assert admin.get_delivery(engine, dead.id).state == "pending"
