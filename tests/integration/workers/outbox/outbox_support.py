@@ -5,7 +5,6 @@ taken through the real job state machine to `succeeded`."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -23,7 +22,6 @@ from dicom_node.encode import EncodeContext, Pipeline, encode_outputs
 from dicom_node.encode.samples import ct_head_case, sample_algorithm
 from dicom_node.encode.samples import fixed_clock as dicom_clock
 from hl7_fhir.encode import build_oru, build_report_bundle
-from hl7_fhir.hl7v2 import build_ack
 from hl7_fhir.samples import fixed_clock, sample_device, sample_findings, sample_study
 from workers import samples
 from workers.config import WorkersConfig
@@ -127,52 +125,6 @@ def http_peer() -> Iterator[HttpPeer]:
 # ---------------------------------------------------------------- MLLP peer
 
 
-@dataclass
-class MllpPeer:
-    port: int = 0
-    ack_code: str = "AA"
-    received: list[str] = field(default_factory=list)
-
-
-def _serve_mllp(server: socket.socket, peer: MllpPeer, stop: threading.Event) -> None:
-    while not stop.is_set():
-        try:
-            conn, _ = server.accept()
-        except TimeoutError:
-            continue
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(5)
-            data = b""
-            while b"\x1c\r" not in data:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            if not data.startswith(b"\x0b"):
-                continue
-            text = data[1:].split(b"\x1c\r")[0].decode("utf-8")
-            peer.received.append(text)
-            ack = build_ack(text, peer.ack_code, datetime(2026, 1, 1, tzinfo=UTC), "ACK1")
-            conn.sendall(b"\x0b" + ack.encode() + b"\x1c\r")
-
-
-@contextmanager
-def mllp_peer() -> Iterator[MllpPeer]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.05)
-    peer = MllpPeer(port=server.getsockname()[1])
-    stop = threading.Event()
-    thread = threading.Thread(target=_serve_mllp, args=(server, peer, stop), daemon=True)
-    thread.start()
-    try:
-        yield peer
-    finally:
-        stop.set()
-        server.close()
         thread.join(5)
 
 

@@ -8,11 +8,11 @@ from sqlalchemy import Engine
 
 from tests.integration.workers.outbox.outbox_support import (
     MovableClock,
-    mllp_peer,
     running_job,
     succeed,
     write_oru,
 )
+from tests.peers.mllp import mllp_listener
 from workers.config import WorkersConfig
 from workers.outbox import admin
 from workers.outbox.config import DeliveryConfig
@@ -26,7 +26,7 @@ def _config(port: int) -> WorkersConfig:
 
 def test_oru_is_delivered_when_the_receiver_accepts(
         engine: Engine, clock: MovableClock, tmp_path: Path) -> None:
-    with mllp_peer() as ris:
+    with mllp_listener() as ris:
         cfg = _config(ris.port)
         ref = write_oru(tmp_path)
         job = running_job(engine, cfg, clock())
@@ -38,8 +38,8 @@ def test_oru_is_delivered_when_the_receiver_accepts(
 
 def test_a_rejected_message_is_dead_and_a_silent_port_is_retried(
         engine: Engine, clock: MovableClock, tmp_path: Path) -> None:
-    with mllp_peer() as ris:
-        ris.ack_code = "AR"
+    with mllp_listener() as ris:
+        ris.mode = "AR"
         cfg = _config(ris.port)
         job = running_job(engine, cfg, clock())
         succeed(engine, job, clock(), (write_oru(tmp_path),))
