@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from infernode.local_pacs import LocalPacs, start_local_pacs
 from infernode.samples import write_sample_studies
 from infernode.sender import dicom_files, send_files
 from infernode.settings import load_settings
@@ -51,6 +52,15 @@ def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
     console.print("[bold]InferNode demo[/bold] (demo model: NOT FOR CLINICAL USE)")
     console.print("generating sample head CT studies (synthetic phantoms)")
     studies = write_sample_studies(samples)
+    pacs = start_local_pacs(workdir / "pacs")
+    destinations: list[dict[str, Any]] = [{"type": "facade"}]
+    if pacs is None:
+        console.print("Orthanc is not installed: results stay in the node's outputs folder")
+    else:
+        console.print(f"local PACS: Orthanc {pacs.aet} on DICOM port {pacs.dicom_port}, "
+                      f"web {pacs.url}")
+        destinations.append({"type": "dicom", "name": "demo-pacs", "host": "127.0.0.1",
+                             "port": pacs.dicom_port, "called_ae": pacs.aet})
     settings = load_settings(
         None,
         data_dir=str(workdir),
@@ -58,6 +68,7 @@ def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
         dicom={"port": 0, "spool_dir": str(workdir / "spool"), "quiet_period_s": 2.0,
                "min_free_bytes": 50_000_000},
         web={"enabled": False},
+        workers={"delivery": {"destinations": destinations, "poll_interval_s": 0.5}},
     )
     # The demo does not wait for the routing rules' longer clinical quiet periods.
     settings.workers.rules[:] = [r.model_copy(update={"quiet_period_s": 2.0})
@@ -66,6 +77,10 @@ def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
     node.start()
     try:
         files = dicom_files(samples)
+        if pacs is not None:
+            # A hospital PACS holds the images already; the results join those studies.
+            send_files(files, host="127.0.0.1", port=pacs.dicom_port, called_ae=pacs.aet,
+                       calling_ae="INFERNODE_SCU")
         with Progress(TextColumn("C-STORE"), BarColumn(), MofNCompleteColumn(),
                       console=console) as progress:
             task = progress.add_task("send", total=len(files))
@@ -79,21 +94,26 @@ def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
             while time.monotonic() < deadline:
                 done = {j["study_instance_uid"] for j in _jobs(node)
                         if j["state"] in FINAL_STATES}
-                pending = any(
+                deliveries = _deliveries(node)
+                # Delivery rows appear on the runner's next pass after a job succeeds.
+                settled = wanted <= deliveries.keys() and not any(
                     state == "pending"
-                    for per_dest in _deliveries(node).values()
+                    for per_dest in deliveries.values()
                     for states in per_dest.values() for state in states)
-                if wanted <= done and not pending:
+                if wanted <= done and settled:
                     break
                 node.delivery.wake()
                 time.sleep(0.3)
         elapsed = time.monotonic() - sent_at
-        return _report(console, node, studies, elapsed)
+        return _report(console, node, studies, elapsed, pacs)
     finally:
         node.stop()
+        if pacs is not None:
+            pacs.stop()
 
 
-def _report(console: Console, node: Any, studies: list[Any], elapsed: float) -> int:
+def _report(console: Console, node: Any, studies: list[Any], elapsed: float,
+            pacs: LocalPacs | None) -> int:
     jobs = {j["study_instance_uid"]: j for j in _jobs(node)}
     deliveries = _deliveries(node)
     table = Table("accession", "sample", "pipeline", "state", "AI result", "outputs",
@@ -133,6 +153,11 @@ def _report(console: Console, node: Any, studies: list[Any], elapsed: float) -> 
     console.print(table)
     outputs_dir = node.settings.data_dir / "outputs"
     console.print(f"outputs (SEG/SR/KOS, FHIR Bundle, HL7 ORU) under {outputs_dir}")
+    if pacs is not None:
+        for identity, _label in studies:
+            console.print(f"PACS study {identity.accession_number}: "
+                          f"{pacs.instance_count(identity.study_instance_uid)} instances "
+                          "(the images, and the AI results as new series)")
     console.print(f"from first C-STORE to last result: {elapsed:.1f} s "
                   f"(includes the {node.settings.dicom.quiet_period_s:g} s quiet period)")
     return 0 if ok else 1

@@ -20,3 +20,7 @@ def test_demo_analyses_the_sample_studies_and_reports_them(tmp_path):
     assert "critical: ICH suspected" in out  # the subdural phantom
     assert "no ICH detected" in out  # the normal phantom
     assert "not routed" not in out
+    if os.path.exists("/usr/sbin/Orthanc"):
+        assert "demo-pacs: 2 delivered" in out  # SR + KOS of the positive study
+        assert "PACS study DEMOACC001: 34 instances" in out  # 32 images + SR + KOS
+        assert "PACS study DEMOACC002: 33 instances" in out  # 32 images + SR
