@@ -202,6 +202,18 @@ class IndexStore:
             ).all()
         return [r.path for r in rows]
 
+    def study_senders(self, study_instance_uid: str) -> list[str]:
+        """Calling AE titles that sent series of a study, most instances first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(series.c.calling_ae, func.sum(series.c.instance_count).label("n"))
+                .where(series.c.study_instance_uid == study_instance_uid,
+                       series.c.calling_ae.is_not(None))
+                .group_by(series.c.calling_ae)
+                .order_by(func.sum(series.c.instance_count).desc(), series.c.calling_ae)
+            ).all()
+        return [r.calling_ae for r in rows]
+
     def counts(self) -> dict[str, int]:
         """Row counts for status displays."""
         with self.engine.connect() as conn:

@@ -85,6 +85,29 @@ class DicomDestination(_Destination):
     batches: ClassVar[bool] = True
 
 
+class SenderAddress(BaseModel):
+    """Where the C-STORE SCP of a sending AE listens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+
+class SenderDestination(_Destination):
+    """Back to the AE that sent the study (a modality or PACS that asked for results), over
+    C-STORE. The sender's AE title comes from the instance index; `senders` says where each
+    AE's SCP listens (an AE not listed is a permanent failure, `no_return_address`)."""
+
+    type: Literal["sender"] = "sender"
+    senders: dict[str, SenderAddress] = Field(default_factory=dict)
+    calling_ae: str = Field(default="INFERNODE", min_length=1, max_length=16)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    accepted_kinds: ClassVar[tuple[str, ...]] = (DICOM,)
+    default_kinds: ClassVar[tuple[str, ...]] = (DICOM,)
+    batches: ClassVar[bool] = True
+
+
 class StowDestination(_Destination):
     """A PACS over DICOMweb STOW-RS (PS3.18 10.5); one request per job's batch."""
 
@@ -165,7 +188,7 @@ class WebhookDestination(_Destination):
 
 
 Destination = Annotated[
-    DicomDestination | StowDestination | FhirDestination | FhirTaskDestination
+    DicomDestination | SenderDestination | StowDestination | FhirDestination | FhirTaskDestination
     | FacadeDestination | MllpDestination | WebhookDestination,
     Field(discriminator="type"),
 ]

@@ -14,12 +14,14 @@ from workers.outbox.config import (
     FhirDestination,
     FhirTaskDestination,
     MllpDestination,
+    SenderDestination,
     StowDestination,
     WebhookDestination,
 )
 
-AnyDestination = (DicomDestination | StowDestination | FhirDestination | FhirTaskDestination
-                  | FacadeDestination | MllpDestination | WebhookDestination)
+AnyDestination = (DicomDestination | SenderDestination | StowDestination | FhirDestination
+                  | FhirTaskDestination | FacadeDestination | MllpDestination
+                  | WebhookDestination)
 
 __all__ = ["Adapter", "Sent", "build_adapter"]
 
@@ -31,6 +33,10 @@ def build_adapter(dest: AnyDestination, engine: Engine,
         from workers.outbox.adapters.dicom import CStoreAdapter
 
         return CStoreAdapter(dest)
+    if isinstance(dest, SenderDestination):
+        from workers.outbox.adapters.sender import ReturnToSenderAdapter
+
+        return ReturnToSenderAdapter(dest, engine)
     if isinstance(dest, StowDestination):
         from workers.outbox.adapters.dicom import StowAdapter
 

@@ -111,5 +111,5 @@ def test_the_documented_example_is_a_valid_configuration() -> None:
     assert match is not None
     cfg = WorkersConfig.model_validate(yaml.safe_load(match.group(1))["workers"])
     assert [d.type for d in cfg.delivery.destinations] == [
-        "facade", "dicom", "stow", "fhir", "mllp", "webhook", "fhir-task"]
+        "facade", "dicom", "stow", "fhir", "sender", "mllp", "webhook", "fhir-task"]
     assert cfg.delivery.backoff.max_delay_s == 3600
