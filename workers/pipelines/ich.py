@@ -4,7 +4,9 @@ the HL7 ORU before the job completes.
 
 Options (from the `workers.pipelines.ich` spec; the node fills in the first three):
 `db_url` (the instance index), `output_dir`, `model_paths`, `model` (registry id, default
-`ich-demo`), `critical` (class keys that raise the priority signal, default `any`).
+`ich-demo`; `blast-ct` selects the BLAST-CT segmentation ensemble), `critical` (class keys that
+raise the priority signal, default `any`), `warmup` (one forward pass at load, default true),
+`predict` (extra keyword arguments for the model, e.g. `{n_models: 4}` for BLAST-CT).
 """
 
 from __future__ import annotations
@@ -52,8 +54,11 @@ class IchPipeline:
         except KeyError as exc:
             raise PermanentError(f"ich pipeline option {exc} is not configured") from exc
         self.name = str(options.get("name", "ich"))
-        self.critical = tuple(options.get("critical", ("any",)))
-        self.registry = ModelRegistry(paths, device=device)
+        self.critical = tuple(options.get("critical", ("any", "intraparenchymal",
+                                                       "extra_axial", "intraventricular")))
+        self.registry = ModelRegistry(paths, device=device,
+                                      warmup=bool(options.get("warmup", True)))
+        self.predict_options = dict(options.get("predict", {}))
         self.model_id = str(options.get("model", "ich-demo"))
         try:
             self.model = self.registry.get(self.model_id)
@@ -99,7 +104,7 @@ class IchPipeline:
 
     def _predict(self, volume: Volume) -> Prediction:
         try:
-            return self.model.predict(volume, explain=True)
+            return self.model.predict(volume, explain=True, **self.predict_options)
         except TransientInferenceError as exc:
             raise TransientError(f"inference: {exc}") from exc
         except PermanentInferenceError as exc:
