@@ -98,7 +98,10 @@ class Node:
                 handler(event)
 
         transport = default_transport(wcfg)
-        embedded = None if wcfg.broker_url else EmbeddedRunner(engine, wcfg)
+        delivery = DeliveryRunner(engine, wcfg, clock=utc_now,
+                                  metrics=register_delivery_metrics(registry, engine))
+        embedded = (None if wcfg.broker_url
+                    else EmbeddedRunner(engine, wcfg, on_finished=delivery.wake))
 
         def submit(event: StudyReady) -> None:
             on_study_ready(engine, wcfg, event, transport=transport)
@@ -121,8 +124,7 @@ class Node:
             transport=transport,
             embedded=embedded,
             reconciler=Reconciler(engine, wcfg, transport),
-            delivery=DeliveryRunner(engine, wcfg, clock=utc_now,
-                                    metrics=register_delivery_metrics(registry, engine)),
+            delivery=delivery,
         )
 
     def start(self) -> None:

@@ -38,8 +38,12 @@ class EmbeddedRunner:
 
     def __init__(self, engine: Engine, cfg: WorkersConfig, *,
                  registry: PipelineRegistry | None = None, pipelines: Sequence[str] = (),
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow,
+                 on_finished: Callable[[], None] | None = None) -> None:
+        """`on_finished` is called after each job attempt ends (e.g. to wake the delivery
+        runner, so results leave without waiting for its next poll)."""
         self._engine, self._cfg, self._clock = engine, cfg, clock
+        self._on_finished = on_finished
         self._registry = registry or PipelineRegistry(cfg.pipelines, cfg.device)
         self._queues = worker_queues(list(pipelines) or cfg.served_pipelines())
         self._name = f"embedded@{socket.gethostname()}:{os.getpid()}"
@@ -79,6 +83,8 @@ class EmbeddedRunner:
         if context is None:
             return False
         run_claimed(self._engine, self._cfg, self._registry, context, self._clock)
+        if self._on_finished is not None:
+            self._on_finished()
         return True
 
     def _loop(self, index: int) -> None:

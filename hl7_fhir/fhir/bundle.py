@@ -112,7 +112,7 @@ def build_report_bundle(
         entries.append(_put(obs, ident))
     refs["results"] = [i.reference() for i in obs_ids]
     report = build_diagnostic_report(
-        study, report_id, refs, effective, issued, conclusion, preview
+        study, report_id, refs, effective, issued, conclusion, preview, opts.accession_system
     )
     entries.append(_put(report, report_id))
 

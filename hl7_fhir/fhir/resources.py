@@ -86,15 +86,7 @@ def build_imaging_study(
 ) -> ImagingStudy:
     """ImagingStudy (R4 13.2): Study UID as urn:dicom:uid identifier, accession (type ACSN),
     series and instances with their UIDs and SOP classes as urn:oid URIs."""
-    identifiers: list[Json] = [ident.identifier()]
-    if study.accession_number:
-        accession: Json = {
-            "type": {"coding": [coding(codes.V2_0203, codes.ACCESSION_TYPE)]},
-            "value": study.accession_number,
-        }
-        if accession_system:
-            accession["system"] = accession_system
-        identifiers.append(accession)
+    identifiers: list[Json] = [ident.identifier(), *accession_identifier(study, accession_system)]
     body: Json = {
         "resourceType": "ImagingStudy",
         "identifier": identifiers,
@@ -224,6 +216,19 @@ def build_observation(
     return Observation.model_validate(body)
 
 
+def accession_identifier(study: StudyFacts, accession_system: str | None) -> list[Json]:
+    """The accession number as an identifier of type ACSN (HL7 v2 table 0203), or nothing."""
+    if not study.accession_number:
+        return []
+    accession: Json = {
+        "type": {"coding": [coding(codes.V2_0203, codes.ACCESSION_TYPE)]},
+        "value": study.accession_number,
+    }
+    if accession_system:
+        accession["system"] = accession_system
+    return [accession]
+
+
 def build_diagnostic_report(
     study: StudyFacts,
     ident: Identity,
@@ -232,16 +237,19 @@ def build_diagnostic_report(
     issued: datetime,
     conclusion: Conclusion,
     preview: Preview | None,
+    accession_system: str | None = None,
 ) -> DiagnosticReport:
     """DiagnosticReport (R4 8.13), status preliminary, category Radiology (LOINC LP29684-5 and
     v2-0074 RAD), code = the procedure's LOINC code, with imagingStudy, result, conclusion,
     conclusionCode and an optional presentedForm preview.
 
-    `refs` holds `subject`, `imaging_study` and `results` (a list of references).
+    `refs` holds `subject`, `imaging_study` and `results` (a list of references). The report
+    carries the study's accession number as a second identifier (type ACSN), so an EHR finds
+    the report of an order by its accession.
     """
     body: Json = {
         "resourceType": "DiagnosticReport",
-        "identifier": [ident.identifier()],
+        "identifier": [ident.identifier(), *accession_identifier(study, accession_system)],
         "status": "preliminary",
         "category": [
             {

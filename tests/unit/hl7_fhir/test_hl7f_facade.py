@@ -89,7 +89,7 @@ def test_searches_return_r4_searchsets(client: Client) -> None:
         return [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in entries]
 
     assert ids("/fhir/DiagnosticReport", patient=patient) == [report]
-    assert ids("/fhir/DiagnosticReport", identifier=study.accession_number or "") == []
+    assert ids("/fhir/DiagnosticReport", identifier=study.accession_number or "") == [report]
     assert ids("/fhir/ImagingStudy", identifier=study.accession_number or "") == [imaging]
     assert ids("/fhir/ImagingStudy", identifier=f"urn:oid:{study.study_instance_uid}") == [imaging]
     assert ids("/fhir/DiagnosticReport", category="LP29684-5", date="ge2024-03-05") == [report]

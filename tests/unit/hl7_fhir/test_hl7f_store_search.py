@@ -100,7 +100,7 @@ def test_searches(engine: Engine) -> None:
     assert _ids(engine, "DiagnosticReport", ("patient", patient)) == {ich_report}
     assert _ids(engine, "DiagnosticReport", ("patient", patient.split("/")[1])) == {ich_report}
     assert _ids(engine, "DiagnosticReport", ("subject", f"http://x/fhir/{patient}")) == {ich_report}
-    assert _ids(engine, "DiagnosticReport", ("identifier", "ACC20042")) == set()
+    assert _ids(engine, "DiagnosticReport", ("identifier", "ACC20042")) == {stroke_report}
     assert _ids(engine, "ImagingStudy", ("identifier", "ACC20042")) == {stroke[1].split("/")[1]}
     study_uid = sample_study("stroke", study_suffix="2").study_instance_uid
     assert _ids(engine, "ImagingStudy", ("identifier", f"urn:dicom:uid|urn:oid:{study_uid}")) \
