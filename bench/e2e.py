@@ -99,8 +99,9 @@ def _outputs(node: Node, study_uid: str) -> tuple[list[str], str] | None:
     sops = [o["uid"] for o in result["outputs"] if o["kind"] == "dicom"]
     [bundle_path] = [o["path"] for o in result["outputs"] if o["kind"] == "fhir-bundle"]
     bundle = json.loads(Path(bundle_path).read_text())
-    [ident] = next(e["resource"]["identifier"] for e in bundle["entry"]
-                   if e["resource"]["resourceType"] == "DiagnosticReport")
+    # the report's own identifier comes first (the accession follows it)
+    ident = next(e["resource"]["identifier"] for e in bundle["entry"]
+                 if e["resource"]["resourceType"] == "DiagnosticReport")[0]
     return sops, f"{ident['system']}|{ident['value']}"
 
 
