@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .registry import ModelRegistry
+if TYPE_CHECKING:
+    from .registry import ModelRegistry
 
 
 class InferenceConfig(BaseModel):
@@ -25,4 +27,7 @@ class InferenceConfig(BaseModel):
 
 def build_registry(cfg: InferenceConfig) -> ModelRegistry:
     """The process's registry (call once, pass it around)."""
+    # Imported here: the registry pulls in torch, which the settings alone must not.
+    from .registry import ModelRegistry
+
     return ModelRegistry(cfg.model_paths, device=cfg.device, warmup=cfg.warmup)
