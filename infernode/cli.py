@@ -133,17 +133,27 @@ def send(
 
 @app.command()
 def status(config: ConfigOption = None) -> None:
-    """Show what the index holds: studies, series, instances, refused instances."""
+    """Show what the node holds: index counts, jobs by state, deliveries by destination/state."""
+    import sqlalchemy as sa
+
     from dicom_node.index.store import IndexStore
     from infernode.db import create_engine, migrate
 
     settings = _settings(config)
     engine = create_engine(settings.database.url)
     migrate(engine)
-    counts = IndexStore(engine).counts()
     table = Table("what", "count")
-    for key, value in counts.items():
+    for key, value in IndexStore(engine).counts().items():
         table.add_row(key, str(value))
+    with engine.connect() as conn:
+        for state, count in conn.execute(sa.text(
+                "SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")):
+            table.add_row(f"jobs {state}", str(count))
+        for dest, state, count in conn.execute(sa.text(
+                "SELECT destination, state, count(*) FROM deliveries "
+                "GROUP BY destination, state ORDER BY destination, state")):
+            table.add_row(f"deliveries to {dest} {state}", str(count))
+    engine.dispose()
     console.print(table)
 
 

@@ -61,3 +61,29 @@ def test_positive_and_negative_head_ct_get_validated_outputs(node_factory, tmp_p
         [oru_path] = outputs["hl7-oru"]
         message = parse_message(oru_path.read_text().replace("\n", "\r"), validation_level=1)
         assert message.msh.msh_9.to_er7() == "ORU^R01^ORU_R01"
+
+
+def test_status_counts_jobs_and_deliveries(node_factory, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from infernode.cli import app
+
+    node = node_factory()
+    write_sample_studies(tmp_path / "samples")
+    files = sorted((tmp_path / "samples" / "study2").glob("*.dcm"))  # the normal phantom
+    assert storescu(node.server.port, files).returncode == 0
+    _finished_jobs(node, 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with node.engine.connect() as conn:
+            states = [r[0] for r in conn.execute(sa.text("SELECT state FROM deliveries"))]
+        if states and set(states) == {"delivered"}:
+            break
+        time.sleep(0.2)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"database": {"url": node.settings.database.url}}))
+    result = CliRunner().invoke(app, ["status", "-c", str(cfg)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "jobs succeeded" in result.output
+    assert "deliveries to facade delivered" in result.output
