@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from .registry import ModelRegistry
 
+_PROJECT = Path(__file__).resolve().parents[1]
+"""The checkout the package runs from: the committed demo models live in its `models/`, the
+BLAST-CT weights beside it in `../shared/models/` (data, never committed)."""
+
 
 class InferenceConfig(BaseModel):
     """Where models live and where they run."""
@@ -17,7 +21,7 @@ class InferenceConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model_paths: tuple[Path, ...] = Field(
-        default=(Path("models"), Path("../shared/models/blast-ct-v1")),
+        default=(_PROJECT / "models", _PROJECT.parent / "shared" / "models" / "blast-ct-v1"),
         description="model directories, or folders of model directories; missing ones are "
         "skipped with a warning (BLAST-CT weights live outside the project)",
     )
