@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Peer(BaseModel):
@@ -38,6 +38,24 @@ class Peer(BaseModel):
         return any(ip in ipaddress.ip_network(h, strict=False) for h in self.hosts)
 
 
+class TlsConfig(BaseModel):
+    """DICOM over TLS (PS3.15 B.1 / BCP 195): the node's certificate and key, and the CA whose
+    client certificates are accepted (required when `require_client_cert`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+    require_client_cert: bool = True
+
+    @model_validator(mode="after")
+    def _ca_for_client_certs(self) -> TlsConfig:
+        if self.require_client_cert and self.ca_file is None:
+            raise ValueError("require_client_cert needs ca_file (the CA of the peers' certs)")
+        return self
+
+
 class DicomNodeConfig(BaseModel):
     """Listener, access control, spool and study assembly."""
 
@@ -49,6 +67,8 @@ class DicomNodeConfig(BaseModel):
     require_called_ae: bool = True
     require_known_peers: bool = True
     peers: tuple[Peer, ...] = (Peer(ae_title="INFERNODE_SCU"),)
+    tls: TlsConfig | None = Field(
+        default=None, description="serve DICOM over TLS (PS3.15 B.1) instead of plain TCP")
     max_associations: int = Field(default=16, ge=1)
     network_timeout_s: float = Field(default=60.0, gt=0)
     acse_timeout_s: float = Field(default=30.0, gt=0)

@@ -7,6 +7,7 @@ transfer syntax they arrived in, never decoded on the receive path.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from pydicom import uid
@@ -14,7 +15,7 @@ from pydicom import uid as sc
 from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
-from dicom_node.config import DicomNodeConfig
+from dicom_node.config import DicomNodeConfig, TlsConfig
 from dicom_node.metrics import IngestMetrics
 from dicom_node.scp.access import AccessPolicy, install_access_control
 from dicom_node.scp.storage import StorageSCP
@@ -67,6 +68,18 @@ TRANSFER_SYNTAXES: tuple[str, ...] = (
 )
 
 
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """A server context for DICOM over TLS: TLS 1.2 or newer, the node's certificate, and
+    client certificates verified against `ca_file` (PS3.15 B.1, BCP 195 profile)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    if tls.ca_file is not None:
+        context.load_verify_locations(cafile=str(tls.ca_file))
+    context.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_NONE
+    return context
+
+
 class DicomServer:
     """Starts and stops the listener; the SCP handlers are passed in."""
 
@@ -111,7 +124,8 @@ class DicomServer:
                 lambda: len([a for a in ae.active_associations if a.is_acceptor])
             )
         server = ae.start_server(
-            (self.config.host, self.config.port), block=False, evt_handlers=handlers
+            (self.config.host, self.config.port), block=False, evt_handlers=handlers,
+            ssl_context=tls_context(self.config.tls) if self.config.tls else None,
         )
         assert server is not None
         self._server = server
