@@ -72,3 +72,11 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield make
     for node in started:
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway CA with server (127.0.0.1) and client certificates, for DICOM over TLS."""
+    from tests.peers.pki import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki"))

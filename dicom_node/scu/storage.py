@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,25 @@ class StoreDestination:
     dimse_timeout_s: float = 60.0
     network_timeout_s: float = 60.0
     max_pdu_bytes: int = 262144
+    tls: ClientTls | None = None
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """DICOM over TLS to the peer (PS3.15 B.1): the CA that issued the peer's certificate, and
+    the node's own certificate/key when the peer asks for one."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """TLS 1.2 or newer, the peer's certificate verified against `ca_file`."""
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
 
 
 @dataclass(frozen=True)
@@ -144,6 +164,7 @@ class StorageSCU:
         assoc = ae.associate(
             d.host, d.port, ae_title=d.called_ae, max_pdu=d.max_pdu_bytes,
             evt_handlers=[(evt.EVT_CONN_OPEN, _set_nodelay)],
+            tls_args=(d.tls.context(), d.host) if d.tls else None,
         )
         if assoc.is_established:
             return assoc

@@ -71,6 +71,16 @@ class _Destination(BaseModel):
                 and (not self.pipelines or pipeline in self.pipelines))
 
 
+class DicomTls(BaseModel):
+    """DICOM over TLS to a PACS (PS3.15 B.1): its CA, and the node's certificate if asked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
 class DicomDestination(_Destination):
     """A PACS over DIMSE C-STORE (PS3.4 B.2); one association per job's batch."""
 
@@ -80,6 +90,7 @@ class DicomDestination(_Destination):
     called_ae: str = Field(min_length=1, max_length=16)
     calling_ae: str = Field(default="INFERNODE", min_length=1, max_length=16)
     connect_timeout_s: float = Field(default=10.0, gt=0)
+    tls: DicomTls | None = None
     accepted_kinds: ClassVar[tuple[str, ...]] = (DICOM,)
     default_kinds: ClassVar[tuple[str, ...]] = (DICOM,)
     batches: ClassVar[bool] = True

@@ -25,7 +25,7 @@ from dicom_node.scu.errors import (
     error_for_status,
     is_success,
 )
-from dicom_node.scu.storage import StorageSCU, StoreDestination
+from dicom_node.scu.storage import ClientTls, StorageSCU, StoreDestination
 from workers.outbox.adapters.base import Sent, dimse_code, failure_from, invalid, missing
 from workers.outbox.claims import DueDelivery, Failure
 from workers.outbox.config import DicomDestination, StowDestination
@@ -73,7 +73,9 @@ class CStoreAdapter:
             host=dest.host, port=dest.port, called_ae=dest.called_ae,
             calling_ae=dest.calling_ae, connect_timeout_s=dest.connect_timeout_s,
             acse_timeout_s=min(30.0, dest.timeout_s), dimse_timeout_s=dest.timeout_s,
-            network_timeout_s=dest.timeout_s))
+            network_timeout_s=dest.timeout_s,
+            tls=ClientTls(dest.tls.ca_file, dest.tls.cert_file, dest.tls.key_file)
+            if dest.tls else None))
 
     def send(self, items: Sequence[DueDelivery]) -> list[Sent]:
         files, results = _readable(items)
