@@ -4,6 +4,7 @@ job completes, each checked by an independent validator."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import time
 from pathlib import Path
@@ -30,7 +31,8 @@ def _finished_jobs(node, count: int, timeout: float = 120) -> list[dict]:
     raise AssertionError(f"jobs did not finish: {rows}")
 
 
-def test_positive_and_negative_head_ct_get_validated_outputs(node_factory, tmp_path):
+def test_positive_and_negative_head_ct_get_validated_outputs(node_factory, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     node = node_factory()
     studies = write_sample_studies(tmp_path / "samples")
     files = sorted((tmp_path / "samples").rglob("*.dcm"))
@@ -61,6 +63,12 @@ def test_positive_and_negative_head_ct_get_validated_outputs(node_factory, tmp_p
         [oru_path] = outputs["hl7-oru"]
         message = parse_message(oru_path.read_text().replace("\n", "\r"), validation_level=1)
         assert message.msh.msh_9.to_er7() == "ORU^R01^ORU_R01"
+    # No PHI in what the node logged on the way, at any level.
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert logged, "nothing was logged: the check below would be empty"
+    for identity, _ in studies:
+        for phi in (identity.patient_name, identity.patient_id, identity.accession_number):
+            assert phi not in logged
 
 
 def test_status_counts_jobs_and_deliveries(node_factory, tmp_path):
