@@ -39,11 +39,13 @@ ACCESSION_TYPE: Final = ("ACSN", "Accession ID")
 
 # SNOMED CT qualifier values used as the value of a presence observation.
 PRESENT: Final = ("52101004", "Present")
-ABSENT: Final = ("2667000", "Absent")
-# SNOMED CT "Volume" (as in DICOM TID 1410/1411) and DCM "Certainty of Finding" (PS3.16 CID
-# 6048), the measures that accompany a finding.
+# The same concepts the DICOM SR uses (PS3.16; pydicom's code dictionary names SCT 272519000
+# "Absent"), so a report reads the same in the PACS and the EHR.
+ABSENT: Final = ("272519000", "Absent")
+# SNOMED CT "Volume" (as in DICOM TID 1410/1411) and DCM "Probability" (PS3.16 Annex D), the
+# measures that accompany a finding; the SR's measurement groups use the same two codes.
 VOLUME: Final = ("118565006", "Volume")
-PROBABILITY: Final = ("111012", "Certainty of Finding")
+PROBABILITY: Final = ("122157", "Probability")
 FINDING_SITE: Final = ("363698007", "Finding site")
 # LOINC "Radiology Imaging study [Impression] (narrative)" for the v2 conclusion OBX.
 IMPRESSION: Final = ("19005-8", "Radiology Imaging study [Impression] (narrative)")

@@ -8,6 +8,7 @@ import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
+from hl7_fhir import codes
 from hl7_fhir.hl7v2 import build_oru, validate_strict
 from hl7_fhir.samples import fixed_clock, sample_device, sample_findings, sample_study
 from hl7_fhir.types import EncodeOptions
@@ -63,7 +64,7 @@ def test_oru_parses_strictly_with_required_fields(kind: str) -> None:
             assert main[0].obx_8.to_er7() == ("AA" if finding.critical else "A")
         values = {o.obx_3.ce_1.to_er7(): o.obx_5.to_er7() for o in mine}
         if finding.probability is not None and finding.presence is not None:
-            assert float(values["111012"]) == pytest.approx(finding.probability)
+            assert float(values[codes.PROBABILITY[0]]) == pytest.approx(finding.probability)
         if finding.volume_ml is not None:
             assert float(values["118565006"]) == pytest.approx(finding.volume_ml)
             assert next(o for o in mine if o.obx_3.ce_1.to_er7() == "118565006").obx_6.to_er7() \
