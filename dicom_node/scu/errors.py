@@ -37,28 +37,25 @@ _WARNINGS = {0xB000, 0xB006, 0xB007}
 _TRANSIENT = {StoreStatus.PROCESSING_FAILURE, StoreStatus.RESOURCE_LIMITATION, StoreStatus.CANCEL}
 
 
-class DeliveryTransientError(TransientError):
+class _DeliveryFailure(Exception):
+    """What every delivery failure carries: a reason without PHI, the DIMSE status when the
+    peer gave one, and the instance it concerns."""
+
+    def __init__(
+        self, reason: str, *, status: int | None = None, sop_instance_uid: str | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.sop_instance_uid = sop_instance_uid
+
+
+class DeliveryTransientError(_DeliveryFailure, TransientError):
     """The peer was unreachable, busy or out of resources: retry later."""
 
-    def __init__(
-        self, reason: str, *, status: int | None = None, sop_instance_uid: str | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.sop_instance_uid = sop_instance_uid
 
-
-class DeliveryPermanentError(PermanentError):
+class DeliveryPermanentError(_DeliveryFailure, PermanentError):
     """The peer refused what was sent, and will refuse it again: do not retry unchanged."""
-
-    def __init__(
-        self, reason: str, *, status: int | None = None, sop_instance_uid: str | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.sop_instance_uid = sop_instance_uid
 
 
 def is_success(status: int) -> bool:
