@@ -10,6 +10,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -42,18 +43,55 @@ class LocalPacs:
         return total
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop_orthanc(self.process)
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def launch_orthanc(folder: Path, config: dict[str, Any], *,
+                   binary: Path = ORTHANC_BINARY, auth: tuple[str, str] | None = None,
+                   ready_timeout_s: float = 30.0) -> subprocess.Popen[bytes]:
+    """Writes `config` to `folder/orthanc.json`, starts Orthanc (log in `folder/orthanc.log`)
+    and waits until its REST API on `config["HttpPort"]` answers.
+
+    Raises RuntimeError when it exits or does not answer in time (it is stopped then).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "orthanc.json"
+    config_path.write_text(json.dumps(config, indent=2))
+    log_path = folder / "orthanc.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([str(binary), str(config_path)], stdout=log,
+                                   stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{config['HttpPort']}/system"
+    deadline = time.monotonic() + ready_timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Orthanc exited with {process.returncode}: "
+                               f"{log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, auth=auth, timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    stop_orthanc(process)
+    raise RuntimeError(f"Orthanc did not answer within {ready_timeout_s:g} s: "
+                       f"{log_path.read_text()[-2000:]}")
+
+
+def stop_orthanc(process: subprocess.Popen[bytes]) -> None:
+    """Terminates Orthanc, killing it if it does not exit in 15 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 def start_local_pacs(folder: Path, *, aet: str = "DEMOPACS",
@@ -64,7 +102,6 @@ def start_local_pacs(folder: Path, *, aet: str = "DEMOPACS",
     """
     if not ORTHANC_BINARY.exists():
         return None
-    folder.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port = _free_port(), _free_port()
     config = {
         "Name": "InferNodeDemoPACS",
@@ -79,21 +116,5 @@ def start_local_pacs(folder: Path, *, aet: str = "DEMOPACS",
         "DicomCheckCalledAet": True,
         "SaveJobs": False,
     }
-    config_path = folder / "orthanc.json"
-    config_path.write_text(json.dumps(config, indent=2))
-    log = (folder / "orthanc.log").open("wb")
-    process = subprocess.Popen([str(ORTHANC_BINARY), str(config_path)], stdout=log,
-                               stderr=subprocess.STDOUT)
-    pacs = LocalPacs(http_port, dicom_port, aet, process)
-    deadline = time.monotonic() + ready_timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Orthanc exited with {process.returncode}; see {folder}")
-        try:
-            if httpx.get(f"{pacs.url}/system", timeout=1).status_code == 200:
-                return pacs
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pacs.stop()
-    raise RuntimeError(f"Orthanc did not answer within {ready_timeout_s:g} s; see {folder}")
+    process = launch_orthanc(folder, config, ready_timeout_s=ready_timeout_s)
+    return LocalPacs(http_port, dicom_port, aet, process)

@@ -12,11 +12,8 @@ read back what it stored and to send from it to another DICOM node.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from infernode.local_pacs import launch_orthanc, stop_orthanc
 from tests.conftest import free_port
 
 ORTHANC = os.environ.get("INFERNODE_ORTHANC", "/usr/sbin/Orthanc")
@@ -114,22 +112,6 @@ class OrthancServer:
             return response.json()
 
 
-def _wait_ready(process: subprocess.Popen[bytes], server: OrthancServer, log: Path,
-                deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Orthanc exited ({process.returncode}): {log.read_text()[-2000:]}")
-        try:
-            with server.client() as http:
-                if http.get("/system", timeout=1.0).status_code == 200:
-                    return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"Orthanc not ready after {deadline_s} s: {log.read_text()[-2000:]}")
-
-
 @contextmanager
 def running_orthanc(
     folder: Path,
@@ -171,18 +153,9 @@ def running_orthanc(
     config.update(extra or {})
     if users:
         server.auth = next(iter(users.items()))
-    config_path = folder / "orthanc.json"
-    config_path.write_text(json.dumps(config, indent=2))
-    log = folder / "orthanc.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([ORTHANC, str(config_path)], stdout=out, stderr=out)
+    process = launch_orthanc(folder, config, binary=Path(ORTHANC), auth=server.auth,
+                             ready_timeout_s=ready_timeout_s)
     try:
-        _wait_ready(process, server, log, ready_timeout_s)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_orthanc(process)
