@@ -7,11 +7,14 @@ from __future__ import annotations
 from datetime import datetime
 
 import highdicom as hd
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as dcm_codes
 from pydicom.valuerep import DA, DT, TM
 
 from dicom_node.encode.codes import PROCESSING_ALGORITHM, Coded
+from dicom_node.encode.source import REPEATED_TYPE2, character_set, known_character_set
+from dicom_node.encode.text import shape_text
 from dicom_node.encode.types import EncodeContext
 
 AI_NOTICE = "AI-generated, not verified"
@@ -23,10 +26,12 @@ def concept(code: Coded) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=code.value, scheme_designator=code.scheme, meaning=code.meaning)
 
 
-def series_description(ctx: EncodeContext, kind: str) -> str:
-    """"AI-generated, not verified: <kind> <algorithm> <version>", cut to LO's 64 characters."""
+def series_description(ctx: EncodeContext, kind: str, source: Dataset | None = None) -> str:
+    """"AI-generated, not verified: <kind> <algorithm> <version>", shaped for LO (64
+    characters, PS3.5 6.2) in the character set of `source` (which the output repeats)."""
     text = f"{AI_NOTICE}: {kind} {ctx.algorithm.name} {ctx.algorithm.version}"
-    return text[:64]
+    charset = character_set(source) if source is not None else None
+    return shape_text(text, "LO", charset)
 
 
 def device_uid(ctx: EncodeContext) -> str:
@@ -45,7 +50,9 @@ def tracking(ctx: EncodeContext, label: str) -> tuple[str, str]:
     return f"{ctx.pipeline.value}:{label}", ctx.uids.uid(f"tracking:{label}")
 
 
-def air_contributing_equipment(ctx: EncodeContext, when: datetime) -> Dataset:
+def air_contributing_equipment(
+    ctx: EncodeContext, when: datetime, charset: str | list[str] | None = None
+) -> Dataset:
     """The IHE AIR Contributing Equipment Sequence (0018,A001) item for the algorithm:
     purpose (Newcode1, 99IHE, "Processing Algorithm"), Manufacturer, Manufacturer's Model
     Name, Software Versions and Device UID (PS3.3 C.12.1.1.4; IHE Rad TF-3 AIR).
@@ -68,7 +75,9 @@ def air_contributing_equipment(ctx: EncodeContext, when: datetime) -> Dataset:
     item.DeviceSerialNumber = device_serial_number(ctx)
     item.DeviceUID = device_uid(ctx)
     item.ContributionDateTime = DT(when)
-    item.ContributionDescription = f"{AI_NOTICE}: {ctx.algorithm.model_name}"
+    item.ContributionDescription = shape_text(
+        f"{AI_NOTICE}: {ctx.algorithm.model_name}", "ST", charset
+    )
     return item
 
 
@@ -79,11 +88,18 @@ study reads the same whichever instance a PACS indexes first (highdicom's KOS om
 
 def finish(ds: Dataset, ctx: EncodeContext, when: datetime, source: Dataset) -> None:
     """Stamps creation, content and series date/time from the injected clock (highdicom reads
-    the system clock), repeats the source's General Study attributes, and appends the AIR item
-    to the Contributing Equipment Sequence."""
-    for keyword in _STUDY_ATTRIBUTES:
+    the system clock), repeats the source's Patient and General Study attributes (`source` is
+    the ``tolerant_source`` copy: Type 2 ones always present, values as the source has them),
+    and appends the AIR item to the Contributing Equipment Sequence."""
+    if known_character_set(source):
+        # The source's own value, so every text it has is written with the same bytes.
+        charset = source["SpecificCharacterSet"]
+        ds[charset.tag] = DataElement(charset.tag, "CS", charset.value)
+    for keyword in (*REPEATED_TYPE2, *_STUDY_ATTRIBUTES):
         if keyword in source:
-            setattr(ds, keyword, source[keyword].value)
+            element = source[keyword]
+            # A new element with the same value: a PN keeps its original bytes (PS3.5 6.1).
+            ds[element.tag] = DataElement(element.tag, element.VR, element.value)
     date, time = DA(when.date()), TM(when.time().replace(microsecond=0))
     ds.InstanceCreationDate = date
     ds.InstanceCreationTime = time
@@ -97,7 +113,7 @@ def finish(ds: Dataset, ctx: EncodeContext, when: datetime, source: Dataset) -> 
         # highdicom stamps its own item with the system clock; a re-run must not differ.
         if item.PurposeOfReferenceCodeSequence[0].CodeValue == processing:
             item.ContributionDateTime = DT(when)
-    equipment.append(air_contributing_equipment(ctx, when))
+    equipment.append(air_contributing_equipment(ctx, when, character_set(source)))
     ds.ContributingEquipmentSequence = equipment
 
 

@@ -11,6 +11,8 @@ from pydicom.dataset import Dataset
 
 from dicom_node.encode import codes
 from dicom_node.encode.common import concept, device_observer, finish, series_description
+from dicom_node.encode.source import character_set, tolerant_first
+from dicom_node.encode.text import shape_text
 from dicom_node.encode.types import (
     BoxFinding,
     EncodeContext,
@@ -58,12 +60,16 @@ def encode_kos(
         raise ValueError("a KOS needs at least one key image")
     if any(uid not in by_uid for uid in keys):
         raise ValueError("key images must be among the source instances")
-    selected = [by_uid[uid] for uid in keys]
+    selected = tolerant_first([by_uid[uid] for uid in keys])
+    charset = character_set(selected[0])
     content = hd.ko.KeyObjectSelection(
         document_title=concept(codes.KEY_OBJECT_OF_INTEREST),
         referenced_objects=selected,
         observer_device_context=device_observer(ctx),
-        description=(description or series_description(ctx, "key images"))[:1024],
+        description=shape_text(
+            description or series_description(ctx, "key images", selected[0]), "UT", charset,
+            max_characters=1024,
+        ),
     )
     when = ctx.clock()
     kos = hd.ko.KeyObjectSelectionDocument(
@@ -75,7 +81,20 @@ def encode_kos(
         instance_number=1,
         manufacturer=ctx.algorithm.manufacturer,
         institution_name=ctx.institution_name,
-        series_description=series_description(ctx, "KOS"),
+        series_description=series_description(ctx, "KOS", selected[0]),
+        specific_character_set=None,  # written by finish
     )
+    _without_image_concept_names(kos)
     finish(kos, ctx, when, selected[0])
     return kos
+
+
+def _without_image_concept_names(kos: Dataset) -> None:
+    """Removes the Concept Name Code Sequence that highdicom writes on each IMAGE item: in TID
+    2010 (PS3.16) the IMAGE, COMPOSITE and WAVEFORM rows have no concept name (and PS3.3
+    C.17.3.2.1 makes it Type 1C only where the template gives one)."""
+    for item in kos.ContentSequence:
+        if item.ValueType in ("IMAGE", "COMPOSITE", "WAVEFORM") and (
+            "ConceptNameCodeSequence" in item
+        ):
+            del item.ConceptNameCodeSequence

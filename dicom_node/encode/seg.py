@@ -10,11 +10,15 @@ multi-frame image, or a single 2D radiograph.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import highdicom as hd
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+from pydicom.valuerep import DS
 
 from dicom_node.encode.common import (
     concept,
@@ -24,7 +28,10 @@ from dicom_node.encode.common import (
     series_description,
     tracking,
 )
+from dicom_node.encode.source import has_valid_value, tolerant_first
 from dicom_node.encode.types import EncodeContext, MaskFinding
+
+log = logging.getLogger(__name__)
 
 _PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75),  # red
@@ -83,6 +90,7 @@ def encode_seg(
     segmented = segmented_findings(findings)
     if not segmented:
         raise ValueError("no mask finding has a voxel; a SEG needs at least one segment")
+    sources = _placeable(tolerant_first(sources), segmented[0])
     expected = (frame_count(sources), int(sources[0].Rows), int(sources[0].Columns))
     for finding in segmented:
         if finding.frames.shape != expected:
@@ -106,12 +114,17 @@ def encode_seg(
         manufacturer_model_name=ctx.algorithm.model_name,
         software_versions=ctx.algorithm.version,
         device_serial_number=device_serial_number(ctx),
-        content_description=series_description(ctx, "segmentation"),
+        content_description=series_description(ctx, "segmentation", sources[0]),
         content_label=f"AI_{ctx.pipeline.value.upper()}"[:16],
         omit_empty_frames=True,
-        series_description=series_description(ctx, "SEG"),
+        series_description=series_description(ctx, "SEG", sources[0]),
         content_creator_name=None,
+        specific_character_set=None,  # written by finish
     )
+    # Content Creator's Name (0070,0084) is Type 2 in the Segmentation Image module (PS3.3
+    # C.8.20.2, via Content Identification C.10.9); highdicom omits it when None. No person
+    # created the content: present and empty.
+    seg.ContentCreatorName = None
     # highdicom draws a random Dimension Organization UID; a re-run must give the same object.
     organization = ctx.uids.uid("seg.dimension-organization")
     for item in (*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence):
@@ -120,6 +133,49 @@ def encode_seg(
         _without_frame_of_reference(seg, sources[0])
     finish(seg, ctx, when, sources[0])
     return seg
+
+
+_SLICE_THICKNESS = Tag(0x0018, 0x0050)
+_PLANE_ATTRIBUTES = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+
+
+def _placeable(sources: list[Dataset], finding: MaskFinding) -> list[Dataset]:
+    """Checks that the SEG frames can be placed on the sources, and gives highdicom a Slice
+    Thickness it can read.
+
+    Image Position / Orientation (Patient) and Pixel Spacing are Type 1 in the Image Plane
+    module (PS3.3 C.7.6.2) and the Frame of Reference is mandatory for a series; Slice Thickness
+    is Type 2 there, so may be empty, but the SEG's Pixel Measures macro needs a value (PS3.3
+    C.7.6.16.2.1): it is then the finding's voxel volume over the pixel area (the slice spacing
+    the mask was measured on), set on the copy of the first source that highdicom reads.
+
+    Raises:
+        ValueError: a series without Frame of Reference, or plane attributes absent.
+    """
+    first = sources[0]
+    multi = len(sources) > 1 or int(first.get("NumberOfFrames", 1) or 1) > 1
+    if "FrameOfReferenceUID" not in first or not first.FrameOfReferenceUID:
+        if multi:
+            raise ValueError("source series has no Frame of Reference UID; SEG frames "
+                             "cannot be placed (PS3.3 C.7.4.1)")
+        return sources
+    if "PerFrameFunctionalGroupsSequence" in first:
+        return sources  # Enhanced images: highdicom reads the functional groups
+    missing = [k for k in _PLANE_ATTRIBUTES if not first.get(k)]
+    if missing:
+        raise ValueError(f"source image lacks {', '.join(missing)}; SEG frames cannot be "
+                         "placed (PS3.3 C.7.6.2)")
+    if has_valid_value(first, "SliceThickness"):
+        return sources
+    rows, columns = (float(v) for v in first.PixelSpacing)
+    log.warning("source %s: SliceThickness absent or invalid; SEG uses the measured spacing",
+                first.get("SOPInstanceUID", "?"))
+    thickness = DS(finding.voxel_volume_mm3 / (rows * columns), auto_format=True)
+    # A new element: the copy shares the source's element objects, which must not change.
+    first[_SLICE_THICKNESS] = DataElement(_SLICE_THICKNESS, "DS", thickness)
+    if "SpacingBetweenSlices" in first and not has_valid_value(first, "SpacingBetweenSlices"):
+        del first.SpacingBetweenSlices
+    return sources
 
 
 def _without_frame_of_reference(seg: hd.seg.Segmentation, source: Dataset) -> None:

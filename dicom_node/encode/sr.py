@@ -21,12 +21,14 @@ from pydicom.dataset import Dataset
 
 from dicom_node.encode import codes
 from dicom_node.encode.common import concept, device_observer, finish, series_description
+from dicom_node.encode.source import character_set, tolerant_first
 from dicom_node.encode.sr_groups import (
     box_group,
     mask_group,
     probability_group,
     statement_group,
 )
+from dicom_node.encode.text import shape_text
 from dicom_node.encode.types import (
     BoxFinding,
     EncodeContext,
@@ -38,6 +40,9 @@ from dicom_node.encode.types import (
 
 NO_ACUTE_FINDING_LABEL = "no-acute-finding"
 NOT_ANALYSED_LABEL = "not-analysed"
+MAX_REASON = 1024
+"""Characters of a "not analysed" statement kept in the SR TEXT item (UT allows more; a
+reader needs less)."""
 
 _Group = (
     hd.sr.MeasurementsAndQualitativeEvaluations
@@ -89,11 +94,14 @@ def encode_sr(
     """
     if not sources:
         raise ValueError("an SR needs at least one source instance")
+    sources = tolerant_first(sources)
+    charset = character_set(sources[0])
     if isinstance(findings, NotAnalysed):
+        text = shape_text(
+            f"Not analysed: {findings.reason}", "UT", charset, max_characters=MAX_REASON
+        )
         groups: list[_Group] = [
-            statement_group(
-                ctx, NOT_ANALYSED_LABEL, codes.INDETERMINATE, f"Not analysed: {findings.reason}"
-            )
+            statement_group(ctx, NOT_ANALYSED_LABEL, codes.INDETERMINATE, text)
         ]
     else:
         labels = [f.label for f in findings]
@@ -106,7 +114,9 @@ def encode_sr(
             )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device_observer(ctx)),
-        procedure_reported=concept(codes.procedure_for_modality(str(sources[0].Modality))),
+        procedure_reported=concept(
+            codes.procedure_for_modality(str(sources[0].get("Modality", "") or ""))
+        ),
         imaging_measurements=groups,
         title=concept(codes.IMAGING_MEASUREMENT_REPORT),
     )
@@ -124,9 +134,10 @@ def encode_sr(
         is_final=False,
         is_verified=False,
         institution_name=ctx.institution_name,
-        series_description=series_description(ctx, "SR"),
+        series_description=series_description(ctx, "SR", sources[0]),
         manufacturer_model_name=ctx.algorithm.model_name,
         software_versions=ctx.algorithm.version,
+        specific_character_set=None,  # written by finish
     )
     finish(sr, ctx, when, sources[0])
     return sr

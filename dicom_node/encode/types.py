@@ -189,14 +189,16 @@ class BoxFinding:
 @dataclass(frozen=True)
 class NotAnalysed:
     """The study was routed to a pipeline but could not be analysed; `reason` is shown to the
-    reader (no PHI: say what was wrong with the data, not whose data it was)."""
+    reader (no PHI: say what was wrong with the data, not whose data it was).
+
+    Any length is accepted: the encoder shapes it (UIDs stripped, cut, made encodable; see
+    ``dicom_node.encode.text``), so a long exception text never stops the report."""
 
     reason: str
 
     def __post_init__(self) -> None:
-        # Written as an SR TEXT value (UT) and in the report's series description context.
-        if not self.reason.strip() or len(self.reason) > 1024:
-            raise ValueError("reason must be 1-1024 characters")
+        if not self.reason.strip():
+            raise ValueError("reason must not be empty")
 
 
 Finding = MaskFinding | ProbabilityFinding | BoxFinding
