@@ -80,3 +80,42 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.peers.pki import make_pki
 
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+# ---------------------------------------------------------------- real peers must be there in CI
+
+REQUIRED_PEERS: dict[str, tuple[str, ...]] = {
+    "DCMTK (Debian dcmtk)": ("/usr/bin/storescu", "/usr/bin/storescp", "/usr/bin/echoscu",
+                             "/usr/bin/dcmsend", "/usr/bin/dcmcjpls"),
+    "Orthanc (Debian orthanc, orthanc-dicomweb)": (
+        "/usr/sbin/Orthanc", "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
+    "dicom3tools (Debian dicom3tools)": ("/usr/bin/dciodvfy", "/usr/bin/dcentvfy"),
+    "PixelMed (Debian libpixelmed-java)": ("/usr/share/java/pixelmed.jar", "/usr/bin/java"),
+}
+"""The real DICOM peers and validators the tests use. In CI a missing one fails the run: a
+test that skipped for want of its peer would pass nothing while looking green."""
+
+_PEER_WORDS = ("dcmtk", "orthanc", "dicom3tools", "dciodvfy", "pixelmed", "java")
+
+
+def missing_peers() -> list[str]:
+    return [f"{name}: {path}" for name, paths in REQUIRED_PEERS.items()
+            for path in paths if not Path(path).exists()]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("CI") and missing_peers():
+        raise pytest.UsageError("CI=true but real peers are missing (run scripts/setup.sh): "
+                                + "; ".join(missing_peers()))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not (os.environ.get("CI") and report.skipped):
+        return
+    reason = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr)
+    if any(word in reason.lower() for word in _PEER_WORDS):
+        report.outcome = "failed"
+        report.longrepr = f"a real peer is missing in CI, which must not skip: {reason}"

@@ -105,12 +105,17 @@ def default_rules() -> list[RoutingRule]:
 ICH_FACTORY = "workers.pipelines.ich:IchPipeline"
 
 
+NO_MODEL_FACTORY = "workers.pipelines.unavailable:NoModelPipeline"
+
+
 def default_pipelines() -> dict[str, PipelineSpec]:
     """ich runs the committed demo model (`models/ich-demo`, version 0.1.0); stroke and
-    fracture run the no-op pipeline under their own names until their models exist, so
-    routing, queues and jobs work end to end."""
-    specs = {name: PipelineSpec(model_version=f"{name}-noop-1")
-             for name in ("stroke", "fracture", "noop")}
+    fracture have no model yet, so each study routed to them gets a delivered "not analysed:
+    no model is installed" report (never a silent success). `noop` is for wiring tests and the
+    queue benchmark; no default rule routes to it."""
+    specs = {name: PipelineSpec(factory=NO_MODEL_FACTORY, model_version=f"{name}-none-1")
+             for name in ("stroke", "fracture")}
+    specs["noop"] = PipelineSpec(model_version="noop-1")
     specs["ich"] = PipelineSpec(factory=ICH_FACTORY, model_version="0.1.0",
                                 options={"model": "ich-demo"})
     return specs

@@ -60,6 +60,9 @@ jobs = Table(
     Column("last_error", Text),
     Column("error_reason", String(64)),
     Column("result", JSON),
+    # result | not_analysed (ReportOutcome), and the short reason of a not-analysed report
+    Column("outcome", String(20)),
+    Column("outcome_reason", String(64)),
     # stage durations of the last finished attempt, kept as columns so metrics are plain sums
     Column("route_s", Float),
     Column("wait_s", Float),

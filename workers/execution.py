@@ -12,15 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Engine
 
 from workers.config import WorkersConfig
 from workers.db import utcnow
-from workers.errors import PermanentError, TransientError
-from workers.jobs import claim, complete, fail, heartbeat
-from workers.messages import JobContext, JobState
-from workers.registry import PipelineRegistry
+from workers.failures import Failure, classify
+from workers.jobs import Failed, claim, complete, fail, heartbeat
+from workers.messages import JobContext, JobState, PipelineResult
+from workers.pipelines.unavailable import fallback_reporter
+from workers.registry import Pipeline, PipelineRegistry, Reporting
 
 log = logging.getLogger(__name__)
 
@@ -68,34 +68,68 @@ class _LeaseKeeper:
 
 def run_claimed(engine: Engine, cfg: WorkersConfig, registry: PipelineRegistry,
                 context: JobContext, clock: Clock = utcnow) -> Outcome:
-    """Run a claimed attempt and record success or failure. Transient errors (and unexpected
-    exceptions, which are recorded with their type) go back to the queue until the attempts
-    run out; PermanentError fails the job at once."""
-    permanent = False
+    """Run a claimed attempt and record its outcome (workers.failures says which is which):
+
+    - success: the result and its outputs, job `succeeded`;
+    - a transient failure: back to the queue with backoff until the attempts run out;
+    - a deterministic failure: no retry; the pipeline (or, when it could not even be built, a
+      stand-in under the node's identity) writes a "not analysed: reason" report, which is
+      recorded and delivered like any result, and the job ends `failed` with the reason.
+    """
+    pipeline: Pipeline | None = None
     try:
         with _LeaseKeeper(engine, cfg, context, clock):
-            result = registry.get(context.pipeline).run(context)
-    except PermanentError as exc:
-        permanent, reason, error = True, exc.reason, str(exc)
-    except TransientError as exc:
-        reason, error = exc.reason, str(exc)
-    except SoftTimeLimitExceeded:
-        reason, error = "timeout", f"soft time limit of {cfg.soft_time_limit_s:g} s exceeded"
-    except Exception as exc:  # noqa: BLE001 - the one boundary where a pipeline bug becomes a
-        # recorded, retried attempt instead of a silently lost job
-        reason, error = "unexpected", f"{type(exc).__name__}: {exc}"
+            pipeline = registry.get(context.pipeline)
+            result = pipeline.run(context)
+    except Exception as exc:  # noqa: BLE001 - the one boundary where any failure of a
+        # pipeline becomes a recorded outcome instead of a lost job
+        failure = classify(exc)
     else:
-        run_finished = clock()
-        recorded = complete(engine, context.job_id, context.attempt, result, run_finished, clock)
-        state = JobState.SUCCEEDED if recorded else None
+        recorded = complete(engine, context.job_id, context.attempt, result, clock(), clock)
         log.info("job %s attempt %d %s", context.job_id, context.attempt,
-                 "succeeded" if recorded else "finished after losing its lease; not recorded")
-        return Outcome(context.job_id, True, state)
-    state = fail(engine, cfg, context.job_id, context.attempt, permanent=permanent,
-                 reason=reason, error=error, now=clock())
+                 result.outcome.value if recorded else
+                 "finished after losing its lease; not recorded")
+        return Outcome(context.job_id, True, JobState.SUCCEEDED if recorded else None)
+    if not failure.transient:
+        report = _not_analysed(engine, cfg, registry, pipeline, context, failure, clock)
+        if isinstance(report, Failure):
+            failure = report
+        elif report is not None:
+            recorded = complete(engine, context.job_id, context.attempt, report, clock(), clock,
+                                failed=Failed(failure.reason, failure.detail))
+            log.warning("job %s attempt %d failed (%s); not-analysed report %s",
+                        context.job_id, context.attempt, failure.reason,
+                        "recorded" if recorded else "not recorded: lease lost")
+            return Outcome(context.job_id, True, JobState.FAILED if recorded else None,
+                           failure.reason)
+    state = fail(engine, cfg, context.job_id, context.attempt, permanent=not failure.transient,
+                 reason=failure.reason, error=failure.detail, now=clock())
     log.warning("job %s attempt %d failed (%s) -> %s", context.job_id, context.attempt,
-                reason, state)
-    return Outcome(context.job_id, True, state, reason)
+                failure.reason, state)
+    return Outcome(context.job_id, True, state, failure.reason)
+
+
+def _not_analysed(engine: Engine, cfg: WorkersConfig, registry: PipelineRegistry,
+                  pipeline: Pipeline | None, context: JobContext, failure: Failure,
+                  clock: Clock) -> PipelineResult | Failure | None:
+    """The not-analysed report after a deterministic failure; None when nobody can write one
+    (a pipeline without a report family), or the Failure of a transient error while writing
+    it (the whole attempt is then retried)."""
+    reporter: Reporting | None = pipeline if isinstance(pipeline, Reporting) else None
+    try:
+        with _LeaseKeeper(engine, cfg, context, clock):
+            if reporter is None:
+                reporter = fallback_reporter(context.pipeline,
+                                             registry.options(context.pipeline),
+                                             registry.device)
+            if reporter is None:
+                return None
+            return reporter.not_analysed(context, failure.explanation, failure.reason)
+    except Exception as exc:  # noqa: BLE001 - the report is best effort on top of the failure
+        second = classify(exc)
+        log.error("job %s: the not-analysed report could not be written (%s: %s)",
+                  context.job_id, second.reason, second.detail)
+        return second if second.transient else None
 
 
 def execute_job(engine: Engine, cfg: WorkersConfig, registry: PipelineRegistry, job_id: str,

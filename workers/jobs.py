@@ -52,6 +52,7 @@ def row_to_job(row: RowMapping) -> Job:
         run_finished_at=as_utc(row["run_finished_at"]), finished_at=as_utc(row["finished_at"]),
         not_before=as_utc(row["not_before"]), last_error=row["last_error"],
         error_reason=row["error_reason"], worker=row["worker"],
+        outcome=row.get("outcome"), outcome_reason=row.get("outcome_reason"),
         rule=",".join(row["rules"] or []) or None,
     )
 
@@ -217,15 +218,27 @@ def heartbeat(engine: Engine, cfg: WorkersConfig, job_id: str, attempt: int,
         return done.rowcount == 1
 
 
+@dataclass(frozen=True)
+class Failed:
+    """A deterministic failure whose not-analysed report is recorded with the job: the job
+    ends `failed` with this reason, and its outputs are delivered all the same."""
+
+    reason: str
+    detail: str
+
+
 def complete(engine: Engine, job_id: str, attempt: int, result: PipelineResult,
              run_finished_at: datetime, clock: Callable[[], datetime], *,
-             delivery: DeliveryConfig | None = None) -> bool:
-    """Record a successful attempt; False (and nothing written) when the attempt is stale.
+             delivery: DeliveryConfig | None = None, failed: Failed | None = None) -> bool:
+    """Record a finished attempt and its outputs; False (and nothing written) when the attempt
+    is stale. The job ends `succeeded`, or `failed` when `failed` says why (the outputs are
+    then the not-analysed report, recorded and delivered like any result).
     `finished_at` and the record stage end when the commit of the result has returned.
     The outputs (and the study's priority signal) are recorded for delivery in the same
     transaction; with `delivery`, their delivery rows are planned in it too, otherwise the
     node's delivery runner plans them."""
     now = clock()
+    state = JobState.FAILED if failed is not None else JobState.SUCCEEDED
     with engine.begin() as conn:
         row = conn.execute(select(
             jobs.c.queued_at, jobs.c.started_at, jobs.c.study_instance_uid, jobs.c.pipeline,
@@ -236,15 +249,20 @@ def complete(engine: Engine, job_id: str, attempt: int, result: PipelineResult,
         done = conn.execute(update(jobs).where(
             jobs.c.id == job_id, jobs.c.state == JobState.RUNNING.value,
             jobs.c.attempts == attempt,
-        ).values(state=JobState.SUCCEEDED.value, result=result.model_dump(mode="json"),
+        ).values(state=state.value, result=result.model_dump(mode="json"),
                  run_finished_at=run_finished_at, finished_at=now, lease_until=None,
-                 updated_at=now, last_error=None, error_reason=None,
+                 updated_at=now,
+                 last_error=failed.detail[:2000] if failed else None,
+                 error_reason=failed.reason if failed else None,
+                 outcome=result.outcome.value, outcome_reason=result.reason,
                  wait_s=_seconds(started, as_utc(row["queued_at"])),
                  run_s=_seconds(run_finished_at, started),
                  record_s=_seconds(now, run_finished_at)))
         if done.rowcount != 1:
             return False
-        _end_attempt(conn, job_id, attempt, now, "succeeded", None, None,
+        _end_attempt(conn, job_id, attempt, now, "permanent" if failed else "succeeded",
+                     failed.reason if failed else None,
+                     failed.detail[:2000] if failed else None,
                      _seconds(run_finished_at, started))
         facts = JobFacts(job_id, row["study_instance_uid"], row["pipeline"], row["priority"])
         record_outputs(conn, facts, result, now, delivery)
@@ -253,7 +271,7 @@ def complete(engine: Engine, job_id: str, attempt: int, result: PipelineResult,
     with engine.begin() as conn:
         conn.execute(update(jobs).where(
             jobs.c.id == job_id, jobs.c.attempts == attempt,
-            jobs.c.state == JobState.SUCCEEDED.value,
+            jobs.c.state == state.value,
         ).values(finished_at=recorded_at, record_s=_seconds(recorded_at, run_finished_at)))
     return True
 

@@ -75,6 +75,8 @@ class Job(_Message):
     error_reason: str | None = None
     worker: str | None = None
     rule: str | None = None
+    outcome: str | None = None
+    outcome_reason: str | None = None
 
     @property
     def key(self) -> str:
@@ -114,12 +116,23 @@ class OutputRef(_Message):
     path: str | None = None
 
 
+class ReportOutcome(StrEnum):
+    """What the reader was told about a study (DESIGN.md: every routed study ends with one
+    of these, delivered): the model's `result`, or `not_analysed` with a reason."""
+
+    RESULT = "result"
+    NOT_ANALYSED = "not_analysed"
+
+
 class PipelineResult(_Message):
-    """What a pipeline returns: stored outputs and a few summary values for the job record."""
+    """What a pipeline returns: stored outputs and a few summary values for the job record.
+    `reason` is the short code of a not-analysed outcome (a metric label, no PHI)."""
 
     outputs: tuple[OutputRef, ...] = ()
     summary: dict[str, str | int | float | bool] = Field(default_factory=dict)
     priority_flag: str | None = None
+    outcome: ReportOutcome = ReportOutcome.RESULT
+    reason: str | None = Field(default=None, max_length=64)
 
 
 def queue_name(pipeline: str, priority: Priority | str) -> str:

@@ -29,6 +29,14 @@ class Pipeline(Protocol):
     def run(self, context: JobContext) -> PipelineResult: ...
 
 
+@runtime_checkable
+class Reporting(Protocol):
+    """A pipeline that can answer a study it failed on with a "not analysed: reason" report
+    (`code` is the short reason code, `reason` the sentence shown to the reader)."""
+
+    def not_analysed(self, context: JobContext, reason: str, code: str) -> PipelineResult: ...
+
+
 PipelineFactory = Callable[[str, dict[str, Any]], Pipeline]
 
 
@@ -105,12 +113,21 @@ class PipelineRegistry:
                 self._pid = os.getpid()
             pipeline = self._cache.get(name)
             if pipeline is None:
-                # name and version are offered to the factory; a real model checks its card
-                options = {"name": name, "model_version": spec.model_version, **spec.options}
-                pipeline = load_factory(spec.factory)(self._device_locked(), options)
+                pipeline = load_factory(spec.factory)(self._device_locked(), self.options(name))
                 if pipeline.model_version != spec.model_version:
                     raise PermanentError(
                         f"pipeline {name!r} reports model version {pipeline.model_version!r} "
                         f"but the configuration says {spec.model_version!r}")
                 self._cache[name] = pipeline
             return pipeline
+
+    def options(self, name: str) -> dict[str, Any]:
+        """What the factory of pipeline `name` receives: its name and model version (a real
+        model checks them against its card) and the configured options."""
+        spec = self.spec(name)
+        return {"name": name, "model_version": spec.model_version, **spec.options}
+
+    def built(self, name: str) -> Pipeline | None:
+        """The pipeline `name` if this process has built it, without building it."""
+        with self._lock:
+            return self._cache.get(name) if self._pid == os.getpid() else None

@@ -224,7 +224,7 @@ def test_two_runners_never_claim_the_same_row(
 
 def test_the_outbox_revision_builds_the_declared_tables() -> None:
     revisions = []
-    for name in ("wk_0001_jobs", "wk_0002_outbox"):
+    for name in ("wk_0001_jobs", "wk_0002_outbox", "wk_0003_job_outcome"):
         spec = importlib.util.spec_from_file_location(
             name, REPO / "workers" / "migrations" / f"{name}.py")
         assert spec is not None and spec.loader is not None
