@@ -58,3 +58,31 @@ class InvalidUID(CannotUnderstand):
     """A UID that is not a valid DICOM UID (PS3.5 9.1); never used as a path."""
 
     reason_code = "invalid_uid"
+
+
+class TruncatedDataSet(CannotUnderstand):
+    """An element's declared length runs past the end of the received bytes (PS3.5 7.1): a
+    transfer cut short, or a false length such as a huge Pixel Data length."""
+
+    reason_code = "truncated"
+
+
+class MalformedDataSet(CannotUnderstand):
+    """The data set's encoding breaks PS3.5 (unknown VR, broken items or delimiters, nesting
+    too deep, File Meta elements inside the data set, a deflate stream that cannot be inflated)."""
+
+    reason_code = "malformed"
+
+
+class PixelDataTooShort(CannotUnderstand):
+    """Native Pixel Data shorter than Rows x Columns x Samples x Bits Allocated / 8 x Frames
+    (PS3.5 8.1.1), or pixel attributes missing where Pixel Data is present."""
+
+    reason_code = "pixel_data_length"
+
+
+class IndexWriteFailed(StoreRefused, TransientError):
+    """The bytes were written but the index row could not be committed; the file was moved to
+    the rejected folder so that nothing unindexed stays in the spool."""
+
+    reason_code = "index_write_failed"

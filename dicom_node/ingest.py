@@ -1,27 +1,43 @@
 """The receive path shared by every way an instance arrives (C-STORE, STOW-RS).
 
-Order of work, so that nothing acknowledged can be lost: read the identifiers from the received
-bytes, write the bytes unchanged to the spool (temp file, fsync, rename), commit the index row, and
-only then report success. Any failure raises a `StoreRefused` carrying the status to answer, after
-a record of why was written to `ingest_failures`.
+Order of work, so that nothing acknowledged can be lost and nothing damaged is indexed: validate
+the received bytes and read their identifiers (`index.headers.read_header`), write the bytes
+unchanged to the spool (temp file, fsync, rename), commit the index row, and only then report
+success. Every failure becomes a `StoreRefused` carrying the status to answer (`refusal_for`, the
+one mapping from exceptions to statuses), after a record of why was written to `ingest_failures`
+and the received bytes were kept under the spool's `.rejected/` folder. A second instance under an
+indexed SOP Instance UID is compared with the indexed one: the same content is a Success, other
+content is a warning (PS3.4 B.2.3, 0xB006) with the copy set aside and an `ingest_conflicts` row.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
-from dicom_node.errors import StoreRefused
+from sqlalchemy.exc import SQLAlchemyError
+
+from dicom_node.errors import CannotUnderstand, IndexWriteFailed, OutOfResources, StoreRefused
 from dicom_node.events import InstanceStored
 from dicom_node.index.headers import InstanceHeader, read_header
-from dicom_node.index.store import FailureRecord, IndexStore, Receipt
+from dicom_node.index.parse import PARSE_ERRORS
+from dicom_node.index.store import (
+    ConflictRecord,
+    FailureRecord,
+    IndexStore,
+    Receipt,
+    StoredInstance,
+    differences,
+)
 from dicom_node.metrics import IngestMetrics
 from dicom_node.spool import Spool
 from dicom_node.status import Status
-from dicom_node.uids import checked_uid
+from dicom_node.uids import checked_uid, is_valid_uid
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +55,53 @@ class Arrival:
     calling_ae: str
     called_ae: str
     peer_address: str | None
+    context_sop_class_uid: str | None = None
+    """The abstract syntax of the presentation context it came on (C-STORE only)."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An acknowledged instance: Success, or a warning status with a short comment (no PHI)."""
+
+    stored: InstanceStored
+    status: Status = Status.SUCCESS
+    comment: str | None = None
+
+
+def refusal_for(exc: BaseException) -> StoreRefused:
+    """The refusal (and so the status) answered for an exception on the receive path.
+
+    Domain errors carry their own status; parse errors of every kind are 0xC000 Cannot
+    Understand; a database error is 0x0110 (its message, which holds SQL parameters, is dropped);
+    anything else is 0x0110 Processing Failure.
+    """
+    if isinstance(exc, StoreRefused):
+        return exc
+    if isinstance(exc, SQLAlchemyError):
+        return IndexWriteFailed(f"index write failed: {type(exc).__name__}")
+    if isinstance(exc, PARSE_ERRORS):
+        return CannotUnderstand(f"data set cannot be parsed: {type(exc).__name__}")
+    return StoreRefused(f"internal error: {type(exc).__name__}")
+
+
+class _SetAside(Exception):
+    """Internal: the refusal of a file already moved out of the spool proper."""
+
+    def __init__(self, refusal: StoreRefused, kept: Path | None) -> None:
+        super().__init__(refusal.reason)
+        self.refusal = refusal
+        self.kept = kept
+
+
+class _UidLocks:
+    """Serialises work on one SOP Instance UID across associations (striped locks), so a
+    repeated UID is compared, never written over the instance being indexed."""
+
+    def __init__(self, stripes: int = 64) -> None:
+        self._locks = [threading.Lock() for _ in range(stripes)]
+
+    def hold(self, uid: str) -> threading.Lock:
+        return self._locks[hash(uid) % len(self._locks)]
 
 
 class Ingestor:
@@ -58,72 +121,117 @@ class Ingestor:
         self.quiet_period = quiet_period
         self.clock = clock
         self.metrics = metrics
+        self._locks = _UidLocks()
 
     def ingest(self, arrival: Callable[[], Arrival], *, calling_ae: str,
                peer_address: str | None, sop_class_uid: str | None,
-               sop_instance_uid: str | None) -> InstanceStored:
-        """Stores what `arrival()` returns. The command's UIDs are passed separately so a
-        duplicate is recognised before the bytes are even assembled.
+               sop_instance_uid: str | None) -> Accepted:
+        """Validates, stores and indexes what `arrival()` returns; the command's UIDs are passed
+        separately (they may be missing or invalid).
 
-        Raises StoreRefused (after recording it) for every failure; any other exception is
-        turned into a processing failure first.
+        Raises StoreRefused (after recording it and keeping the bytes) for every failure.
         """
         started = time.perf_counter()
         received: Arrival | None = None
         try:
+            received = arrival()
             sop_instance = checked_uid(sop_instance_uid, "Affected SOP Instance UID")
             sop_class = checked_uid(sop_class_uid, "Affected SOP Class UID")
-            if self.index.is_stored(sop_instance):
-                self.index.count_duplicate(sop_instance)
-                stored = InstanceStored(
-                    sop_instance_uid=sop_instance, sop_class_uid=sop_class,
-                    series_instance_uid="", study_instance_uid="", path="", size_bytes=0,
-                    calling_ae=calling_ae, duplicate=True,
-                )
-            else:
-                received = arrival()
-                stored = self._store(received, sop_class, sop_instance)
-        except StoreRefused as exc:
-            self._refused(exc, received, calling_ae, peer_address, sop_class_uid, sop_instance_uid)
-            raise
+            header = read_header(
+                received.raw, expected_sop_class=sop_class, expected_sop_instance=sop_instance,
+                transfer_syntax=received.transfer_syntax_uid,
+                context_sop_class=received.context_sop_class_uid,
+            )
+            with self._locks.hold(sop_instance):
+                existing = self.index.stored_instance(sop_instance)
+                if existing is None:
+                    accepted = self._store(received, header)
+                else:
+                    accepted = self._repeat(received, header, existing)
+        except _SetAside as moved:
+            self._refused(moved.refusal, moved.__cause__, moved.kept, calling_ae,
+                          peer_address, sop_class_uid, sop_instance_uid)
+            raise moved.refusal from moved.__cause__
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status and a record
-            log.exception("storing an instance failed")
-            refused = StoreRefused(f"internal error: {type(exc).__name__}")
-            self._refused(refused, received, calling_ae, peer_address, sop_class_uid,
+            refused = refusal_for(exc)
+            kept = self._keep(refused, received, calling_ae, peer_address, sop_class_uid,
+                              sop_instance_uid)
+            self._refused(refused, exc, kept, calling_ae, peer_address, sop_class_uid,
                           sop_instance_uid)
+            if refused is exc:
+                raise
             raise refused from exc
         finally:
             if self.metrics is not None:
                 self.metrics.store_seconds.observe(time.perf_counter() - started)
         if self.metrics is not None:
-            outcome = "duplicate" if stored.duplicate else "stored"
+            outcome = ("conflict" if accepted.status != Status.SUCCESS
+                       else "duplicate" if accepted.stored.duplicate else "stored")
             self.metrics.instances.labels(outcome=outcome).inc()
-            self.metrics.bytes.inc(stored.size_bytes)
-        return stored
+            self.metrics.bytes.inc(accepted.stored.size_bytes)
+        return accepted
 
-    def _store(self, arrival: Arrival, sop_class: str, sop_instance: str) -> InstanceStored:
-        header = read_header(
-            arrival.raw,
-            expected_sop_class=sop_class,
-            expected_sop_instance=sop_instance,
-            transfer_syntax=arrival.transfer_syntax_uid,
-        )
+    def _store(self, arrival: Arrival, header: InstanceHeader) -> Accepted:
         path = self.spool.path_for(
-            header.study_instance_uid, header.series_instance_uid, sop_instance
+            header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid
         )
         self.spool.write(arrival.raw, path)
-        fresh = self.index.record_instance(
-            header,
-            path=str(path),
-            size_bytes=len(arrival.raw),
-            receipt=Receipt(
-                calling_ae=arrival.calling_ae, called_ae=arrival.called_ae, at=self.clock()
-            ),
-            quiet_period_s=self.quiet_period(header),
+        try:
+            fresh = self.index.record_instance(
+                header,
+                path=str(path),
+                size_bytes=len(arrival.raw),
+                receipt=Receipt(
+                    calling_ae=arrival.calling_ae, called_ae=arrival.called_ae, at=self.clock()
+                ),
+                quiet_period_s=self.quiet_period(header),
+            )
+        except Exception as exc:  # noqa: BLE001 - the written file must not stay unindexed
+            refused = refusal_for(exc)
+            record = self._sidecar(refused, arrival.calling_ae, arrival.peer_address,
+                                   header.sop_class_uid, header.sop_instance_uid)
+            raise _SetAside(refused, self.spool.move_to_rejected(path, record)) from exc
+        return Accepted(self._event(arrival, header, path, fresh=fresh))
+
+    def _repeat(self, arrival: Arrival, header: InstanceHeader,
+                existing: StoredInstance) -> Accepted:
+        """A SOP Instance UID already indexed: the same content is a plain duplicate; other
+        content is kept aside, recorded, and answered with a warning."""
+        differ = differences(header, existing)
+        self.index.count_duplicate(header.sop_instance_uid)
+        stored = InstanceStored(
+            sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
+            series_instance_uid=existing.series_instance_uid,
+            study_instance_uid=existing.study_instance_uid, path=existing.path, size_bytes=0,
+            calling_ae=arrival.calling_ae, duplicate=True,
         )
+        if not differ:
+            return Accepted(stored)
+        status = Status.WARNING_ELEMENTS_DISCARDED
+        what = ",".join(differ)
+        record = self._sidecar(None, arrival.calling_ae, arrival.peer_address,
+                               header.sop_class_uid, header.sop_instance_uid)
+        record.update(status=int(status), reason_code="conflicting_duplicate",
+                      differences=what, indexed_path=existing.path)
+        kept = self.spool.keep_rejected(arrival.raw, record, conflict=True)
+        self.index.record_conflict(ConflictRecord(
+            calling_ae=arrival.calling_ae, peer_address=arrival.peer_address,
+            sop_class_uid=header.sop_class_uid, sop_instance_uid=header.sop_instance_uid,
+            study_instance_uid=header.study_instance_uid,
+            series_instance_uid=header.series_instance_uid, differences=what,
+            status=int(status), kept_path=str(kept) if kept else None,
+            indexed_path=existing.path,
+        ), self.clock())
+        log.warning("conflicting duplicate set aside sop=%s differs=%s calling_ae=%s",
+                    header.sop_instance_uid, what, arrival.calling_ae)
+        return Accepted(stored, status, f"conflicts with stored instance: {what}")
+
+    @staticmethod
+    def _event(arrival: Arrival, header: InstanceHeader, path: Path, *,
+               fresh: bool) -> InstanceStored:
         return InstanceStored(
-            sop_instance_uid=sop_instance,
-            sop_class_uid=sop_class,
+            sop_instance_uid=header.sop_instance_uid,
+            sop_class_uid=header.sop_class_uid,
             series_instance_uid=header.series_instance_uid,
             study_instance_uid=header.study_instance_uid,
             path=str(path),
@@ -132,10 +240,34 @@ class Ingestor:
             duplicate=not fresh,
         )
 
+    def _sidecar(self, refused: StoreRefused | None, calling_ae: str,
+                 peer_address: str | None, sop_class_uid: str | None,
+                 sop_instance_uid: str | None) -> dict[str, object]:
+        record: dict[str, object] = {
+            "at": self.clock().isoformat(), "calling_ae": calling_ae,
+            "peer_address": peer_address, "sop_class_uid": _uid_or_none(sop_class_uid),
+            "sop_instance_uid": _uid_or_none(sop_instance_uid),
+        }
+        if refused is not None:
+            record.update(status=int(refused.status), reason_code=refused.reason_code,
+                          reason=refused.reason)
+        return record
+
+    def _keep(self, refused: StoreRefused, arrival: Arrival | None, calling_ae: str,
+              peer_address: str | None, sop_class_uid: str | None,
+              sop_instance_uid: str | None) -> Path | None:
+        """Keeps the received bytes of a refusal (not when the spool is out of space)."""
+        if arrival is None or isinstance(refused, OutOfResources):
+            return None
+        record = self._sidecar(refused, calling_ae, peer_address, sop_class_uid,
+                               sop_instance_uid)
+        return self.spool.keep_rejected(arrival.raw, record)
+
     def _refused(
         self,
         exc: StoreRefused,
-        arrival: Arrival | None,
+        cause: BaseException | None,
+        kept: Path | None,
         calling_ae: str,
         peer_address: str | None,
         sop_class_uid: str | None,
@@ -144,10 +276,13 @@ class Ingestor:
         if self.metrics is not None:
             self.metrics.instances.labels(outcome="failed").inc()
             self.metrics.failures.labels(reason=exc.reason_code).inc()
-        kept = None
-        if exc.status == Status.CANNOT_UNDERSTAND and arrival is not None:
-            kept_path = self.spool.keep_rejected(arrival.raw)
-            kept = str(kept_path) if kept_path else None
+        # One line, no traceback: the reason is fixed text and UIDs; an exception's own
+        # message could hold header values or SQL parameters (PHI), so only its class is named.
+        log.warning(
+            "instance refused status=0x%04X reason=%s sop=%s calling_ae=%s cause=%s",
+            int(exc.status), exc.reason_code, _uid_or_none(sop_instance_uid), calling_ae,
+            type(cause).__name__ if cause is not None and cause is not exc else "-",
+        )
         record = FailureRecord(
             calling_ae=calling_ae,
             peer_address=peer_address,
@@ -156,13 +291,18 @@ class Ingestor:
             status=int(exc.status),
             reason_code=exc.reason_code,
             reason=exc.reason,
-            kept_path=kept,
+            kept_path=str(kept) if kept else None,
         )
-        log.warning("instance refused status=0x%04X reason=%s", int(exc.status), exc.reason_code)
         try:
             self.index.record_failure(record, self.clock())
-        except Exception:  # noqa: BLE001 - the refusal still goes back to the sender
-            log.exception("could not record a refused instance")
+        except SQLAlchemyError as failure:  # the refusal still goes back to the sender
+            log.error("could not record a refused instance: %s (kept=%s)",
+                      type(failure).__name__, kept is not None)
+
+
+def _uid_or_none(value: str | None) -> str | None:
+    text = str(value or "").strip().rstrip("\x00")
+    return text if is_valid_uid(text) else None
 
 
 def _clip(value: object) -> str | None:

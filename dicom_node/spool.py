@@ -3,13 +3,19 @@
 A write goes to a temporary file under `.tmp/`, is fsynced, renamed into
 `<study>/<series>/<sop>.dcm` and the directory is fsynced, so after a crash a file either is
 complete at its final path or is not there (a leftover temporary file is never indexed).
+
+Refused instances are kept under `.rejected/` and conflicting duplicates under
+`.rejected/conflicts/`, each `<id>.dcm` beside a `<id>.json` record (time, calling AE, SOP UIDs,
+status, reason; no PHI), so the folder explains itself even when the database was unreachable.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from dicom_node.errors import OutOfResources
@@ -24,11 +30,12 @@ class Spool:
         self.min_free_bytes = min_free_bytes
         self._tmp = self.root / ".tmp"
         self.rejected_dir = self.root / ".rejected"
+        self.conflicts_dir = self.rejected_dir / "conflicts"
 
     def prepare(self) -> None:
         """Creates the folders and removes temporary files a crash left behind."""
         self._tmp.mkdir(parents=True, exist_ok=True)
-        self.rejected_dir.mkdir(parents=True, exist_ok=True)
+        self.conflicts_dir.mkdir(parents=True, exist_ok=True)
         for leftover in self._tmp.iterdir():
             leftover.unlink(missing_ok=True)
 
@@ -79,16 +86,64 @@ class Spool:
             reason = exc.strerror or type(exc).__name__
             raise OutOfResources(f"spool write failed: {reason}") from exc
 
-    def keep_rejected(self, data: bytes) -> Path | None:
-        """Keeps the bytes of a refused data set for inspection; None when that fails too."""
-        target = self.rejected_dir / f"{uuid.uuid4().hex}.dcm"
+    def keep_rejected(self, data: bytes, record: Mapping[str, object] | None = None, *,
+                      conflict: bool = False) -> Path | None:
+        """Keeps the bytes of a refused (or, with `conflict`, set-aside) instance and its
+        record; None when that fails too (it must not hide the refusal itself)."""
+        folder = self.conflicts_dir if conflict else self.rejected_dir
+        target = folder / f"{uuid.uuid4().hex}.dcm"
         try:
             if self.free_bytes() - len(data) < self.min_free_bytes:
                 return None
-            target.write_bytes(data)
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_synced(target, data)
+            self._write_record(target, record)
+        except OSError:
+            target.unlink(missing_ok=True)
+            return None
+        return target
+
+    def move_to_rejected(self, stored: Path, record: Mapping[str, object]) -> Path | None:
+        """Moves a written but unindexed file out of the spool proper (no orphan stays)."""
+        target = self.rejected_dir / f"{uuid.uuid4().hex}.dcm"
+        try:
+            self.rejected_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(stored, target)
+            _fsync_dir(self.rejected_dir)
+            self._write_record(target, record)
         except OSError:
             return None
         return target
+
+    def kept_records(self, *, conflicts: bool = False) -> list[dict[str, object]]:
+        """The records beside kept files, oldest first, each with its `path` (for operators)."""
+        folder = self.conflicts_dir if conflicts else self.rejected_dir
+        found = []
+        for sidecar in folder.glob("*.json"):
+            try:
+                record = json.loads(sidecar.read_text())
+            except (OSError, ValueError):
+                continue
+            record["path"] = str(sidecar.with_suffix(".dcm"))
+            found.append(record)
+        return sorted(found, key=lambda r: str(r.get("at", "")))
+
+    @staticmethod
+    def _write_record(target: Path, record: Mapping[str, object] | None) -> None:
+        if record is not None:
+            text = json.dumps(dict(record), default=str, sort_keys=True)
+            _write_synced(target.with_suffix(".json"), text.encode())
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -4,7 +4,10 @@ path and durability as C-STORE.
 ``POST /dicom-web/studies[/{study}]`` takes ``multipart/related; type="application/dicom"``; each
 part is a DICOM Part 10 file stored bit-exact. The response is a DICOM JSON data set (PS3.18
 10.5.3) listing each stored instance in Referenced SOP Sequence and each refused one in Failed SOP
-Sequence with its Failure Reason. HTTP status: 200 all stored, 202 some refused, 409 none stored.
+Sequence with its Failure Reason; an instance stored with a warning (a conflicting duplicate,
+PS3.4 B.2.3 0xB006) carries Warning Reason (0008,1196). HTTP status (PS3.18 10.5.3): 200 all stored,
+202 some refused or a warning, 409 none stored. Each part goes through the same receive path as a
+C-STORE, so a damaged part is refused, recorded and kept exactly as a damaged C-STORE would be.
 A bearer token from the configured list is required.
 """
 
@@ -13,19 +16,18 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from io import BytesIO
 from typing import Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
-from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 
 from dicom_node.errors import DatasetMismatch, StoreRefused
+from dicom_node.index.parse import read_file_meta
 from dicom_node.ingest import Arrival, Ingestor
 from dicom_node.status import Status
 
 _SOP_CLASS = "00081150"
 _SOP_INSTANCE = "00081155"
+_WARNING_REASON = "00081196"
 _FAILURE_REASON = "00081197"
 _FAILED_SEQUENCE = "00081198"
 _REFERENCED_SEQUENCE = "00081199"
@@ -56,7 +58,7 @@ def split_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str]
 
 
 def _item(sop_class: str | None, sop_instance: str | None,
-          reason: int | None = None) -> dict[str, Any]:
+          reason: int | None = None, *, warning: int | None = None) -> dict[str, Any]:
     item: dict[str, Any] = {}
     if sop_class:
         item[_SOP_CLASS] = {"vr": "UI", "Value": [sop_class]}
@@ -64,7 +66,22 @@ def _item(sop_class: str | None, sop_instance: str | None,
         item[_SOP_INSTANCE] = {"vr": "UI", "Value": [sop_instance]}
     if reason is not None:
         item[_FAILURE_REASON] = {"vr": "US", "Value": [reason]}
+    if warning is not None:
+        item[_WARNING_REASON] = {"vr": "US", "Value": [warning]}
     return item
+
+
+def _meta_uids(payload: bytes) -> tuple[str | None, str | None, str]:
+    """SOP Class, SOP Instance and Transfer Syntax UIDs from a part's File Meta (PS3.10 7.1);
+    None where unreadable: the receive path then refuses and records the part."""
+    try:
+        meta, _ = read_file_meta(payload)
+    except StoreRefused:
+        return None, None, ""
+    values = (meta.get(k) for k in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID",
+                                     "TransferSyntaxUID"))
+    sop_class, sop_instance, syntax = (str(v) if v else None for v in values)
+    return sop_class, sop_instance, syntax or ""
 
 
 class StowService:
@@ -78,46 +95,42 @@ class StowService:
               client: str, peer_address: str | None) -> tuple[int, dict[str, Any]]:
         referenced: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
+        warned = False
         for headers, payload in parts:
             media = headers.get("content-type", "application/dicom").split(";")[0].strip()
             if media.lower() != "application/dicom":
                 failed.append(_item(None, None, int(Status.SOP_CLASS_NOT_SUPPORTED)))
                 continue
-            try:
-                # Only the file meta group is needed here; the receive path parses the rest.
-                meta = dcmread(BytesIO(payload), specific_tags=["SOPClassUID"]).file_meta
-                sop_class = str(meta.MediaStorageSOPClassUID)
-                sop_instance = str(meta.MediaStorageSOPInstanceUID)
-                syntax = str(meta.TransferSyntaxUID)
-            except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError, KeyError):
-                failed.append(_item(None, None, int(Status.CANNOT_UNDERSTAND)))
-                continue
+            sop_class, sop_instance, syntax = _meta_uids(payload)
 
-            def arrival(payload: bytes = payload, sop_class: str = sop_class,
-                        sop_instance: str = sop_instance, syntax: str = syntax) -> Arrival:
-                return Arrival(raw=payload, sop_class_uid=sop_class,
-                               sop_instance_uid=sop_instance, transfer_syntax_uid=syntax,
+            def arrival(payload: bytes = payload, sop_class: str | None = sop_class,
+                        sop_instance: str | None = sop_instance, syntax: str = syntax) -> Arrival:
+                return Arrival(raw=payload, sop_class_uid=sop_class or "",
+                               sop_instance_uid=sop_instance or "", transfer_syntax_uid=syntax,
                                calling_ae=client, called_ae=self.ae_title,
                                peer_address=peer_address)
 
             try:
-                stored = self.ingestor.ingest(arrival, calling_ae=client,
-                                              peer_address=peer_address,
-                                              sop_class_uid=sop_class,
-                                              sop_instance_uid=sop_instance)
+                accepted = self.ingestor.ingest(arrival, calling_ae=client,
+                                                peer_address=peer_address,
+                                                sop_class_uid=sop_class,
+                                                sop_instance_uid=sop_instance)
+                stored = accepted.stored
                 if study_uid and stored.study_instance_uid not in ("", study_uid):
                     # Stored (it is durable and indexed), but the client addressed another study.
                     raise DatasetMismatch("instance belongs to another study than the request")
             except StoreRefused as exc:
                 failed.append(_item(sop_class, sop_instance, int(exc.status)))
                 continue
-            referenced.append(_item(sop_class, sop_instance))
+            warning = int(accepted.status) if accepted.status != Status.SUCCESS else None
+            warned = warned or warning is not None
+            referenced.append(_item(sop_class, sop_instance, warning=warning))
         body: dict[str, Any] = {}
         if referenced:
             body[_REFERENCED_SEQUENCE] = {"vr": "SQ", "Value": referenced}
         if failed:
             body[_FAILED_SEQUENCE] = {"vr": "SQ", "Value": failed}
-        status = 200 if not failed else (202 if referenced else 409)
+        status = 200 if not (failed or warned) else (202 if referenced else 409)
         return status, body
 
 

@@ -1,20 +1,26 @@
 """Reads, from the received bytes, the header facts the index and routing need.
 
-Tolerant when reading (CONVENTIONS 5): a missing optional tag becomes None; a missing or invalid
-identifier raises `CannotUnderstand`/`InvalidUID`, so nothing unidentifiable is ever stored.
+Strict about structure, tolerant about values (CONVENTIONS 5): `parse.parse_instance` refuses a
+damaged data set; here a missing or unusable optional value becomes None, while a missing or
+invalid identifier raises `InvalidUID` and a data set contradicting the command or the presentation
+context raises `DatasetMismatch` (PS3.4 B.2.3), so nothing unidentifiable is ever stored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from io import BytesIO
-from typing import Any
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
-from dicom_node.errors import CannotUnderstand, DatasetMismatch
+from dicom_node.errors import DatasetMismatch
+from dicom_node.index.parse import PARSE_ERRORS, parse_instance
+from dicom_node.index.values import (
+    clean_text,
+    int_value,
+    normalise_date,
+    number_value,
+    text_value,
+)
 from dicom_node.uids import checked_uid
 
 
@@ -37,71 +43,68 @@ class InstanceHeader:
     patient_id: str | None
     accession_number: str | None
     study_date: str | None
+    content_sha256: str | None = None
+    """SHA-256 of the Pixel Data value as received (of the data set without pixels)."""
 
 
-def _text(ds: Dataset, keyword: str) -> str | None:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return None
-    return str(value).strip() or None
+def _uid(ds: Dataset, keyword: str) -> str:
+    return checked_uid(text_value(ds, keyword), keyword)
 
 
-def _number(ds: Dataset, keyword: str, kind: type[Any]) -> Any:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return None
+def _image_type(ds: Dataset) -> tuple[str, ...]:
     try:
-        return kind(value)
-    except (TypeError, ValueError):
-        return None
+        value = ds.get("ImageType")
+    except PARSE_ERRORS:
+        return ()
+    if value is None or value == "":
+        return ()
+    values = [value] if isinstance(value, str) else list(value)
+    return tuple(text for text in (clean_text(v) for v in values) if text)
 
 
 def read_header(
-    raw: bytes, *, expected_sop_class: str, expected_sop_instance: str, transfer_syntax: str
+    raw: bytes,
+    *,
+    expected_sop_class: str,
+    expected_sop_instance: str,
+    transfer_syntax: str,
+    context_sop_class: str | None = None,
 ) -> InstanceHeader:
-    """Parses `raw` (file meta + data set, as written to the spool) without its pixel data.
+    """Validates `raw` (file meta + data set, as written to the spool) and reads its header.
 
-    Raises CannotUnderstand when the bytes cannot be parsed or lack an identifier, and
-    DatasetMismatch when the data set's SOP Class/Instance UIDs contradict the C-STORE request.
+    `expected_*` come from the C-STORE request (or a STOW part's File Meta); `context_sop_class`
+    is the abstract syntax of the presentation context the instance arrived on.
+    Raises CannotUnderstand (and its subclasses) when the bytes are damaged or lack an identifier,
+    DatasetMismatch when the data set's SOP Class/Instance UID contradicts the request or the
+    presentation context (PS3.4 B.2.3, 0xA900).
     """
-    try:
-        ds = dcmread(BytesIO(raw), stop_before_pixels=True)
-        # Touch every element once so a damaged data set fails here, not later.
-        for _ in ds:
-            pass
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise CannotUnderstand(f"data set cannot be parsed: {type(exc).__name__}") from exc
-    study = checked_uid(ds.get("StudyInstanceUID"), "StudyInstanceUID")
-    series = checked_uid(ds.get("SeriesInstanceUID"), "SeriesInstanceUID")
-    sop_instance = checked_uid(ds.get("SOPInstanceUID", expected_sop_instance), "SOPInstanceUID")
-    sop_class = checked_uid(ds.get("SOPClassUID", expected_sop_class), "SOPClassUID")
-    if sop_instance != expected_sop_instance:
-        raise DatasetMismatch("SOPInstanceUID differs from the C-STORE Affected SOP Instance UID")
+    parsed = parse_instance(raw, transfer_syntax)
+    ds = parsed.dataset
+    sop_class = _uid(ds, "SOPClassUID")
+    sop_instance = _uid(ds, "SOPInstanceUID")
     if sop_class != expected_sop_class:
         raise DatasetMismatch("SOPClassUID differs from the C-STORE Affected SOP Class UID")
-    image_type = ds.get("ImageType")
-    if image_type is None:
-        types: tuple[str, ...] = ()
-    elif isinstance(image_type, str):
-        types = (image_type,)
-    else:
-        types = tuple(str(v) for v in image_type)
+    if context_sop_class is not None and sop_class != context_sop_class:
+        raise DatasetMismatch("SOPClassUID differs from the presentation context")
+    if sop_instance != expected_sop_instance:
+        raise DatasetMismatch("SOPInstanceUID differs from the C-STORE Affected SOP Instance UID")
     return InstanceHeader(
         sop_class_uid=sop_class,
         sop_instance_uid=sop_instance,
-        study_instance_uid=study,
-        series_instance_uid=series,
+        study_instance_uid=_uid(ds, "StudyInstanceUID"),
+        series_instance_uid=_uid(ds, "SeriesInstanceUID"),
         transfer_syntax_uid=transfer_syntax,
-        modality=_text(ds, "Modality"),
-        body_part_examined=_text(ds, "BodyPartExamined"),
-        series_description=_text(ds, "SeriesDescription"),
-        protocol_name=_text(ds, "ProtocolName"),
-        image_type=types,
-        series_number=_number(ds, "SeriesNumber", int),
-        instance_number=_number(ds, "InstanceNumber", int),
-        slice_thickness=_number(ds, "SliceThickness", float),
-        images_in_acquisition=_number(ds, "ImagesInAcquisition", int),
-        patient_id=_text(ds, "PatientID"),
-        accession_number=_text(ds, "AccessionNumber"),
-        study_date=_text(ds, "StudyDate"),
+        modality=text_value(ds, "Modality"),
+        body_part_examined=text_value(ds, "BodyPartExamined"),
+        series_description=text_value(ds, "SeriesDescription"),
+        protocol_name=text_value(ds, "ProtocolName"),
+        image_type=_image_type(ds),
+        series_number=int_value(ds, "SeriesNumber"),
+        instance_number=int_value(ds, "InstanceNumber"),
+        slice_thickness=number_value(ds, "SliceThickness"),
+        images_in_acquisition=int_value(ds, "ImagesInAcquisition"),
+        patient_id=text_value(ds, "PatientID"),
+        accession_number=text_value(ds, "AccessionNumber"),
+        study_date=normalise_date(text_value(ds, "StudyDate")),
+        content_sha256=parsed.content_sha256,
     )

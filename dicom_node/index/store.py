@@ -1,5 +1,6 @@
 """Reads and writes the instance index. Every write is one transaction; the caller acknowledges a
-C-STORE only after `record_instance` has returned (the row is committed)."""
+C-STORE only after `record_instance` has returned (the row is committed). Every value written goes
+through `values.fit`, so odd header values are stored the same way on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,7 +12,22 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from dicom_node.index.headers import InstanceHeader
-from dicom_node.index.tables import ingest_failures, instances, series, studies
+from dicom_node.index.records import (
+    ConflictRecord,
+    FailureRecord,
+    Listed,
+    list_conflicts,
+    list_failures,
+    record_conflict,
+    record_failure,
+)
+from dicom_node.index.tables import ingest_conflicts, ingest_failures, instances, series, studies
+from dicom_node.index.values import fit, normalise_date
+
+__all__ = [
+    "ConflictRecord", "FailureRecord", "IndexStore", "Listed", "Receipt", "StoredInstance",
+    "differences",
+]
 
 
 @dataclass(frozen=True)
@@ -24,15 +40,15 @@ class Receipt:
 
 
 @dataclass(frozen=True)
-class FailureRecord:
-    calling_ae: str | None
-    peer_address: str | None
-    sop_class_uid: str | None
-    sop_instance_uid: str | None
-    status: int
-    reason_code: str
-    reason: str
-    kept_path: str | None = None
+class StoredInstance:
+    """What a repeated SOP Instance UID is compared with: the indexed instance's identity."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    patient_id: str | None
+    transfer_syntax_uid: str
+    content_sha256: str | None
+    path: str
 
 
 class IndexStore:
@@ -49,6 +65,19 @@ class IndexStore:
                 )
             ).first()
         return row is not None
+
+    def stored_instance(self, sop_instance_uid: str) -> StoredInstance | None:
+        """The indexed instance under `sop_instance_uid` (with its study's Patient ID), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(instances.c.study_instance_uid, instances.c.series_instance_uid,
+                       studies.c.patient_id, instances.c.transfer_syntax_uid,
+                       instances.c.content_sha256, instances.c.path)
+                .select_from(instances.outerjoin(
+                    studies, studies.c.study_instance_uid == instances.c.study_instance_uid))
+                .where(instances.c.sop_instance_uid == sop_instance_uid)
+            ).first()
+        return None if row is None else StoredInstance(*row)
 
     def count_duplicate(self, sop_instance_uid: str) -> None:
         with self.engine.begin() as conn:
@@ -76,7 +105,7 @@ class IndexStore:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    insert(instances).values(
+                    insert(instances).values(fit(instances, dict(
                         sop_instance_uid=header.sop_instance_uid,
                         sop_class_uid=header.sop_class_uid,
                         series_instance_uid=header.series_instance_uid,
@@ -89,7 +118,8 @@ class IndexStore:
                         calling_ae=receipt.calling_ae,
                         received_at=receipt.at,
                         duplicates=0,
-                    )
+                        content_sha256=header.content_sha256,
+                    )))
                 )
                 self._touch_study(conn, header, receipt.at)
                 self._touch_series(conn, header, size_bytes, receipt, quiet_period_s)
@@ -108,16 +138,16 @@ class IndexStore:
         ).rowcount
         if not changed:
             conn.execute(
-                insert(studies).values(
+                insert(studies).values(fit(studies, dict(
                     study_instance_uid=header.study_instance_uid,
                     patient_id=header.patient_id,
                     accession_number=header.accession_number,
-                    study_date=header.study_date,
+                    study_date=normalise_date(header.study_date),
                     first_received_at=at,
                     last_received_at=at,
                     state="receiving",
                     completions=0,
-                )
+                )))
             )
 
     @staticmethod
@@ -137,7 +167,7 @@ class IndexStore:
         if current is None:
             expected = header.images_in_acquisition
             conn.execute(
-                insert(series).values(
+                insert(series).values(fit(series, dict(
                     series_instance_uid=header.series_instance_uid,
                     study_instance_uid=header.study_instance_uid,
                     modality=header.modality,
@@ -158,7 +188,7 @@ class IndexStore:
                     complete_after=complete_after,
                     state="receiving",
                     late_instances=0,
-                )
+                )))
             )
             return
         late = 1 if current.state == "complete" else 0
@@ -177,20 +207,19 @@ class IndexStore:
 
     def record_failure(self, record: FailureRecord, at: datetime) -> None:
         """Keeps why an instance was refused (no PHI: UIDs, codes and reasons only)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                insert(ingest_failures).values(
-                    at=at,
-                    calling_ae=record.calling_ae,
-                    peer_address=record.peer_address,
-                    sop_class_uid=record.sop_class_uid,
-                    sop_instance_uid=record.sop_instance_uid,
-                    status=record.status,
-                    reason_code=record.reason_code,
-                    reason=record.reason,
-                    kept_path=record.kept_path,
-                )
-            )
+        record_failure(self.engine, record, at)
+
+    def record_conflict(self, record: ConflictRecord, at: datetime) -> None:
+        """Keeps a conflicting duplicate's record (names of what differs, never values)."""
+        record_conflict(self.engine, record, at)
+
+    def failures(self, limit: int = 100) -> list[Listed[FailureRecord]]:
+        """Refused instances, most recent first (for operators)."""
+        return list_failures(self.engine, limit)
+
+    def conflicts(self, limit: int = 100) -> list[Listed[ConflictRecord]]:
+        """Conflicting duplicates set aside, most recent first (for operators)."""
+        return list_conflicts(self.engine, limit)
 
     def series_paths(self, series_instance_uid: str) -> list[str]:
         """Spool paths of a series' instances, in instance number order."""
@@ -222,4 +251,24 @@ class IndexStore:
                 "series": conn.scalar(select(func.count()).select_from(series)) or 0,
                 "instances": conn.scalar(select(func.count()).select_from(instances)) or 0,
                 "failures": conn.scalar(select(func.count()).select_from(ingest_failures)) or 0,
+                "conflicts": conn.scalar(select(func.count()).select_from(ingest_conflicts)) or 0,
             }
+
+
+def differences(header: InstanceHeader, stored: StoredInstance) -> tuple[str, ...]:
+    """What distinguishes a repeated instance from the indexed one under its SOP Instance UID:
+    names only (patient_id, study, series, content), never values.
+
+    Pixel content is compared by hash only when both arrived in the same transfer syntax: the
+    same pixels compressed differently cannot be compared without decoding, which ingest avoids.
+    """
+    patient = fit(studies, {"patient_id": header.patient_id})["patient_id"]
+    checks = (
+        ("patient_id", patient == stored.patient_id),
+        ("study", header.study_instance_uid == stored.study_instance_uid),
+        ("series", header.series_instance_uid == stored.series_instance_uid),
+        ("content", header.transfer_syntax_uid != stored.transfer_syntax_uid
+         or stored.content_sha256 is None
+         or header.content_sha256 == stored.content_sha256),
+    )
+    return tuple(name for name, same in checks if not same)

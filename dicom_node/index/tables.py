@@ -73,6 +73,9 @@ instances = Table(
     Column("calling_ae", String(16)),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("duplicates", Integer, nullable=False, default=0),
+    # SHA-256 of the Pixel Data value as received (of the whole data set when it has no pixels):
+    # a repeated SOP Instance UID is compared on it without decoding anything.
+    Column("content_sha256", String(64)),
 )
 
 ingest_failures = Table(
@@ -88,4 +91,24 @@ ingest_failures = Table(
     Column("reason_code", String(32), nullable=False),
     Column("reason", Text, nullable=False),
     Column("kept_path", Text),
+)
+
+# A second instance under an indexed SOP Instance UID whose content differs: answered with a
+# warning, its bytes set aside under spool/.rejected/conflicts/, the indexed instance untouched.
+ingest_conflicts = Table(
+    "ingest_conflicts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("calling_ae", String(16)),
+    Column("peer_address", String(64)),
+    Column("sop_class_uid", String(64), nullable=False),
+    Column("sop_instance_uid", String(64), nullable=False, index=True),
+    Column("study_instance_uid", String(64), nullable=False),
+    Column("series_instance_uid", String(64), nullable=False),
+    # Names of what differs (patient_id, study, series, content), never the values (PHI).
+    Column("differences", String(128), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("kept_path", Text),
+    Column("indexed_path", Text, nullable=False),
 )

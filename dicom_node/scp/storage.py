@@ -1,8 +1,9 @@
 """Storage SOP Class SCP (C-STORE, PS3.4 Annex B).
 
 A thin adapter from pynetdicom's EVT_C_STORE to the shared receive path (`dicom_node.ingest`):
-the status is Success only once the instance is fsynced and indexed; a refusal answers the status
-its error carries; no exception escapes into pynetdicom.
+the status is Success only once the instance is validated, fsynced and indexed; a refusal answers
+the status its error carries with a short Error Comment (0000,0902) (PS3.7 C.4, no PHI); a
+conflicting duplicate answers a warning; no exception escapes into pynetdicom.
 """
 
 from __future__ import annotations
@@ -11,15 +12,27 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
+from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
 
-from dicom_node.errors import StoreRefused
 from dicom_node.events import InstanceStored
-from dicom_node.ingest import Arrival, Ingestor
+from dicom_node.ingest import Arrival, Ingestor, refusal_for
 from dicom_node.status import Status
 
 log = logging.getLogger(__name__)
+
+ERROR_COMMENT_MAX = 64
+"""Error Comment is LO: at most 64 characters (PS3.5 6.2)."""
+
+
+def status_dataset(status: Status, comment: str | None = None) -> Dataset:
+    """The response status pynetdicom sends: Status and, when given, Error Comment."""
+    ds = Dataset()
+    ds.Status = int(status)
+    if comment:
+        ds.ErrorComment = comment.replace("\\", "/")[:ERROR_COMMENT_MAX]
+    return ds
 
 
 class StorageSCP:
@@ -34,8 +47,8 @@ class StorageSCP:
         self.ingestor = ingestor
         self.on_stored = on_stored
 
-    def handle_store(self, event: evt.Event) -> int:
-        """The EVT_C_STORE handler: returns a `Status`, never raises."""
+    def handle_store(self, event: evt.Event) -> Dataset:
+        """The EVT_C_STORE handler: returns the status data set, never raises."""
         request = cast(C_STORE, event.request)
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         info = event.assoc.requestor.address_info
@@ -50,24 +63,23 @@ class StorageSCP:
                 calling_ae=calling_ae,
                 called_ae=str(event.assoc.acceptor.ae_title).strip(),
                 peer_address=peer_address,
+                context_sop_class_uid=str(event.context.abstract_syntax),
             )
 
         try:
-            stored = self.ingestor.ingest(
+            accepted = self.ingestor.ingest(
                 arrival,
                 calling_ae=calling_ae,
                 peer_address=peer_address,
                 sop_class_uid=_text(request.AffectedSOPClassUID),
                 sop_instance_uid=_text(request.AffectedSOPInstanceUID),
             )
-        except StoreRefused as exc:
-            return int(exc.status)
-        except Exception:  # noqa: BLE001 - the handler must answer, whatever happened
-            log.exception("C-STORE handler failed outside the receive path")
-            return int(Status.PROCESSING_FAILURE)
+        except Exception as exc:  # noqa: BLE001 - the handler must answer, whatever happened
+            refused = refusal_for(exc)
+            return status_dataset(refused.status, refused.reason)
         if self.on_stored is not None:
-            self.on_stored(stored)
-        return int(Status.SUCCESS)
+            self.on_stored(accepted.stored)
+        return status_dataset(accepted.status, accepted.comment)
 
 
 def _text(value: object) -> str | None:

@@ -1,0 +1,304 @@
+"""Reads a received instance far enough to trust it, before anything is written.
+
+Three steps over the received bytes (File Meta Information + data set, PS3.10 7.1):
+
+1. the File Meta group is split off (PS3.10 7.1, always Explicit VR Little Endian);
+2. the whole data set is walked once, element headers only, values never decoded: every declared
+   length must fit the bytes received (PS3.5 7.1), every VR must be a PS3.5 6.2 VR, sequences and
+   items must be delimited (PS3.5 7.5), nesting is bounded, no File Meta element may appear in the
+   data set (PS3.10 7.1), encapsulated Pixel Data must be a fragment sequence (PS3.5 A.4) and a
+   deflated data set must inflate (PS3.5 A.5);
+3. pydicom parses only the elements before Pixel Data (the header), and native Pixel Data is
+   checked to be at least Rows x Columns x Samples x Bits Allocated / 8 x Frames (PS3.5 8.1.1).
+
+Pixel values are never decoded; the content hash covers the Pixel Data value as received (the
+whole data set for objects without pixels), so a duplicate can be compared without decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from dicom_node.errors import (
+    CannotUnderstand,
+    MalformedDataSet,
+    PixelDataTooShort,
+    TruncatedDataSet,
+)
+
+MAX_DEPTH = 32
+"""Deepest sequence nesting accepted; real objects stay far below (a guard against stack abuse)."""
+MAX_INFLATED_BYTES = 2 * 1024**3
+"""A deflated data set that inflates beyond this is refused (a guard against deflate bombs)."""
+
+PARSE_ERRORS: tuple[type[Exception], ...] = (
+    InvalidDicomError, ValueError, KeyError, TypeError, IndexError, EOFError, struct.error,
+    NotImplementedError, OverflowError, RecursionError, zlib.error, UnicodeError, LookupError,
+)
+"""What decoding damaged bytes can raise; every one means 0xC000 Cannot Understand."""
+
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ UC UN UR UT SV UV".split())
+_SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST TM UI UL US".split())
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+# Float / Double Float / Pixel Data (PS3.6 group 7FE0) and their fixed bits per sample.
+_PIXEL_TAGS: dict[int, int | None] = {0x7FE00008: 32, 0x7FE00009: 64, 0x7FE00010: None}
+_NATIVE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
+                     DeflatedExplicitVRLittleEndian})
+_HALF_CHROMA = ("YBR_FULL_422", "YBR_PARTIAL_422")
+
+
+@dataclass(frozen=True)
+class ParsedInstance:
+    """The header of a structurally sound data set and a hash of its content."""
+
+    dataset: Dataset
+    """Every top-level element before the pixel data (values decoded on access)."""
+    content_sha256: str
+
+
+@dataclass(frozen=True)
+class _Pixels:
+    tag: int
+    header_at: int
+    start: int
+    end: int
+    encapsulated: bool
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+class _Walker:
+    """Walks element headers of one data set held in `buf` (PS3.5 7.1, 7.5)."""
+
+    def __init__(self, buf: bytes, *, implicit: bool, little: bool) -> None:
+        endian = "<" if little else ">"
+        self.buf = buf
+        self.implicit = implicit
+        self.tag = struct.Struct(endian + "HH")
+        self.u16 = struct.Struct(endian + "H")
+        self.u32 = struct.Struct(endian + "L")
+        self.pixels: _Pixels | None = None
+
+    def dataset(self, pos: int, end: int, *, depth: int, top: bool, delimited: bool) -> int:
+        """Walks elements from `pos`; returns the position after the data set (after its item
+        delimiter when `delimited`). Raises TruncatedDataSet or MalformedDataSet."""
+        buf, top_pixels = self.buf, top and self.pixels is None
+        while pos < end:
+            if pos + 8 > end:
+                if top and not any(buf[pos:end]):
+                    return end  # zero padding after the last element, as some writers leave
+                raise TruncatedDataSet(f"element header cut short at byte {pos}")
+            group, element = self.tag.unpack_from(buf, pos)
+            tag = group << 16 | element
+            if tag == _ITEM_END:
+                if delimited:
+                    return pos + 8
+                raise MalformedDataSet("item delimiter outside an undefined-length item")
+            if group == 0xFFFE:
+                raise MalformedDataSet(f"item tag {_tag_text(tag)} outside a sequence")
+            vr, length, header = self._element_header(pos, end, tag)
+            if top and group == 0x0002:
+                raise MalformedDataSet("File Meta element (0002,xxxx) inside the data set")
+            start = pos + header
+            is_pixels = top_pixels and tag in _PIXEL_TAGS
+            if length == _UNDEFINED:
+                if is_pixels:
+                    pos = self._fragments(start, end)
+                elif self._is_sequence(tag, vr, undefined=True):
+                    pos = self.sequence(start, None, end, depth=depth + 1)
+                else:
+                    raise MalformedDataSet(f"undefined length on non-sequence {_tag_text(tag)}")
+            else:
+                value_end = start + length
+                if value_end > end:
+                    raise TruncatedDataSet(
+                        f"{_tag_text(tag)} declares {length} bytes, {end - start} remain")
+                if self._is_sequence(tag, vr, undefined=False):
+                    self.sequence(start, value_end, value_end, depth=depth + 1)
+                pos = value_end
+            if is_pixels:
+                self.pixels = _Pixels(tag, start - header, start, pos,
+                                      encapsulated=length == _UNDEFINED)
+                top_pixels = False
+        if delimited:
+            raise TruncatedDataSet("an undefined-length item ends without its delimiter")
+        return pos
+
+    def _element_header(self, pos: int, end: int, tag: int) -> tuple[bytes | None, int, int]:
+        if self.implicit:
+            return None, self.u32.unpack_from(self.buf, pos + 4)[0], 8
+        vr = self.buf[pos + 4:pos + 6]
+        if vr in _LONG_VRS:
+            if pos + 12 > end:
+                raise TruncatedDataSet(f"element header cut short at byte {pos}")
+            return vr, self.u32.unpack_from(self.buf, pos + 8)[0], 12
+        if vr in _SHORT_VRS:
+            return vr, self.u16.unpack_from(self.buf, pos + 6)[0], 8
+        raise MalformedDataSet(f"unknown VR in {_tag_text(tag)}")
+
+    @staticmethod
+    def _is_sequence(tag: int, vr: bytes | None, *, undefined: bool) -> bool:
+        if vr is not None:
+            # Explicit VR: SQ, or UN of undefined length (PS3.5 6.2.2).
+            return vr == b"SQ" or (undefined and vr == b"UN")
+        if undefined:
+            return True  # Implicit VR: only a sequence may have an undefined length here.
+        try:
+            return bool(dictionary_VR(tag) == "SQ")
+        except KeyError:
+            return False  # a private element of defined length is opaque
+
+    def sequence(self, pos: int, value_end: int | None, end: int, *, depth: int) -> int:
+        """Walks the items of a sequence (PS3.5 7.5); `value_end` None: undefined length."""
+        if depth > MAX_DEPTH:
+            raise MalformedDataSet(f"sequences nested deeper than {MAX_DEPTH}")
+        limit = end if value_end is None else value_end
+        while pos < limit:
+            if pos + 8 > limit:
+                raise TruncatedDataSet(f"item header cut short at byte {pos}")
+            group, element = self.tag.unpack_from(self.buf, pos)
+            tag, length = group << 16 | element, self.u32.unpack_from(self.buf, pos + 4)[0]
+            if tag == _SEQ_END and value_end is None:
+                return pos + 8
+            if tag != _ITEM:
+                raise MalformedDataSet(f"{_tag_text(tag)} where a sequence item was expected")
+            if length == _UNDEFINED:
+                pos = self.dataset(pos + 8, limit, depth=depth, top=False, delimited=True)
+                continue
+            item_end = pos + 8 + length
+            if item_end > limit:
+                raise TruncatedDataSet(f"an item declares {length} bytes, {limit - pos - 8} remain")
+            self.dataset(pos + 8, item_end, depth=depth, top=False, delimited=False)
+            pos = item_end
+        if value_end is None:
+            raise TruncatedDataSet("a sequence ends without its delimiter")
+        return pos
+
+    def _fragments(self, pos: int, end: int) -> int:
+        """Encapsulated Pixel Data: items of defined length, then a delimiter (PS3.5 A.4)."""
+        while True:
+            if pos + 8 > end:
+                raise TruncatedDataSet("encapsulated Pixel Data ends without its delimiter")
+            group, element = self.tag.unpack_from(self.buf, pos)
+            tag, length = group << 16 | element, self.u32.unpack_from(self.buf, pos + 4)[0]
+            if tag == _SEQ_END:
+                return pos + 8
+            if tag != _ITEM or length == _UNDEFINED:
+                raise MalformedDataSet("encapsulated Pixel Data holds something else than items")
+            if pos + 8 + length > end:
+                raise TruncatedDataSet(
+                    f"a Pixel Data fragment declares {length} bytes, {end - pos - 8} remain")
+            pos += 8 + length
+
+
+def read_file_meta(raw: bytes) -> tuple[Dataset, int]:
+    """The File Meta Information of a Part 10 stream and the offset of its data set.
+
+    Raises MalformedDataSet without the "DICM" prefix, TruncatedDataSet when cut short.
+    """
+    if len(raw) < 132 or raw[128:132] != b"DICM":
+        raise MalformedDataSet("no DICOM File Meta Information (PS3.10 7.1)")
+    walker = _Walker(raw, implicit=False, little=True)
+    pos = 132
+    while pos + 8 <= len(raw) and walker.u16.unpack_from(raw, pos)[0] == 0x0002:
+        group, element = walker.tag.unpack_from(raw, pos)
+        _, length, header = walker._element_header(pos, len(raw), group << 16 | element)
+        if pos + header + length > len(raw):
+            raise TruncatedDataSet("File Meta Information cut short")
+        pos += header + length
+    try:
+        meta = read_dataset(BytesIO(raw[132:pos]), is_implicit_VR=False, is_little_endian=True)
+    except PARSE_ERRORS as exc:
+        raise MalformedDataSet(f"File Meta cannot be parsed: {type(exc).__name__}") from exc
+    return meta, pos
+
+
+def _inflate(data: bytes) -> bytes:
+    """Inflates a Deflated Explicit VR Little Endian data set (PS3.5 A.5, raw deflate)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(data, MAX_INFLATED_BYTES)
+    except zlib.error as exc:
+        raise MalformedDataSet("deflated data set cannot be inflated") from exc
+    if inflater.unconsumed_tail:
+        raise MalformedDataSet("deflated data set inflates beyond the size limit")
+    if not inflater.eof:
+        raise TruncatedDataSet("deflated data set ends before its deflate stream does")
+    return inflated
+
+
+def parse_instance(raw: bytes, transfer_syntax: str) -> ParsedInstance:
+    """Validates the structure of `raw` (File Meta + data set in `transfer_syntax`) and parses
+    its header. Raises TruncatedDataSet, MalformedDataSet, PixelDataTooShort or CannotUnderstand.
+    """
+    _, offset = read_file_meta(raw)
+    buf, start = raw, offset
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        buf, start = _inflate(raw[offset:]), 0
+    walker = _Walker(buf, implicit=transfer_syntax == ImplicitVRLittleEndian,
+                     little=transfer_syntax != ExplicitVRBigEndian)
+    walker.dataset(start, len(buf), depth=0, top=True, delimited=False)
+    pixels = walker.pixels
+    header_end = pixels.header_at if pixels is not None else len(buf)
+    try:
+        ds = read_dataset(BytesIO(buf[start:header_end]), walker.implicit,
+                          transfer_syntax != ExplicitVRBigEndian)
+    except PARSE_ERRORS as exc:
+        raise CannotUnderstand(f"data set cannot be parsed: {type(exc).__name__}") from exc
+    view = memoryview(buf)
+    if pixels is None:
+        digest = hashlib.sha256(view[start:])
+    else:
+        _check_pixels(ds, pixels, native=transfer_syntax in _NATIVE)
+        digest = hashlib.sha256(view[pixels.start:pixels.end])
+    return ParsedInstance(dataset=ds, content_sha256=digest.hexdigest())
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except PARSE_ERRORS:
+        return None
+
+
+def _check_pixels(ds: Dataset, pixels: _Pixels, *, native: bool) -> None:
+    if pixels.encapsulated != (not native) and pixels.tag == 0x7FE00010:
+        form = "encapsulated" if pixels.encapsulated else "native"
+        raise MalformedDataSet(f"{form} Pixel Data does not fit the transfer syntax (PS3.5 A.4)")
+    if pixels.encapsulated:
+        return
+    rows, columns = _int(ds, "Rows"), _int(ds, "Columns")
+    bits = _PIXEL_TAGS[pixels.tag] or _int(ds, "BitsAllocated")
+    if not rows or not columns or not bits:
+        raise PixelDataTooShort("Pixel Data without readable Rows, Columns, Bits Allocated")
+    samples = _int(ds, "SamplesPerPixel") or 1
+    try:
+        photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    except PARSE_ERRORS:
+        photometric = ""
+    if samples == 3 and photometric in _HALF_CHROMA:
+        samples = 2  # two chroma samples shared by each pair of pixels (PS3.3 C.7.6.3.1.2)
+    frames = max(_int(ds, "NumberOfFrames") or 1, 1)
+    expected = (rows * columns * samples * frames * bits + 7) // 8
+    length = pixels.end - pixels.start
+    if length < expected:
+        raise PixelDataTooShort(f"Pixel Data has {length} bytes, {expected} expected")
