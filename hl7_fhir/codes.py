@@ -36,6 +36,12 @@ RADIOLOGY_LOINC: Final = ("LP29684-5", "Radiology")
 RADIOLOGY_V2: Final = ("RAD", "Radiology")
 IMAGING_CATEGORY: Final = ("imaging", "Imaging")
 ACCESSION_TYPE: Final = ("ACSN", "Accession ID")
+PLACER_TYPE: Final = ("PLAC", "Placer Identifier")
+MEDICAL_RECORD_TYPE: Final = ("MR", "Medical record number")
+
+# DCM "Study Instance UID" (PS3.16), the OBX that carries the study's UID in an ORU, as IHE
+# Radiology does.
+STUDY_INSTANCE_UID: Final = ("110180", "Study Instance UID")
 
 # SNOMED CT qualifier values used as the value of a presence observation.
 PRESENT: Final = ("52101004", "Present")

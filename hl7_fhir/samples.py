@@ -24,6 +24,9 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 DX_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
 
+# A UUID-derived OID (PS3.5 B.2) standing for the hospital's patient identifier domain.
+SAMPLE_ISSUER_OID = f"2.25.{stable_uuid('sample-issuer').int}"
+
 BRAIN = Coded(code="12738006", display="Brain")
 BONE = Coded(code="272673000", display="Bone")
 
@@ -51,6 +54,9 @@ def sample_study(
         accession_number=f"ACC{study_suffix}0042",
         patient_id=f"PAT{study_suffix}77",
         patient_id_issuer="HOSPITAL",
+        # IssuerOfPatientIDQualifiersSequence: the issuer's OID, so the Patient ID has a system.
+        patient_id_issuer_universal_id=SAMPLE_ISSUER_OID,
+        patient_id_issuer_universal_id_type="ISO",
         patient_name="Sample^Pat^Q^^",
         study_date=date(2024, 3, 5),
         study_time=time(14, 30, 15),

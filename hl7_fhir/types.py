@@ -8,7 +8,7 @@ construction (UIDs, probability range, preview magic bytes), so the encoders can
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -57,9 +57,23 @@ class SeriesFacts(_Model):
 class StudyFacts(_Model):
     """The study the report is about, with identity values exactly as the source gave them.
 
-    `patient_name` is the DICOM PN value (``Family^Given^Middle^Prefix^Suffix``).
-    `study_time` is local time at the modality; `EncodeOptions.timezone` says which zone.
-    `procedure_code` is the LOINC code of the examined procedure (e.g. 30799-1).
+    - `patient_name`: the DICOM PN value decoded to Unicode (PS3.5 6.2.1), up to three
+      '='-separated component groups ``alphabetic=ideographic=phonetic``, each
+      ``Family^Given^Middle^Prefix^Suffix``; every group is kept in HL7 and FHIR.
+    - `patient_id_issuer`: IssuerOfPatientID (0010,0021), as given.
+    - `patient_id_issuer_universal_id` / `_type`: UniversalEntityID (0040,0032) and
+      UniversalEntityIDType (0040,0033) of IssuerOfPatientIDQualifiersSequence (0010,0024),
+      e.g. ``"1.2.3.4"`` / ``"ISO"`` or an URI / ``"URI"``.
+    - `accession_issuer`: LocalNamespaceEntityID (0040,0031) of
+      IssuerOfAccessionNumberSequence (0008,0051), the RIS namespace of the accession.
+    - `placer_order_number`: Placer Order Number / Imaging Service Request (0040,2016), at
+      the top level or in RequestAttributesSequence (0040,0275) items;
+      `placer_order_issuer`: LocalNamespaceEntityID of OrderPlacerIdentifierSequence
+      (0040,0026).
+    - `study_time` is local time at the modality. `timezone_offset` is TimezoneOffsetFromUTC
+      (0008,0201) (``"+0900"`` -> ``timedelta(hours=9)``); without it
+      `EncodeOptions.timezone` says which zone, and without that UTC is assumed.
+    - `procedure_code` is the LOINC code of the examined procedure (e.g. 30799-1).
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -73,6 +87,23 @@ class StudyFacts(_Model):
     study_description: str | None = None
     procedure_code: Coded
     series: tuple[SeriesFacts, ...] = ()
+    patient_id_issuer_universal_id: str | None = None
+    patient_id_issuer_universal_id_type: str | None = None
+    accession_issuer: str | None = None
+    placer_order_number: str | None = None
+    placer_order_issuer: str | None = None
+    timezone_offset: timedelta | None = None
+
+    @field_validator("timezone_offset")
+    @classmethod
+    def _offset_in_range(cls, value: timedelta | None) -> timedelta | None:
+        # PS3.3 C.12.1.1.8: -1200 to +1400; a whole number of minutes.
+        if value is not None and (
+            not timedelta(hours=-12) <= value <= timedelta(hours=14)
+            or value % timedelta(minutes=1)
+        ):
+            raise ValueError("a timezone offset lies in -12:00..+14:00, in whole minutes")
+        return value
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -142,13 +173,25 @@ class Preview(_Model):
 class EncodeOptions(_Model):
     """Site choices the standards leave open; one value per node, from its settings.
 
-    - `patient_id_system`: FHIR identifier system of the source Patient ID (the EHR's MRN
-      system); without it the Patient identifier carries only a value.
+    - `patient_id_system`: FHIR identifier system of the site's own Patient IDs (the EHR's
+      MRN system); used when the study's IssuerOfPatientID is absent or not in
+      `patient_id_systems`.
+    - `patient_id_systems`: IssuerOfPatientID value -> FHIR identifier system URI.
+    - `patient_id_authority`: PID-3 assigning authority namespace when the study has no
+      IssuerOfPatientID (or one longer than an HD namespace allows).
     - `accession_system`: identifier system of accession numbers (the RIS / order filler).
-    - `timezone`: zone of DICOM StudyDate/StudyTime, which carry no offset (default UTC).
-    - `include_patient`: add a conditional-create Patient entry so `subject` resolves inside the
-      Bundle; switch off for EHRs that refuse Patient writes (subject is then a logical
-      reference by identifier).
+    - `placer_order_system`: identifier system of placer order numbers (the ordering EHR);
+      DiagnosticReport.basedOn is only sent with one.
+    - `order_filler_namespace`: EI.2 of ORC-3/OBR-3 when the study names no accession issuer;
+      the accession itself (EI.1) is never changed.
+    - `timezone`: zone of DICOM StudyDate/StudyTime when the study has no
+      TimezoneOffsetFromUTC; None means UTC. HL7 send times are shown in it too.
+    - `include_patient`: allow a conditional-create Patient entry (``ifNoneExist`` on
+      system|value) so `subject` resolves inside the Bundle; it is only sent when an
+      identifier system is known. Off, or without a system, the subject is a logical
+      reference by identifier.
+    - MSH-3..6 and MSH-11 processing id; HD.1 namespace IDs (IS) are at most 20 characters
+      in HL7 v2.5.1 (section 2.A.33), so longer values are refused here.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -157,28 +200,51 @@ class EncodeOptions(_Model):
     accession_system: str | None = None
     timezone: tzinfo | None = None
     include_patient: bool = True
-    sending_application: str = "INFERNODE"
-    sending_facility: str = ""
-    receiving_application: str = ""
-    receiving_facility: str = ""
+    sending_application: str = Field(default="INFERNODE", max_length=20)
+    sending_facility: str = Field(default="", max_length=20)
+    receiving_application: str = Field(default="", max_length=20)
+    receiving_facility: str = Field(default="", max_length=20)
     processing_id: Literal["P", "T", "D"] = "P"
+    patient_id_systems: dict[str, str] = Field(default_factory=dict)
+    patient_id_authority: str | None = Field(default=None, max_length=20)
+    placer_order_system: str | None = None
+    order_filler_namespace: str | None = Field(default=None, max_length=20)
 
-    @field_validator("patient_id_system", "accession_system")
+    @field_validator("patient_id_system", "accession_system", "placer_order_system")
     @classmethod
     def _uri(cls, value: str | None) -> str | None:
         if value is not None and ":" not in value:
             raise ValueError("an identifier system must be a URI")
         return value
 
+    @field_validator("patient_id_systems")
+    @classmethod
+    def _uris(cls, value: dict[str, str]) -> dict[str, str]:
+        if any(":" not in system for system in value.values()):
+            raise ValueError("an identifier system must be a URI")
+        return value
+
+
+def study_zone(study: StudyFacts, tz: tzinfo | None) -> tzinfo:
+    """The zone of the study's local date and time: TimezoneOffsetFromUTC (0008,0201) when
+    the source has it, else the configured site zone, else UTC (documented default)."""
+    if study.timezone_offset is not None:
+        return timezone(study.timezone_offset)
+    return tz or UTC
+
 
 def study_datetime(study: StudyFacts, tz: tzinfo | None) -> date | datetime | None:
-    """The study's date, or its aware date and time when StudyTime is known."""
+    """The study's date, or its aware date and time when StudyTime is known.
+
+    DICOM dates and times are local (PS3.3 C.12.1.1.8); the offset comes from `study_zone`,
+    so a local time is never stamped as UTC unless UTC is the documented fallback.
+    """
     if study.study_date is None:
         return None
     if study.study_time is None:
         return study.study_date
-    # Without a configured zone, UTC: the machine's own zone would make output host-dependent.
-    return datetime.combine(study.study_date, study.study_time, tzinfo=tz or UTC)
+    # Without an offset or a configured zone, UTC: the host's zone would make output vary.
+    return datetime.combine(study.study_date, study.study_time, tzinfo=study_zone(study, tz))
 
 
 def now(clock: Clock) -> datetime:

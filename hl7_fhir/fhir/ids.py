@@ -94,7 +94,11 @@ def observation_identities(
 
 
 def imaging_study_identity(study: StudyFacts) -> Identity:
-    return _identity("ImagingStudy", codes.DICOM_UID, f"urn:oid:{study.study_instance_uid}")
+    """The node's own identifier of its ImagingStudy for the study (one per study, whatever
+    the pipeline). Not the Study UID: a conditional update on ``urn:dicom:uid`` would match,
+    and overwrite, the ImagingStudy a PACS or EHR keeps for the same study."""
+    value = f"urn:uuid:{stable_uuid('imaging-study', study.study_instance_uid)}"
+    return _identity("ImagingStudy", codes.URI, value)
 
 
 def device_identity(device: DeviceInfo) -> Identity:

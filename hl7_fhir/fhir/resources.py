@@ -20,6 +20,7 @@ from fhir.resources.R4B.patient import Patient
 
 from hl7_fhir import codes
 from hl7_fhir.fhir.ids import Identity
+from hl7_fhir.identity import NameGroup, name_groups
 from hl7_fhir.types import (
     Coded,
     Conclusion,
@@ -49,31 +50,53 @@ def fhir_time(value: date | datetime) -> str:
     return value.isoformat()
 
 
-def human_name(pn: str) -> Json:
-    """A HumanName from a DICOM PN value (PS3.5 6.2.1: family^given^middle^prefix^suffix;
-    only the first, alphabetic, component group is used)."""
-    parts = (pn.split("=")[0].split("^") + [""] * 5)[:5]
-    family, given, middle, prefix, suffix = (p.strip() for p in parts)
-    name: Json = {"use": "official"}
-    words = [w for w in (prefix, given, middle, family, suffix) if w]
-    if words:
-        name["text"] = " ".join(words)
-    if family:
-        name["family"] = family
-    if given or middle:
-        name["given"] = [g for g in (given, middle) if g]
-    if prefix:
-        name["prefix"] = [prefix]
-    if suffix:
-        name["suffix"] = [suffix]
+#: FHIR R4 core extension for the representation of a name part (ISO 21090 EN.representation).
+EN_REPRESENTATION = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation"
+# HL7 table 4000 (A, I, P) -> ISO 21090 EntityNamePartQualifier representation codes.
+_ISO_REPRESENTATION = {"A": "ABC", "I": "IDE", "P": "SYL"}
+
+
+def _human_name(group: NameGroup) -> Json:
+    name: Json = {
+        "extension": [
+            {"url": EN_REPRESENTATION, "valueCode": _ISO_REPRESENTATION[group.representation]}
+        ],
+        "use": "official",
+    }
+    if group.text:
+        name["text"] = group.text
+    if group.family:
+        name["family"] = group.family
+    if group.given or group.middle:
+        name["given"] = [g for g in (group.given, group.middle) if g]
+    if group.prefix:
+        name["prefix"] = [group.prefix]
+    if group.suffix:
+        name["suffix"] = [group.suffix]
     return name
 
 
-def build_patient(study: StudyFacts, ident: Identity) -> Patient:
-    """Patient as identified by the source (R4 8.1); only identifier and name are known."""
-    body: Json = {"resourceType": "Patient", "identifier": [ident.identifier()]}
-    if study.patient_name:
-        body["name"] = [human_name(study.patient_name)]
+def human_names(pn: str | None) -> list[Json]:
+    """One HumanName per component group of a DICOM PN value (PS3.5 6.2.1): alphabetic,
+    ideographic and phonetic, each marked with the ISO 21090 representation extension
+    (ABC / IDE / SYL, as JP Core does) and its `text`. Empty groups are left out."""
+    return [_human_name(group) for group in name_groups(pn)]
+
+
+def human_name(pn: str) -> Json:
+    """The first HumanName of `pn` (kept for callers that want one name); empty when the
+    value has no name at all."""
+    names = human_names(pn)
+    return names[0] if names else {}
+
+
+def build_patient(study: StudyFacts, ident: Identity, identifier: Json | None = None) -> Patient:
+    """Patient as identified by the source (R4 8.1); only identifier and names are known.
+    `identifier` overrides the plain identifier of `ident` (to add its type)."""
+    body: Json = {"resourceType": "Patient", "identifier": [identifier or ident.identifier()]}
+    names = human_names(study.patient_name)
+    if names:
+        body["name"] = names
     return Patient.model_validate(body)
 
 
@@ -84,9 +107,16 @@ def build_imaging_study(
     started: date | datetime | None,
     accession_system: str | None,
 ) -> ImagingStudy:
-    """ImagingStudy (R4 13.2): Study UID as urn:dicom:uid identifier, accession (type ACSN),
-    series and instances with their UIDs and SOP classes as urn:oid URIs."""
-    identifiers: list[Json] = [ident.identifier(), *accession_identifier(study, accession_system)]
+    """ImagingStudy (R4 13.2) of the node: its own identifier `ident` first (the resource is
+    created and updated on that identifier only, so an ImagingStudy the PACS or EHR owns for
+    the same study is never overwritten), then the Study UID as urn:dicom:uid identifier and
+    the accession (type ACSN); series and instances with their UIDs and SOP classes as
+    urn:oid URIs."""
+    identifiers: list[Json] = [
+        ident.identifier(),
+        {"system": codes.DICOM_UID, "value": f"urn:oid:{study.study_instance_uid}"},
+        *accession_identifier(study, accession_system),
+    ]
     body: Json = {
         "resourceType": "ImagingStudy",
         "identifier": identifiers,
@@ -229,6 +259,20 @@ def accession_identifier(study: StudyFacts, accession_system: str | None) -> lis
     return [accession]
 
 
+def placer_order_reference(study: StudyFacts, placer_system: str | None) -> list[Json]:
+    """DiagnosticReport.basedOn: the order as a logical reference to its ServiceRequest by
+    placer order number (type PLAC, v2 table 0203), only when both the number and the
+    placer's identifier system are known (never an identifier without a system)."""
+    if not study.placer_order_number or not placer_system:
+        return []
+    identifier = {
+        "type": {"coding": [coding(codes.V2_0203, codes.PLACER_TYPE)]},
+        "system": placer_system,
+        "value": study.placer_order_number,
+    }
+    return [{"type": "ServiceRequest", "identifier": identifier}]
+
+
 def build_diagnostic_report(
     study: StudyFacts,
     ident: Identity,
@@ -243,9 +287,10 @@ def build_diagnostic_report(
     v2-0074 RAD), code = the procedure's LOINC code, with imagingStudy, result, conclusion,
     conclusionCode and an optional presentedForm preview.
 
-    `refs` holds `subject`, `imaging_study` and `results` (a list of references). The report
-    carries the study's accession number as a second identifier (type ACSN), so an EHR finds
-    the report of an order by its accession.
+    `refs` holds `subject`, `imaging_study`, `results` (a list of references) and optionally
+    `based_on` (logical references to the order). The report carries the study's accession
+    number as a second identifier (type ACSN), so an EHR finds the report of an order by its
+    accession. `conclusion.text` is used as given: the caller shapes it (`hl7_fhir.text`).
     """
     body: Json = {
         "resourceType": "DiagnosticReport",
@@ -266,6 +311,8 @@ def build_diagnostic_report(
         "imagingStudy": [refs["imaging_study"]],
         "conclusion": conclusion.text,
     }
+    if refs.get("based_on"):
+        body["basedOn"] = refs["based_on"]
     if refs["results"]:
         body["result"] = refs["results"]
     if conclusion.codes:

@@ -1,23 +1,27 @@
 """HL7 v2.5.1 ORU^R01 (unsolicited observation result, chapter 7.3.1) for one AI report.
 
-Structure: MSH, PID, ORC (RE), OBR (procedure, accession in OBR-18, status P in OBR-25), NTE
-(not verified), then per finding one OBX whose OBX-3 is the finding code and OBX-11 is P, with
+Structure: MSH, PID, ORC (RE), OBR (procedure, accession in OBR-3 and OBR-18, status P in
+OBR-25), NTE (not verified), an OBX with the Study Instance UID (DCM 110180, as IHE Radiology
+carries it), then per finding one OBX whose OBX-3 is the finding code and OBX-11 is P, with
 its measures (probability, volume, finding site) as further OBX sharing its sub-id (OBX-4, the
-v2 way to group observations), and a closing FT OBX with the conclusion.
+v2 way to group observations), and the conclusion as FT OBX segments (one per 199 characters,
+same OBX-3 and sub-id, the way multi-line report text travels in v2).
+
+Identity fields are built in `segments`; texts are shaped by `hl7_fhir.text.shape` and then
+fitted to each component's length, so a long or odd text never fails strict validation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.exceptions import HL7apyException
 from hl7apy.parser import parse_message
 
 from hl7_fhir import codes
-from hl7_fhir.fhir.ids import report_key, stable_uuid
-from hl7_fhir.hl7v2 import er7
+from hl7_fhir.hl7v2 import er7, segments
+from hl7_fhir.text import shape
 from hl7_fhir.types import (
     Clock,
     Conclusion,
@@ -29,47 +33,8 @@ from hl7_fhir.types import (
     study_datetime,
 )
 
-VERSION = "2.5.1"
+VERSION = segments.VERSION
 RESULT_STATUS_PRELIMINARY = "P"  # table 0123 (OBR-25) and table 0085 (OBX-11)
-
-
-def _msh(opts: EncodeOptions, sent: datetime, control_id: str) -> str:
-    # MSH-1 is the field separator itself, so MSH-2 is the first joined field (section 2.14.9).
-    fields = {
-        2: er7.ENCODING_CHARACTERS,
-        3: er7.components(opts.sending_application),
-        4: er7.components(opts.sending_facility),
-        5: er7.components(opts.receiving_application),
-        6: er7.components(opts.receiving_facility),
-        7: er7.dtm(sent),
-        9: "ORU^R01^ORU_R01",
-        10: er7.escape(control_id),
-        11: opts.processing_id,
-        12: VERSION,
-        18: "UNICODE UTF-8",
-    }
-    return er7.FIELD.join(["MSH", *(fields.get(i, "") for i in range(2, max(fields) + 1))])
-
-
-def _pid(study: StudyFacts) -> str:
-    # PID-3 CX: ID^^^assigning authority^identifier type (MR, table 0203).
-    pid3 = er7.components(study.patient_id, None, None, study.patient_id_issuer, "MR")
-    # PID-5 is required; an unknown name is sent as name type U (unspecified, table 0200)
-    # rather than "" which would tell the receiver to erase the name it has.
-    pid5 = "^^^^^^U"
-    if study.patient_name and study.patient_name.strip("^= "):
-        # DICOM PN is family^given^middle^prefix^suffix; XPN is family^given^middle^suffix^prefix.
-        parts = (study.patient_name.split("=")[0].split("^") + [""] * 5)[:5]
-        family, given, middle, prefix, suffix = (p.strip() for p in parts)
-        pid5 = er7.components(family, given, middle, suffix, prefix)
-    return er7.segment("PID", {1: "1", 3: pid3, 5: pid5})
-
-
-def _filler_order(study: StudyFacts, device: DeviceInfo, opts: EncodeOptions) -> str:
-    # EI: entity identifier^namespace. The accession is the filler order number radiology
-    # systems match on; without one, a stable id of the job stands in.
-    entity = study.accession_number or stable_uuid("order", report_key(study, device)).hex
-    return er7.components(entity, opts.sending_application)
 
 
 def _obx(set_id: int, value_type: str, fields: dict[int, str]) -> str:
@@ -135,6 +100,10 @@ def build_oru(
 ) -> str:
     """Build the ORU^R01 message as ER7 text (segments ended by CR, no MLLP framing).
 
+    Times: OBR-7 and OBX-14 are the study's local date and time with the study's offset
+    (TimezoneOffsetFromUTC, else `options.timezone`, else UTC); MSH-7, ORC-9, OBR-22 and
+    OBX-19 are the clock's instant, shown in `options.timezone` when one is configured.
+
     `control_id` (MSH-10) must be unique per message sent; the ACK echoes it. Raises
     `ValueError` when the result does not parse strictly with hl7apy (a bug, not bad input:
     inputs are validated by their types).
@@ -144,49 +113,48 @@ def build_oru(
         raise ValueError("control_id must be 1 to 199 characters")
     sent = now(clock)
     observed = study_datetime(study, opts.timezone) or sent
-    filler = _filler_order(study, device, opts)
+    filler = segments.filler_order(study, device, opts)
+    placer = segments.placer_order(study)
     equipment = er7.components(f"{device.name} {device.version}", None, device.device_uid, "ISO")
-    times = {14: er7.dtm(observed), 19: er7.dtm(sent)}
+    sent_ts = er7.dtm(sent, opts.timezone)
+    times = {14: er7.dtm(observed), 19: sent_ts}
+    note = shape(f"AI result by {device.name} {device.version}; preliminary, not verified "
+                 "by a clinician.", limit=er7.MAX_COMPONENT)
 
-    segments = [
-        _msh(opts, sent, control_id),
-        _pid(study),
-        er7.segment("ORC", {1: "RE", 3: filler, 9: er7.dtm(sent)}),
+    message = [
+        segments.msh(opts, sent, control_id),
+        segments.pid(study, opts),
+        er7.segment("ORC", {1: "RE", 2: placer, 3: filler, 9: sent_ts}),
         er7.segment(
             "OBR",
             {
                 1: "1",
+                2: placer,
                 3: filler,
                 4: er7.coded(study.procedure_code),
                 7: er7.dtm(observed),
-                18: er7.escape(study.accession_number or ""),
-                22: er7.dtm(sent),
+                18: er7.fit(study.accession_number or ""),
+                22: sent_ts,
                 24: codes.RADIOLOGY_V2[0],
                 25: RESULT_STATUS_PRELIMINARY,
             },
         ),
-        er7.segment(
-            "NTE",
-            {1: "1", 2: "L", 3: er7.escape(f"AI result by {device.name} {device.version}; "
-                                           "preliminary, not verified by a clinician.")},
-        ),
+        er7.segment("NTE", {1: "1", 2: "L", 3: er7.fit(note, formatted=True)}),
+        _obx(1, "ST", {3: er7.coded_pair(codes.DCM, codes.STUDY_INSTANCE_UID),
+                       5: study.study_instance_uid, **times}),
     ]
-    set_id = 1
+    set_id = 2
     for group, finding in enumerate(findings, start=1):
         obx = _finding_obx(finding, group, set_id, times, equipment)
-        segments.extend(obx)
+        message.extend(obx)
         set_id += len(obx)
     if conclusion is not None:
         text = conclusion if isinstance(conclusion, str) else conclusion.text
-        segments.append(
-            _obx(
-                set_id,
-                "FT",
-                {3: er7.coded_pair(codes.LOINC, codes.IMPRESSION),
-                 5: er7.escape(text, formatted=True), **times},
-            )
-        )
-    text = er7.message(segments)
+        name = er7.coded_pair(codes.LOINC, codes.IMPRESSION)
+        sub_id = str(len(findings) + 1)
+        for offset, piece in enumerate(er7.formatted_lines(shape(text, study))):
+            message.append(_obx(set_id + offset, "FT", {3: name, 4: sub_id, 5: piece, **times}))
+    text = er7.message(message)
     validate_strict(text)
     return text
 

@@ -1,5 +1,6 @@
-"""The report Bundle against FHIR R4 (fhir.resources R4B parsing) and the rules in
-STANDARDS.md that the parser does not check: codes, systems, statuses, references."""
+"""The report Bundle against FHIR R4 (fhir.resources R4B parsing and the official R4 JSON
+schema) and the rules in STANDARDS.md that neither checks: codes, systems, statuses,
+references."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hl7_fhir import codes
 from hl7_fhir.fhir import build_report_bundle
 from hl7_fhir.samples import fixed_clock, sample_device, sample_findings, sample_study
 from hl7_fhir.types import Coded, Conclusion, EncodeOptions, Preview
+from tests.conformance.fhir_hl7.fhir_schema import assert_valid_r4
 
 KINDS = ("ich", "stroke", "fracture")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -34,7 +36,9 @@ def _json(kind: str, **kwargs: Any) -> dict[str, Any]:
     # Serialise and re-parse: what the EHR receives must parse on its own.
     text = bundle.model_dump_json(exclude_none=True)
     Bundle.model_validate_json(text)
-    return json.loads(text)
+    data: dict[str, Any] = json.loads(text)
+    assert_valid_r4(data)
+    return data
 
 
 def _by_type(bundle: dict[str, Any], rtype: str) -> list[dict[str, Any]]:
@@ -208,7 +212,8 @@ def test_conclusion_codes_and_patient_options() -> None:
         text="Intracranial hemorrhage suspected.",
         codes=(Coded(code="1386000", display="Intracranial hemorrhage"),),
     )
-    bundle = _json("ich", conclusion=conclusion, options=EncodeOptions(patient_id_system=MRN))
+    mapped = EncodeOptions(patient_id_systems={"HOSPITAL": MRN})
+    bundle = _json("ich", conclusion=conclusion, options=mapped)
     report = _by_type(bundle, "DiagnosticReport")[0]["resource"]
     assert _codings(report["conclusionCode"][0]) == {(codes.SNOMED, "1386000")}
     patient = _by_type(bundle, "Patient")[0]
@@ -218,10 +223,12 @@ def test_conclusion_codes_and_patient_options() -> None:
     assert patient["resource"]["name"][0]["family"] == "Sample"
     assert patient["resource"]["name"][0]["given"] == ["Pat", "Q"]
 
-    logical = _json("ich", options=EncodeOptions(patient_id_system=MRN, include_patient=False))
+    logical = _json("ich", options=mapped.model_copy(update={"include_patient": False}))
     assert not _by_type(logical, "Patient")
     subject = _by_type(logical, "DiagnosticReport")[0]["resource"]["subject"]
-    assert subject == {"type": "Patient", "identifier": {"system": MRN, "value": "PAT177"}}
+    assert subject["type"] == "Patient"
+    assert (subject["identifier"]["system"], subject["identifier"]["value"]) == (MRN, "PAT177")
+    assert _codings(subject["identifier"]["type"]) == {(codes.V2_0203, "MR")}
 
 
 def test_naive_clock_is_refused() -> None:

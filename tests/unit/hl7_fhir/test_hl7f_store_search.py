@@ -24,7 +24,7 @@ from hl7_fhir.samples import fixed_clock, sample_device, sample_findings, sample
 from hl7_fhir.types import EncodeOptions
 
 MRN = "http://hospital.example.org/mrn"
-OPTS = EncodeOptions(patient_id_system=MRN)
+OPTS = EncodeOptions(patient_id_systems={"HOSPITAL": MRN})
 
 
 @pytest.fixture
