@@ -22,9 +22,11 @@ ELLIPSIS = "\u2026"
 UID_PLACEHOLDER = "[UID]"
 REDACTED = "[redacted]"
 
-# A DICOM UID (PS3.5 9.1) or OID: a root 0, 1 or 2 and at least three more numeric
-# components; version numbers such as 1.0.0 have fewer and stay.
-_UID = re.compile(r"(?<![\w.])[0-2](?:\.\d+){3,}(?!\.?\w)")
+# A DICOM UID (PS3.5 9.1) or OID: a root 0, 1 or 2, at least two more numeric components
+# (2.25.<UUID> has only two) and ten characters or more; version numbers such as 1.0.0 or
+# 2.5.1 stay.
+_UID = re.compile(r"(?<![\w.])[0-2](?:\.\d+){2,}(?!\.?\w)")
+_MIN_UID_CHARS = 10
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
@@ -39,7 +41,9 @@ def identifying_terms(study: StudyFacts) -> tuple[str, ...]:
 
 def strip_uids(text: str) -> str:
     """Replace everything that looks like a DICOM UID with a placeholder."""
-    return _UID.sub(UID_PLACEHOLDER, text)
+    return _UID.sub(
+        lambda m: UID_PLACEHOLDER if len(m.group()) >= _MIN_UID_CHARS else m.group(), text
+    )
 
 
 def redact(text: str, terms: Iterable[str]) -> str:

@@ -73,3 +73,21 @@ def test_message_without_control_id_is_refused_before_sending(listener: Listener
     with pytest.raises(ValueError):
         send_mllp("PID|1\r", "127.0.0.1", listener.port)
     assert listener.received == []
+
+
+def test_unicode_names_and_a_long_reason_arrive_as_utf8(listener: Listener) -> None:
+    """MSH-18 says UNICODE UTF-8; the listener decodes the frame as UTF-8 and gets every name
+    group and the whole (split) reason back."""
+    study = sample_study("ich").model_copy(
+        update={"patient_name": "Yamada^Tarou=山田^太郎=やまだ^たろう"})
+    reason = "Not analysed: en-tête illisible | 頭部CTの系列が不完全です. " * 30
+    message = build_oru(study, (), sample_device(), fixed_clock(), "CTL-U", conclusion=reason)
+    ack = send_mllp(message, "127.0.0.1", listener.port, timeout_s=5)
+    assert ack.accepted
+    (received,) = listener.received
+    assert received == message
+    validate_strict(received)
+    msh, pid = received.split("\r")[:2]
+    assert msh.split("|")[17] == "UNICODE UTF-8"
+    assert pid.split("|")[5].split("~")[1].startswith("山田^太郎")
+    assert received.count("頭部CTの系列が不完全です") == 30
