@@ -138,6 +138,7 @@ def status(config: ConfigOption = None) -> None:
 
     from dicom_node.index.store import IndexStore
     from infernode.db import create_engine, migrate
+    from workers.admin import outcome_counts
 
     settings = _settings(config)
     engine = create_engine(settings.database.url)
@@ -149,6 +150,10 @@ def status(config: ConfigOption = None) -> None:
         for state, count in conn.execute(sa.text(
                 "SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")):
             table.add_row(f"jobs {state}", str(count))
+    for pipeline, outcome, reason, count in outcome_counts(engine):
+        label = outcome.replace("_", " ") + (f" ({reason})" if reason else "")
+        table.add_row(f"{pipeline}: {label}", str(count))
+    with engine.connect() as conn:
         for dest, state, count in conn.execute(sa.text(
                 "SELECT destination, state, count(*) FROM deliveries "
                 "GROUP BY destination, state ORDER BY destination, state")):

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dicom_node.config import DicomNodeConfig
+from hl7_fhir.config import ReportingConfig
 from inference.config import InferenceConfig
 from workers.config import WorkersConfig
 
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     web: WebConfig = WebConfig()
     workers: WorkersConfig = WorkersConfig()
     inference: InferenceConfig = InferenceConfig()
+    reporting: ReportingConfig = ReportingConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -1,5 +1,6 @@
 """What the composition root adds to the packages' own sections: the facts a pipeline needs
-about the node it runs in (index database, output folder, model folders)."""
+about the node it runs in (index database, output folder, model folders, the site's reporting
+settings)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ def workers_config(settings: Settings) -> WorkersConfig:
         "db_url": settings.database.url,
         "output_dir": str(settings.data_dir / "outputs"),
         "model_paths": [str(p) for p in settings.inference.model_paths],
+        "reporting": settings.reporting.model_dump(),
     }
     pipelines = {
         name: spec.model_copy(update={"options": {**node_facts, **spec.options}})

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 
 from dicom_node.events import StudyReady
 from workers.db import as_utc, job_attempts, jobs, routing_decisions
@@ -114,3 +114,15 @@ def recorded_study(engine: Engine, study_instance_uid: str) -> StudyReady | None
             routing_decisions.c.study_instance_uid == study_instance_uid,
         ).order_by(routing_decisions.c.amendment.desc()).limit(1)).first()
     return StudyReady.model_validate(row[0]) if row is not None else None
+
+
+def outcome_counts(engine: Engine) -> list[tuple[str, str, str, int]]:
+    """(pipeline, outcome, reason, jobs) of finished jobs: how many studies got a result and
+    how many a not-analysed report, and why (the reason code; "" for results)."""
+    query = (select(jobs.c.pipeline, jobs.c.outcome, jobs.c.outcome_reason, func.count())
+             .where(jobs.c.outcome.is_not(None))
+             .group_by(jobs.c.pipeline, jobs.c.outcome, jobs.c.outcome_reason)
+             .order_by(jobs.c.pipeline, jobs.c.outcome, jobs.c.outcome_reason))
+    with engine.connect() as conn:
+        return [(p, o, r or "", int(n)) for p, o, r, n in conn.execute(query)]
+

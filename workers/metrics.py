@@ -58,6 +58,10 @@ class JobsCollector(Collector):
                                  labels=["pipeline"])
         failures = CounterMetricFamily("infernode_job_failures", "Failed attempts by reason",
                                        labels=["pipeline", "reason"])
+        outcomes = GaugeMetricFamily(
+            "infernode_job_outcomes",
+            "Finished jobs by what the reader was told: result or not_analysed, with the reason",
+            labels=["pipeline", "outcome", "reason"])
         stages = HistogramMetricFamily("infernode_job_stage_seconds",
                                        "Duration of each stage of succeeded jobs",
                                        labels=["pipeline", "stage"])
@@ -77,6 +81,11 @@ class JobsCollector(Collector):
                       .group_by(jobs.c.pipeline, job_attempts.c.reason))
             for pipeline, reason, count in conn.execute(failed):
                 failures.add_metric([pipeline, reason or "unknown"], float(count))
+            outcome = (select(jobs.c.pipeline, jobs.c.outcome, jobs.c.outcome_reason,
+                              func.count()).where(jobs.c.outcome.is_not(None))
+                       .group_by(jobs.c.pipeline, jobs.c.outcome, jobs.c.outcome_reason))
+            for pipeline, kind, reason, count in conn.execute(outcome):
+                outcomes.add_metric([pipeline, kind, reason or ""], float(count))
             for stage in STAGES:
                 column = jobs.c[f"{stage}_s"]
                 query = select(
@@ -89,7 +98,7 @@ class JobsCollector(Collector):
                                                                          strict=True)]
                     buckets.append(("+Inf", float(count)))
                     stages.add_metric([pipeline, stage], buckets, float(total or 0.0))
-        return [depth, states, dead, failures, stages]
+        return [depth, states, dead, failures, outcomes, stages]
 
 
 def register_metrics(registry: CollectorRegistry, engine: Engine) -> JobsCollector:

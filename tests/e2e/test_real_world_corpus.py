@@ -44,6 +44,9 @@ from tests.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
 pytestmark = requires_orthanc
 
 SENDER = "INFERNODE_SCU"
+REPORTING = {"timezone": "Europe/Berlin", "sending_facility": "RADIOLOGY",
+             "receiving_application": "EHR", "patient_id_system": "urn:oid:1.2.276.0.7230010.3"}
+"""Site settings (the node's `reporting` section) that must reach every ORU and Bundle."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         with running_orthanc(folder / "orthanc") as pacs:
             plan = NodePlan(folder=folder / "node", pacs=pacs, web_port=free_port(),
                             senders=(SENDER,), quiet_period_s=1.0,
-                            node={"dicom": {"assembly_poll_s": 0.1}})
+                            node={"dicom": {"assembly_poll_s": 0.1},
+                                  "reporting": REPORTING})
             with running_node(node_settings(plan)) as node:
                 for case in corpus:
                     sent = storescu(node.server.port, case.files, calling=SENDER)
@@ -134,13 +138,16 @@ def test_each_report_reaches_the_pacs_valid_and_with_the_source_identity(
     assert len(series) == 1, "one AI report series in the original study"
     [path] = download_series(run.pacs, series[0], tmp_path / "sr")
     assert dciodvfy_errors(path) == []
-    source = pydicom.dcmread(case.files[0])
+    # get_item before any other access: the value as raw bytes, as the file holds it
+    source = pydicom.dcmread(case.files[0], stop_before_pixels=True)
     report = pydicom.dcmread(path)
     for keyword in ("PatientName", "PatientID", "StudyDescription"):
-        if keyword in source and source[keyword].VM:
-            assert keyword in report, keyword
+        raw = source.get_item(keyword)
+        if raw is not None and raw.value:
+            held = report.get_item(keyword)
+            assert held is not None, keyword
             # the bytes as the source wrote them, in the source's character set
-            assert report.get_item(keyword).value == source.get_item(keyword).value, keyword
+            assert held.value == raw.value, keyword
     assert report.get("SpecificCharacterSet") == source.get("SpecificCharacterSet")
     assert report.StudyInstanceUID == case.study_instance_uid
 
@@ -153,10 +160,33 @@ def test_each_study_has_a_strict_oru_and_an_r4_bundle(run: Run, name: str) -> No
     message = parse_message(by_kind["hl7-oru"].read_text(encoding="utf-8").replace("\n", "\r"),
                             validation_level=1)
     assert message.msh.msh_9.to_er7() == "ORU^R01^ORU_R01"
+    assert message.msh.msh_4.to_er7() == REPORTING["sending_facility"]
+    assert message.msh.msh_5.to_er7() == REPORTING["receiving_application"]
+    assert message.msh.msh_18.to_er7() == "UNICODE UTF-8"
+    source = pydicom.dcmread(case.files[0], stop_before_pixels=True)
+    oru = by_kind["hl7-oru"].read_text(encoding="utf-8")
+    for group in str(source.get("PatientName", "") or "").split("="):
+        # every name group (alphabetic, ideographic, phonetic) reaches PID-5
+        assert all(part in oru for part in group.split("^") if part), group
+    if str(source.get("StudyDate", "")) == "20260101" and source.get("StudyTime") == "120000":
+        # local study time in the site zone (Berlin in January: UTC+1), never stamped as UTC
+        [obr] = [seg for seg in oru.replace("\n", "\r").split("\r") if seg.startswith("OBR|")]
+        assert obr.split("|")[7] == "20260101120000+0100"
     bundle = Bundle.model_validate_json(by_kind["fhir-bundle"].read_text(encoding="utf-8"))
     report = next(e.resource for e in bundle.entry
                   if e.resource.__resource_type__ == "DiagnosticReport")
     assert report.status == "preliminary"
+    if source.get("PatientID"):
+        # the EHR's patient, by the configured identifier system (inside the Bundle: the
+        # conditional create's identifier; else the logical reference's)
+        identifier = report.subject.identifier
+        if identifier is None:
+            patient = next(e for e in bundle.entry if e.fullUrl == report.subject.reference)
+            assert patient.request.ifNoneExist == (
+                f"identifier={REPORTING['patient_id_system']}|{source.PatientID}")
+            [identifier] = patient.resource.identifier
+        assert (identifier.system, identifier.value) == (REPORTING["patient_id_system"],
+                                                         source.PatientID)
     if case.case.outcome == "not_analysed":
         assert "Not analysed" in (report.conclusion or "")
 

@@ -4,9 +4,10 @@ FHIR/HL7 findings; DICOM headers -> the FHIR study facts. Pure functions."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, time
+from datetime import date, time, timedelta
 
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from dicom_node.encode import codes as dcodes
 from dicom_node.encode.types import MaskFinding, ProbabilityFinding
@@ -69,48 +70,120 @@ def fhir_findings(prediction: Prediction, site: dcodes.Coded,
     return findings
 
 
-def _date(value: object) -> date | None:
-    text = str(value or "")
+def _text(ds: Dataset, keyword: str) -> str | None:
+    """A single text value as Unicode, or None when absent, empty or unreadable (a value in
+    a character set pydicom cannot decode is dropped rather than failing the report)."""
     try:
-        return date(int(text[:4]), int(text[4:6]), int(text[6:8])) if len(text) >= 8 else None
+        value = ds.get(keyword)
+    except (ValueError, TypeError, LookupError):
+        return None
+    if value is None:
+        return None
+    if isinstance(value, MultiValue | list | tuple):
+        value = value[0] if len(value) else None
+    text = str(value if value is not None else "").replace("\x00", "").strip()
+    return text or None
+
+
+def _date(value: object) -> date | None:
+    text = str(value or "").replace(".", "").replace("-", "")
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8])) if len(text) == 8 else None
     except ValueError:
         return None
 
 
 def _time(value: object) -> time | None:
-    text = str(value or "").split(".")[0]
+    text = str(value or "").split(".")[0].replace(":", "")
     try:
-        return time(int(text[:2]), int(text[2:4] or 0), int(text[4:6] or 0)) if text else None
+        if not text.isdigit() or len(text) not in (2, 4, 6):
+            return None
+        return time(int(text[:2]), int(text[2:4] or 0), int(text[4:6] or 0))
     except ValueError:
         return None
 
 
+def _offset(value: str | None) -> timedelta | None:
+    """TimezoneOffsetFromUTC (0008,0201), "&ZZXX" (PS3.3 C.12.1.1.8), as a timedelta."""
+    if not value or len(value) != 5 or value[0] not in "+-" or not value[1:].isdigit():
+        return None
+    hours, minutes = int(value[1:3]), int(value[3:5])
+    if hours > 14 or minutes > 59:
+        return None
+    sign = -1 if value[0] == "-" else 1
+    return sign * timedelta(hours=hours, minutes=minutes)
+
+
+def _int(value: object) -> int | None:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if -(2**31) <= number < 2**31 else None
+
+
+def _item_text(ds: Dataset, sequence: str, keyword: str) -> str | None:
+    try:
+        items = ds.get(sequence) or []
+        return next((t for t in (_text(item, keyword) for item in items) if t), None)
+    except (ValueError, TypeError, LookupError):
+        return None
+
+
+def _placer_order(ds: Dataset) -> str | None:
+    """Placer Order Number / Imaging Service Request (0040,2016): top level, else the first
+    Request Attributes item that has it (PS3.3 C.7.3.1, C.4.10)."""
+    return (_text(ds, "PlacerOrderNumberImagingServiceRequest")
+            or _item_text(ds, "RequestAttributesSequence",
+                          "PlacerOrderNumberImagingServiceRequest"))
+
+
+def _uid(ds: Dataset, keyword: str) -> str:
+    return _text(ds, keyword) or ""
+
+
 def study_facts(headers: Sequence[Dataset], procedure: dcodes.Coded) -> StudyFacts:
-    """The FHIR/HL7 study facts from the headers of the series that were read."""
+    """The FHIR/HL7 study facts from the headers of the series that were read.
+
+    Tolerant of whatever a real header legally holds: absent or empty Type 2 attributes,
+    malformed dates and numbers (dropped), other character sets (decoded by pydicom)."""
     first = headers[0]
     by_series: dict[str, list[Dataset]] = {}
     for ds in headers:
-        by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+        by_series.setdefault(_uid(ds, "SeriesInstanceUID"), []).append(ds)
     series = tuple(
         SeriesFacts(
-            series_instance_uid=uid, modality=str(items[0].get("Modality", "OT")),
-            series_number=int(items[0].SeriesNumber) if items[0].get("SeriesNumber") else None,
-            description=str(items[0].get("SeriesDescription", "")) or None,
+            series_instance_uid=uid, modality=_text(items[0], "Modality") or "OT",
+            series_number=_int(items[0].get("SeriesNumber")),
+            description=_text(items[0], "SeriesDescription"),
             instances=tuple(InstanceFacts(
-                sop_instance_uid=str(ds.SOPInstanceUID), sop_class_uid=str(ds.SOPClassUID),
-                instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") else None,
+                sop_instance_uid=_uid(ds, "SOPInstanceUID"),
+                sop_class_uid=_uid(ds, "SOPClassUID"),
+                instance_number=_int(ds.get("InstanceNumber")),
             ) for ds in items),
         )
         for uid, items in by_series.items()
     )
+    qualifiers = (first.get("IssuerOfPatientIDQualifiersSequence") or [None])[0]
     return StudyFacts(
-        study_instance_uid=str(first.StudyInstanceUID),
-        accession_number=str(first.get("AccessionNumber", "")) or None,
-        patient_id=str(first.get("PatientID", "")) or "UNKNOWN",
-        patient_name=str(first.get("PatientName", "")) or None,
+        study_instance_uid=_uid(first, "StudyInstanceUID"),
+        accession_number=_text(first, "AccessionNumber"),
+        patient_id=_text(first, "PatientID") or "UNKNOWN",
+        patient_id_issuer=_text(first, "IssuerOfPatientID"),
+        patient_id_issuer_universal_id=(_text(qualifiers, "UniversalEntityID")
+                                        if qualifiers is not None else None),
+        patient_id_issuer_universal_id_type=(_text(qualifiers, "UniversalEntityIDType")
+                                             if qualifiers is not None else None),
+        accession_issuer=_item_text(first, "IssuerOfAccessionNumberSequence",
+                                    "LocalNamespaceEntityID"),
+        placer_order_number=_placer_order(first),
+        placer_order_issuer=_item_text(first, "OrderPlacerIdentifierSequence",
+                                       "LocalNamespaceEntityID"),
+        patient_name=_text(first, "PatientName"),
         study_date=_date(first.get("StudyDate")),
         study_time=_time(first.get("StudyTime")),
-        study_description=str(first.get("StudyDescription", "")) or None,
+        timezone_offset=_offset(_text(first, "TimezoneOffsetFromUTC")),
+        study_description=_text(first, "StudyDescription"),
         procedure_code=fhir_code(procedure),
         series=series,
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from pydicom.dataset import Dataset
 from sqlalchemy import Engine
 
@@ -26,9 +27,10 @@ from dicom_node.encode.types import Pipeline as EncodePipeline
 from dicom_node.errors import PermanentError as DicomPermanentError
 from dicom_node.index.store import IndexStore
 from dicom_node.volume import read_headers
+from hl7_fhir.config import ReportingConfig
 from hl7_fhir.fhir.bundle import build_report_bundle
 from hl7_fhir.hl7v2.oru import build_oru
-from hl7_fhir.types import DeviceInfo
+from hl7_fhir.types import DeviceInfo, EncodeOptions
 from hl7_fhir.types import Finding as FhirFinding
 from workers.db import make_engine, utcnow
 from workers.errors import PermanentError
@@ -62,12 +64,23 @@ class NodeFacts:
     output_dir: Path
     options: dict[str, Any] = field(default_factory=dict)
 
+    reporting: EncodeOptions = field(default_factory=EncodeOptions)
+
     @classmethod
     def from_options(cls, options: dict[str, Any], pipeline: str) -> NodeFacts:
+        """From a pipeline's options (`db_url`, `output_dir`, `reporting`: the node's
+        `reporting` settings section)."""
         try:
-            return cls(str(options["db_url"]), Path(options["output_dir"]), dict(options))
+            db_url, output_dir = str(options["db_url"]), Path(options["output_dir"])
         except KeyError as exc:
             raise PermanentError(f"{pipeline} pipeline option {exc} is not configured") from exc
+        try:
+            reporting = ReportingConfig.model_validate(options.get("reporting") or {})
+            encode = reporting.encode_options()
+        except ValidationError as exc:
+            raise PermanentError(f"{pipeline} pipeline: invalid reporting settings: {exc}",
+                                 reason="configuration") from exc
+        return cls(db_url, output_dir, dict(options), encode)
 
 
 def placeholder_algorithm(pipeline: str, version: str) -> AlgorithmInfo:
@@ -116,14 +129,15 @@ class Reporter:
         device = DeviceInfo(name=algorithm.name, version=algorithm.version,
                             manufacturer=algorithm.manufacturer,
                             device_uid=ctx.uids.device_uid(algorithm.weights_sha256))
-        bundle = build_report_bundle(study, list(fhir), device, conclusion, utcnow)
+        bundle = build_report_bundle(study, list(fhir), device, conclusion, utcnow,
+                                     options=self.facts.reporting)
         bundle_path = folder / "report-bundle.json"
         bundle_path.write_text(bundle.model_dump_json(exclude_none=True))
         refs.append(OutputRef(kind="fhir-bundle", uid=ctx.uids.uid("fhir-bundle"),
                               path=str(bundle_path)))
         oru_uid = ctx.uids.uid("hl7-oru")
         oru = build_oru(study, list(fhir), device, utcnow, control_id=oru_uid[-20:],
-                        conclusion=conclusion)
+                        conclusion=conclusion, options=self.facts.reporting)
         oru_path = folder / "report.hl7"
         oru_path.write_text(oru, encoding="utf-8")
         refs.append(OutputRef(kind="hl7-oru", uid=oru_uid, path=str(oru_path)))
