@@ -27,6 +27,7 @@ from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.resource import Resource
+from pydantic import ValidationError
 
 from hl7_fhir import codes
 from hl7_fhir.fhir import ids
@@ -113,14 +114,33 @@ def build_report_bundle(
     the study's identifying values, at most `MAX_TEXT_CHARS`).
 
     Pure: the only input from outside is `clock()`, read once for `issued` and the Bundle
-    timestamp. Raises `ValueError` when the clock returns a naive datetime, and pydantic's
-    `ValidationError` if a resource does not validate against R4.
+    timestamp. Raises `ValueError` when the clock returns a naive datetime or a resource does
+    not validate against R4; the message names the failing paths only, never values (PHI).
     """
+    try:
+        return _build(study, findings, device, conclusion, clock, preview, options)
+    except ValidationError as exc:
+        paths = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
+        raise ValueError(
+            f"{exc.title} is not valid FHIR R4 at {', '.join(paths)}"
+        ) from None
+
+
+def _build(
+    study: StudyFacts,
+    findings: Sequence[Finding],
+    device: DeviceInfo,
+    conclusion: Conclusion | str,
+    clock: Clock,
+    preview: Preview | None,
+    options: EncodeOptions | None,
+) -> Bundle:
     opts = options or EncodeOptions()
     issued = now(clock)
     if isinstance(conclusion, str):
-        conclusion = Conclusion(text=conclusion)
-    conclusion = conclusion.model_copy(update={"text": shape(conclusion.text, study)})
+        conclusion = Conclusion(text=shape(conclusion, study))
+    else:
+        conclusion = conclusion.model_copy(update={"text": shape(conclusion.text, study)})
     found = tuple(findings)
     started = study_datetime(study, opts.timezone)
     # The report is about the imaging; only when the study has no date does "now" stand in.

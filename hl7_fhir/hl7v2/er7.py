@@ -23,6 +23,7 @@ MAX_COMPONENT = 199
 #: HD.1 / EI.2 namespace IDs are IS, at most 20 characters (section 2.A.33, 2.A.25).
 MAX_NAMESPACE = 20
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ESCAPES = {
     ESCAPE: "\\E\\",
     FIELD: "\\F\\",
@@ -35,6 +36,9 @@ _ESCAPES = {
 def escape(text: str, *, formatted: bool = False) -> str:
     """Escape delimiters (v2.5.1 section 2.7.4). Line breaks become ``\\.br\\`` in formatted
     text (FT, section 2.7.6) and a space elsewhere, since only FT may carry them."""
+    # Control characters have no place in ER7 values; \x0b and \x1c would even end an MLLP
+    # frame early. Line ends are kept for the line-break handling below.
+    text = _CONTROL.sub("", text.replace("\t", " "))
     out = "".join(_ESCAPES.get(ch, ch) for ch in text)
     line_break = "\\.br\\" if formatted else " "
     return out.replace("\r\n", "\n").replace("\r", "\n").replace("\n", line_break)

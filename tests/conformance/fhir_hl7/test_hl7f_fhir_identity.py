@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import sqlalchemy as sa
 from fhir.resources.R4B.bundle import Bundle
 
@@ -26,7 +27,7 @@ from hl7_fhir.samples import (
     sample_study,
 )
 from hl7_fhir.text import ELLIPSIS, MAX_TEXT_CHARS
-from hl7_fhir.types import EncodeOptions, StudyFacts
+from hl7_fhir.types import Coded, EncodeOptions, Finding, StudyFacts
 from tests.conformance.fhir_hl7.fhir_schema import assert_valid_r4
 
 MRN = "http://hospital.example.org/mrn"
@@ -180,3 +181,15 @@ def test_conclusion_is_shaped() -> None:
     assert study.patient_id not in conclusion and "Sample" not in conclusion
     huge = _report(_bundle(study, conclusion="word " * 10_000))["conclusion"]
     assert len(huge) <= MAX_TEXT_CHARS and huge.endswith(ELLIPSIS)
+
+
+def test_an_invalid_resource_fails_without_quoting_values() -> None:
+    study = sample_study("ich")
+    bad = Finding(code=Coded(code="13860  00", display="Sample PAT177"),
+                  presence=True)
+    with pytest.raises(ValueError, match="not valid FHIR R4") as info:
+        build_report_bundle(study, (bad,), sample_device(), "", fixed_clock())
+    assert "Sample" not in str(info.value) and "PAT177" not in str(info.value)
+    # An empty conclusion is shaped to "-", not refused.
+    bundle = _bundle(study, conclusion="")
+    assert _report(bundle)["conclusion"] == "-"

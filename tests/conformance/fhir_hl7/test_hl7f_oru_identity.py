@@ -220,3 +220,14 @@ def test_send_times_are_not_restamped() -> None:
                      options=EncodeOptions(timezone=ZoneInfo("Asia/Tokyo")))
     msh = _segments(text, "MSH")[0]
     assert msh[6] == "20240702073000+0900"  # the same instant, read in the site zone
+
+
+def test_control_characters_in_values_cannot_break_the_frame() -> None:
+    study = sample_study("ich").model_copy(update={
+        "patient_name": "Doe\x1c^Jo\x0bhn", "patient_id": "P\r1", "accession_number": "A\x00"})
+    text, message = _oru(study)
+    assert not any(ch in text for ch in "\x00\x0b\x1c")
+    assert len(text.split("\r")) == len(_segments(text, "OBX")) + 6  # MSH PID ORC OBR NTE ""
+    pid = _pid(message)
+    assert (pid.pid_5.xpn_1.to_er7(), pid.pid_5.xpn_2.to_er7()) == ("Doe", "John")
+    assert pid.pid_3.cx_1.to_er7() == "P 1"
