@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hl7_fhir.types import EncodeOptions
 
@@ -51,6 +51,15 @@ class ReportingConfig(BaseModel):
             except (ZoneInfoNotFoundError, ValueError) as exc:
                 raise ValueError(f"unknown time zone {value!r} (an IANA name)") from exc
         return value
+
+    @model_validator(mode="after")
+    def _systems_are_uris(self) -> ReportingConfig:
+        for system in (self.patient_id_system, self.accession_system, self.placer_order_system,
+                       *self.patient_id_systems.values()):
+            if system is not None and ":" not in system:
+                raise ValueError(f"identifier system {system!r} is not a URI "
+                                 "(e.g. urn:oid:1.2.3 or https://...)")
+        return self
 
     def encode_options(self) -> EncodeOptions:
         """The encoders' options. Raises pydantic.ValidationError on a system that is no URI."""
