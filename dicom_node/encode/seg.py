@@ -125,6 +125,9 @@ def encode_seg(
     # C.8.20.2, via Content Identification C.10.9); highdicom omits it when None. No person
     # created the content: present and empty.
     seg.ContentCreatorName = None
+    laterality = _laterality(sources[0])
+    if laterality:
+        seg.Laterality = laterality
     # highdicom draws a random Dimension Organization UID; a re-run must give the same object.
     organization = ctx.uids.uid("seg.dimension-organization")
     for item in (*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence):
@@ -133,6 +136,17 @@ def encode_seg(
         _without_frame_of_reference(seg, sources[0])
     finish(seg, ctx, when, sources[0])
     return seg
+
+
+def _laterality(source: Dataset) -> str | None:
+    """Laterality (0020,0060) of the SEG series: the source's series Laterality, else its
+    Image Laterality, when R or L. General Series Laterality is Type 2C, required for a paired
+    body part when no image-level laterality is sent (PS3.3 C.7.3.1); the SEG has none."""
+    for keyword in ("Laterality", "ImageLaterality"):
+        value = str(source.get(keyword, "") or "").strip().upper()
+        if value in ("R", "L"):
+            return value
+    return None
 
 
 _SLICE_THICKNESS = Tag(0x0018, 0x0050)

@@ -134,12 +134,24 @@ def _empty(keyword: str) -> DataElement:
     return DataElement(tag, dictionary_VR(tag), None)
 
 
+def _element_copy(source: Dataset) -> Dataset:
+    """A data set holding the same element objects (raw ones stay raw) in a dictionary of its
+    own, so that replacing an element in it leaves `source` alone (``Dataset.copy`` would
+    share the dictionary)."""
+    copy = Dataset()
+    if "file_meta" in source.__dict__:
+        copy.file_meta = source.file_meta
+    for tag in source.keys():
+        copy[tag] = source.get_item(tag)
+    return copy
+
+
 def tolerant_source(source: Dataset) -> Dataset:
     """A shallow copy of `source` whose repeated Patient and Study attributes are safe to read:
     Type 2 ones present (empty when absent), invalid values emptied with a warning that names
     the keyword only (no PHI). Other attributes are the source's own elements.
     """
-    copy = source.copy()
+    copy = _element_copy(source)
     for keyword in (*REPEATED_TYPE2, *sorted(_PATIENT_STUDY_NUMBERS)):
         tag = tag_for_keyword(keyword)
         assert tag is not None, keyword
