@@ -96,6 +96,11 @@ CASES: tuple[Case, ...] = (
     Case("utf8", "ich", "result", _charset("ISO_IR 192", "Ñúñez^José=李^明", "CT cabeza")),
     Case("vendor-private", "ich", "result", _vendor_private),
     Case("no-geometry", "ich", "not_analysed", _no_geometry),
+    Case("no-geometry-type2-absent", "ich", "not_analysed",
+         lambda ds: (_no_geometry(ds), _delete(*TYPE2_PATIENT_STUDY)(ds))),
+    Case("no-geometry-japanese", "ich", "not_analysed",
+         lambda ds: (_no_geometry(ds), _charset(["", "ISO 2022 IR 87"], JAPANESE_NAME,
+                                                "頭部 CT")(ds))),
     Case("stroke-no-model", "stroke", "not_analysed", lambda ds: None, modality="MR"),
     Case("fracture-no-model", "fracture", "not_analysed", lambda ds: None, modality="DX"),
 )
