@@ -134,6 +134,17 @@ class IchCriteria:
 # --- facts -------------------------------------------------------------------------------------
 
 
+def _number(value: Any, kind: type[float] | type[int]) -> float | int | None:
+    """A DS / IS value as a number; None when absent, empty or not a number (real headers
+    carry "" and words where numbers belong)."""
+    if value is None or value == "":
+        return None
+    try:
+        return kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _upper_values(value: Any) -> tuple[str, ...]:
     if value is None or value == "":
         return ()
@@ -149,9 +160,12 @@ def _plane(ds: Dataset, max_angle_deg: float = 30.0) -> str:
         groups = ds.get("SharedFunctionalGroupsSequence")
         if groups and "PlaneOrientationSequence" in groups[0]:
             iop = groups[0].PlaneOrientationSequence[0].get("ImageOrientationPatient")
-    if iop is None or len(iop) != 6:
+    values = [_number(v, float) for v in iop] if iop is not None and not isinstance(
+        iop, str | bytes) else []
+    if len(values) != 6 or any(v is None for v in values):
         return "UNKNOWN"
-    normal = np.cross(np.asarray(iop[:3], dtype=float), np.asarray(iop[3:], dtype=float))
+    vector = np.asarray(values, dtype=float)
+    normal = np.cross(vector[:3], vector[3:])
     size = float(np.linalg.norm(normal))
     if size < 1e-6:
         return "UNKNOWN"
@@ -189,8 +203,8 @@ def series_facts(headers: Sequence[Dataset]) -> SeriesFacts:
     for ds in headers:
         b = _b_value(ds)
         if b is not None:
-            by_b.setdefault(b, []).append(str(ds.SOPInstanceUID))
-    thickness = first.get("SliceThickness")
+            by_b.setdefault(b, []).append(str(ds.get("SOPInstanceUID", "")))
+    thickness = _number(first.get("SliceThickness"), float)
     text = " ".join(
         str(first.get(k, "")) for k in ("SeriesDescription", "ProtocolName")
     ).upper()
@@ -202,8 +216,8 @@ def series_facts(headers: Sequence[Dataset]) -> SeriesFacts:
         text=text,
         description=str(first.get("SeriesDescription", "")).upper(),
         body_part=str(first.get("BodyPartExamined", "")).upper(),
-        images=sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in headers),
-        slice_thickness=float(thickness) if thickness not in (None, "") else None,
+        images=sum(int(_number(ds.get("NumberOfFrames"), int) or 1) for ds in headers),
+        slice_thickness=float(thickness) if thickness is not None else None,
         plane=_plane(first),
         contrast=any(
             str(ds.get("ContrastBolusAgent", "")).strip() or ds.get("ContrastBolusAgentSequence")
@@ -211,8 +225,8 @@ def series_facts(headers: Sequence[Dataset]) -> SeriesFacts:
         ),
         kernel=" ".join(_upper_values(first.get("ConvolutionKernel"))),
         presentation_intent=str(first.get("PresentationIntentType", "")).upper(),
-        series_number=int(first.get("SeriesNumber", 0) or 0),
-        sop_instance_uids=tuple(str(ds.SOPInstanceUID) for ds in headers),
+        series_number=int(_number(first.get("SeriesNumber"), int) or 0),
+        sop_instance_uids=tuple(str(ds.get("SOPInstanceUID", "") or "") for ds in headers),
         b_values=tuple((b, tuple(uids)) for b, uids in sorted(by_b.items())),
     )
 
@@ -229,8 +243,12 @@ def study_facts(headers: Iterable[Dataset]) -> list[SeriesFacts]:
 
 
 def _non_image_reasons(f: SeriesFacts) -> list[str]:
-    """Reasons a series is not a primary acquisition: dose reports, localizers, reformats."""
+    """Reasons a series is not a primary acquisition (dose reports, localizers, reformats) or
+    cannot be referenced (an instance without SOP Instance UID, Type 1 in PS3.3 C.12.1)."""
     reasons = []
+    unnamed = sum(1 for uid in f.sop_instance_uids if not uid)
+    if unnamed:
+        reasons.append(f"not usable: {unnamed} instance(s) without SOP Instance UID")
     if _DOSE_SR in f.sop_class_uids or f.modality == "SR":
         reasons.append("structured report (dose report or other SR), not images")
     elif _DOSE_WORDS.search(f.text) and (f.modality == "OT" or "SECONDARY" in f.image_type):

@@ -14,7 +14,12 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from dicom_node.volume.errors import EmptySeriesError, MissingGeometryError, MixedSeriesError
+from dicom_node.volume.errors import (
+    EmptySeriesError,
+    MissingGeometryError,
+    MixedSeriesError,
+    SeriesReadError,
+)
 
 
 @dataclass(frozen=True)
@@ -45,13 +50,64 @@ def _floats(value: Any, count: int) -> tuple[float, ...] | None:
     return tuple(items) if len(items) == count else None
 
 
-def _float(value: Any, default: float | None) -> float | None:
+def tolerant_float(value: Any, default: float | None) -> float | None:
+    """Tolerant read of a DS: `default` when absent, empty or not a number."""
     if value is None or value == "":
         return default
     try:
         return float(value)
     except (TypeError, ValueError):
         return default
+
+
+def _int(value: Any, default: int) -> int | None:
+    """Tolerant read of an IS: `default` when absent or empty, None when not an integer."""
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def frame_count(ds: Dataset) -> int:
+    """Number of Frames (0028,0008), 1 when absent (PS3.3 C.7.6.6).
+
+    Raises:
+        MissingGeometryError: a value that is not a positive integer.
+    """
+    count = _int(ds.get("NumberOfFrames"), 1)
+    if count is None or count < 1:
+        raise MissingGeometryError(
+            f"instance {ds.get('SOPInstanceUID', '?')}: Number of Frames is not a positive integer"
+        )
+    return count
+
+
+def image_size(ds: Dataset) -> tuple[int, int]:
+    """(Rows, Columns), Type 1 in the Image Pixel module (PS3.3 C.7.6.3).
+
+    Raises:
+        MissingGeometryError: absent or not positive integers.
+    """
+    rows, columns = _int(ds.get("Rows"), 0), _int(ds.get("Columns"), 0)
+    if not rows or not columns or rows < 1 or columns < 1:
+        raise MissingGeometryError(
+            f"instance {ds.get('SOPInstanceUID', '?')}: Rows / Columns absent or invalid"
+        )
+    return rows, columns
+
+
+def sop_instance_uid(ds: Dataset) -> str:
+    """SOP Instance UID (Type 1, PS3.3 C.12.1).
+
+    Raises:
+        SeriesReadError: absent or empty.
+    """
+    uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+    if not uid:
+        raise SeriesReadError("an instance of the series has no SOP Instance UID")
+    return uid
 
 
 def _macro(groups: Sequence[Dataset | None], sequence: str) -> Dataset | None:
@@ -63,13 +119,20 @@ def _macro(groups: Sequence[Dataset | None], sequence: str) -> Dataset | None:
     return None
 
 
+def _rescale(transform: Dataset | None, keyword: str, default: float) -> float:
+    if transform is None:
+        return default
+    return tolerant_float(transform.get(keyword), default) or default
+
+
 def is_enhanced(ds: Dataset) -> bool:
     """True for multi-frame images built from functional groups (PS3.3 C.7.6.16)."""
     return "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
 
 
 def _classic_frame(index: int, ds: Dataset) -> FrameInfo:
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = frame_count(ds)
+    rows, columns = image_size(ds)
     if frames > 1:
         raise MissingGeometryError(
             f"instance {ds.SOPInstanceUID} has {frames} frames without functional groups; "
@@ -78,21 +141,23 @@ def _classic_frame(index: int, ds: Dataset) -> FrameInfo:
     spacing = _floats(ds.get("PixelSpacing"), 2)
     return FrameInfo(
         header_index=index,
-        sop_instance_uid=str(ds.SOPInstanceUID),
+        sop_instance_uid=sop_instance_uid(ds),
         frame_number=None,
         position=_floats(ds.get("ImagePositionPatient"), 3),  # type: ignore[arg-type]
         orientation=_floats(ds.get("ImageOrientationPatient"), 6),
         pixel_spacing=spacing,  # type: ignore[arg-type]
-        slice_thickness=_float(ds.get("SliceThickness"), None),
-        rows=int(ds.Rows),
-        columns=int(ds.Columns),
-        slope=_float(ds.get("RescaleSlope"), 1.0) or 1.0,
-        intercept=_float(ds.get("RescaleIntercept"), 0.0) or 0.0,
+        slice_thickness=tolerant_float(ds.get("SliceThickness"), None),
+        rows=rows,
+        columns=columns,
+        slope=tolerant_float(ds.get("RescaleSlope"), 1.0) or 1.0,
+        intercept=tolerant_float(ds.get("RescaleIntercept"), 0.0) or 0.0,
     )
 
 
 def _enhanced_frames(index: int, ds: Dataset) -> list[FrameInfo]:
-    count = int(ds.get("NumberOfFrames", 1) or 1)
+    count = frame_count(ds)
+    rows, columns = image_size(ds)
+    uid = sop_instance_uid(ds)
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     shared = shared_seq[0] if shared_seq else None
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
@@ -110,7 +175,7 @@ def _enhanced_frames(index: int, ds: Dataset) -> list[FrameInfo]:
         out.append(
             FrameInfo(
                 header_index=index,
-                sop_instance_uid=str(ds.SOPInstanceUID),
+                sop_instance_uid=uid,
                 frame_number=f + 1,
                 position=_floats(position.get("ImagePositionPatient"), 3)  # type: ignore[arg-type]
                 if position is not None
@@ -121,14 +186,13 @@ def _enhanced_frames(index: int, ds: Dataset) -> list[FrameInfo]:
                 pixel_spacing=_floats(measures.get("PixelSpacing"), 2)  # type: ignore[arg-type]
                 if measures is not None
                 else None,
-                slice_thickness=_float(measures.get("SliceThickness"), None)
+                slice_thickness=tolerant_float(measures.get("SliceThickness"), None)
                 if measures is not None
                 else None,
-                rows=int(ds.Rows),
-                columns=int(ds.Columns),
-                slope=(_float(transform.get("RescaleSlope"), 1.0) if transform else 1.0) or 1.0,
-                intercept=(_float(transform.get("RescaleIntercept"), 0.0) if transform else 0.0)
-                or 0.0,
+                rows=rows,
+                columns=columns,
+                slope=_rescale(transform, "RescaleSlope", 1.0),
+                intercept=_rescale(transform, "RescaleIntercept", 0.0),
             )
         )
     return out

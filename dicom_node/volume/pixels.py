@@ -20,7 +20,10 @@ _GREYSCALE = {"MONOCHROME1", "MONOCHROME2"}
 
 def check_greyscale(ds: Dataset) -> None:
     """Raises UnsupportedPixelDataError unless the image is one-sample MONOCHROME1/2."""
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    try:
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError):
+        samples = 0  # not a number: reported below like any unsupported layout
     photometric = str(ds.get("PhotometricInterpretation", ""))
     if samples != 1 or photometric not in _GREYSCALE:
         raise UnsupportedPixelDataError(

@@ -21,7 +21,7 @@ from dicom_node.volume.errors import (
     MixedSizeError,
     SeriesReadError,
 )
-from dicom_node.volume.frames import FrameInfo, frames_of
+from dicom_node.volume.frames import FrameInfo, frames_of, tolerant_float
 from dicom_node.volume.geometry import StackGeometry, analyse_stack, untilt
 from dicom_node.volume.model import ReadOptions, SeriesVolume, SliceRef
 from dicom_node.volume.pixels import check_greyscale, read_frames
@@ -58,9 +58,9 @@ def _common_size(frames: Sequence[FrameInfo]) -> tuple[int, int, float, float]:
 
 
 def _fallback_step(headers: Sequence[Dataset], frames: Sequence[FrameInfo]) -> float | None:
-    between = headers[0].get("SpacingBetweenSlices")
-    if between not in (None, ""):
-        return abs(float(between))
+    between = tolerant_float(headers[0].get("SpacingBetweenSlices"), None)
+    if between:
+        return abs(between)
     return frames[0].slice_thickness
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
@@ -27,6 +28,7 @@ from dicom_node.synth import (
     write_series,
 )
 from dicom_node.volume.synth_enhanced import enhanced_series
+from tests.unit.dicom_node.volume.volume_builders import ODD_HEADERS, odd_series
 
 STUDY = StudyIdentity()
 AXIAL = {"row_direction": (1, 0, 0), "column_direction": (0, 1, 0)}
@@ -239,3 +241,41 @@ def test_fracture_takes_presentation_radiographs_only() -> None:
     verdicts = _verdicts(selection)
     assert "for processing" in verdicts[raw.SeriesInstanceUID].reasons[0]
     assert "not CR/DX" in verdicts[head[0].SeriesInstanceUID].reasons[0]
+
+
+# --- odd but real headers ----------------------------------------------------------------------
+
+_STILL_CHOSEN = {
+    "no-series-description", "no-image-type", "slice-thickness-empty", "slice-thickness-word",
+    "pixel-spacing-one-value", "pixel-spacing-words", "instance-number-word",
+    "series-number-word", "no-image-position", "image-position-words", "frames-word",
+    "no-rows", "rescale-slope-word", "spacing-between-slices-word",
+}
+_NOT_USABLE = {
+    "no-modality": "modality absent, not CT",
+    "orientation-five-values": "unknown orientation, not axial",
+    "orientation-words": "unknown orientation, not axial",
+    "no-sop-instance-uid": "not usable: 12 instance(s) without SOP Instance UID",
+}
+
+
+def test_every_odd_header_has_an_expected_verdict() -> None:
+    assert _STILL_CHOSEN | set(_NOT_USABLE) == set(ODD_HEADERS)
+
+
+@pytest.mark.parametrize("name", sorted(ODD_HEADERS))
+def test_odd_headers_get_a_verdict_not_an_exception(name: str, tmp_path: Path) -> None:
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in odd_series(tmp_path, name)]
+    facts = study_facts(headers)
+    for select in (select_ich, select_stroke, select_fracture):
+        selection = select(facts)
+        assert len(selection.verdicts) == 1 and selection.verdicts[0].reasons
+        json.dumps(selection.record())
+    ich = select_ich(facts)
+    if name in _STILL_CHOSEN:
+        assert ich.ok, ich.verdicts[0].reasons
+    else:
+        assert not ich.ok
+        assert _NOT_USABLE[name] in ich.verdicts[0].reasons
+    if name in ("slice-thickness-empty", "slice-thickness-word"):
+        assert facts[0].slice_thickness is None
