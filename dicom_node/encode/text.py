@@ -20,9 +20,9 @@ from pydicom.charset import python_encoding
 
 ELLIPSIS = "…"
 
-_UID = re.compile(r"(?<![\w.])[0-9]+(?:\.[0-9]+){3,}(?!\w)")
-"""Four or more dot-separated numbers: a DICOM UID (PS3.5 9.1) or the like, but not a
-version number such as 1.2.0."""
+_UID = re.compile(r"(?<![\w.])(?:[0-9]+(?:\.[0-9]+){3,}|[0-9]+\.[0-9]+\.[0-9]{8,})(?!\w)")
+"""Four or more dot-separated numbers, or three with a long last one (a ``2.25.<uuid>`` UID):
+a DICOM UID (PS3.5 9.1) or the like, but not a version number such as 1.2.0."""
 
 MAX_CHARACTERS: dict[str, int] = {
     "SH": 16,
@@ -39,8 +39,9 @@ _TEXT_CONTROLS = {"\r", "\n", "\f", "\t"}
 
 
 def strip_uids(text: str) -> str:
-    """`text` with every DICOM-UID-like token (four or more dot-separated numbers) replaced by
-    "…", so reasons and descriptions shown to people carry no identifiers (PS3.5 9.1 UIDs)."""
+    """`text` with every DICOM-UID-like token (four or more dot-separated numbers, or a
+    ``2.25.<digits>`` UID) replaced by "…", so reasons and descriptions shown to people carry
+    no identifiers (PS3.5 9.1 UIDs)."""
     return _UID.sub(ELLIPSIS, text)
 
 
