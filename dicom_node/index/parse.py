@@ -217,11 +217,17 @@ def read_file_meta(raw: bytes) -> tuple[Dataset, int]:
     if len(raw) < 132 or raw[128:132] != b"DICM":
         raise MalformedDataSet("no DICOM File Meta Information (PS3.10 7.1)")
     walker = _Walker(raw, implicit=False, little=True)
-    pos = 132
-    while pos + 8 <= len(raw) and walker.u16.unpack_from(raw, pos)[0] == 0x0002:
+    pos, end = 132, len(raw)
+    if raw[132:140] == b"\x02\x00\x00\x00UL\x04\x00" and len(raw) >= 144:
+        # File Meta Information Group Length (Type 1) delimits the group: a group 0002 element
+        # after it belongs to the data set, where it is refused.
+        end = 144 + walker.u32.unpack_from(raw, 140)[0]
+        if end > len(raw):
+            raise TruncatedDataSet("File Meta Information cut short")
+    while pos + 8 <= end and walker.u16.unpack_from(raw, pos)[0] == 0x0002:
         group, element = walker.tag.unpack_from(raw, pos)
-        _, length, header = walker._element_header(pos, len(raw), group << 16 | element)
-        if pos + header + length > len(raw):
+        _, length, header = walker._element_header(pos, end, group << 16 | element)
+        if pos + header + length > end:
             raise TruncatedDataSet("File Meta Information cut short")
         pos += header + length
     try:

@@ -4,6 +4,7 @@ same durability and refusal rules hold as for C-STORE."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pydicom
@@ -11,6 +12,7 @@ import pytest
 
 from dicom_node.status import Status
 from tests.conftest import free_port
+from tests.integration.dicom_node.damaged_corpus import CORPUS, ct_dataset, part10
 from tests.peers.dcmtk import ct_series
 from tests.peers.orthanc import requires_orthanc, running_orthanc
 
@@ -103,3 +105,40 @@ def test_stow_to_the_wrong_study_is_a_failure_for_that_instance(web_node, tmp_pa
     assert r.status_code == 409
     [bad] = r.json()["00081198"]["Value"]
     assert bad["00081197"]["Value"] == [int(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS)]
+
+
+def _stow(base: str, parts: list[bytes]) -> httpx.Response:
+    body, content_type = _multipart([("application/dicom", p) for p in parts])
+    return httpx.post(f"{base}/dicom-web/studies", content=body,
+                      headers={"Content-Type": content_type, "Authorization": f"Bearer {TOKEN}"})
+
+
+@pytest.mark.parametrize("case", [c for c in CORPUS if c.name in {
+    "truncated-in-pixel-data", "pixel-data-short-rows", "group-0002-in-data-set",
+    "sop-class-mr-on-ct", "missing-sop-instance-uid", "deflate-garbage"}], ids=lambda c: c.name)
+def test_a_damaged_stow_part_is_refused_kept_and_recorded_like_a_c_store(web_node, case):
+    node, base = web_node
+    damaged = case.build()
+    r = _stow(base, [damaged])
+    assert r.status_code == 409
+    [bad] = r.json()["00081198"]["Value"]
+    assert bad["00081197"]["Value"] == [int(case.status)]
+    [listed] = node.index.failures()
+    assert (listed.record.status, listed.record.reason_code) == (case.status, case.reason_code)
+    assert Path(listed.record.kept_path).read_bytes() == damaged
+    assert node.index.counts()["instances"] == 0
+
+
+def test_a_conflicting_stow_duplicate_is_stored_with_a_warning_reason(web_node):
+    node, base = web_node
+    ds = ct_dataset()
+    first = part10(ds)
+    ds.PatientID = "SOMEONE-ELSE"
+    assert _stow(base, [first]).status_code == 200
+    r = _stow(base, [part10(ds)])
+    assert r.status_code == 202  # PS3.18 10.5.3: stored, with a warning
+    [warned] = r.json()["00081199"]["Value"]
+    assert warned["00081196"]["Value"] == [int(Status.WARNING_ELEMENTS_DISCARDED)]
+    [listed] = node.index.conflicts()
+    assert listed.record.differences == "patient_id"
+    assert Path(listed.record.kept_path).read_bytes() == part10(ds)
