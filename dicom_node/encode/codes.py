@@ -81,16 +81,20 @@ SUBARACHNOID_HEMORRHAGE = Coded("21454007", SCT, "Subarachnoid hemorrhage", "STA
 INTRAPARENCHYMAL_HEMORRHAGE = Coded(
     "274100004", SCT, "Cerebral hemorrhage", "STANDARDS.md (intraparenchymal)"
 )
-# Sources conflict for the next three (STANDARDS.md); the chosen code is the one two public
-# ICH code tables agree on, the alternatives are named so a reviewer can correct them here.
+# Sources conflict for the next three (STANDARDS.md). Finding codes come from the model card,
+# whose source is inference/codes.py: the values here are the same, so SR, SEG, FHIR and HL7
+# say one thing; the alternatives seen are named so a reviewer corrects both tables at once.
 SUBDURAL_HEMORRHAGE = Coded(
-    "35486000", SCT, "Subdural hemorrhage", "UNVERIFIED: public ICH tables; alt. 95453001"
+    "35486000", SCT, "Subdural hemorrhage",
+    "UNVERIFIED: model card (inference/codes.py); alt. 95453001, 95455008",
 )
 EPIDURAL_HEMORRHAGE = Coded(
-    "75063001", SCT, "Epidural hemorrhage", "UNVERIFIED: one public ICH table; alt. 68752002"
+    "83329005", SCT, "Epidural hemorrhage",
+    "UNVERIFIED: model card (inference/codes.py); alt. 75063001, 68752002",
 )
 INTRAVENTRICULAR_HEMORRHAGE = Coded(
-    "274110009", SCT, "Intraventricular hemorrhage", "UNVERIFIED: one public stroke table"
+    "274110009", SCT, "Intraventricular hemorrhage",
+    "UNVERIFIED: model card (inference/codes.py); alt. 230706003",
 )
 CEREBRAL_INFARCTION = Coded("432504007", SCT, "Cerebral infarction", "STANDARDS.md")
 FRACTURE = Coded("72704001", SCT, "Fracture", "STANDARDS.md (morphologic abnormality)")
