@@ -36,6 +36,9 @@ def _logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # SQLAlchemy's statement echo at INFO would print SQL parameters (patient IDs, accession
+    # numbers); the engines hide them too, this keeps the statements themselves out.
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
 
 
 @app.command()

@@ -9,35 +9,20 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
+
+from workers.db import make_engine
 
 MIGRATING_PACKAGES = ("dicom_node", "workers", "hl7_fhir")
 
 
 def create_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite files get WAL, FULL sync, foreign keys and a busy timeout."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    """The node's engine for `url` (`workers.db.make_engine`: the one engine factory)."""
+    return make_engine(url)
 
 
 def _version_locations() -> list[str]:

@@ -5,6 +5,7 @@ into another package's tables."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -122,10 +123,24 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine set up for concurrent job claiming. For SQLite: WAL so readers do not block the
-    writer, a busy timeout instead of immediate 'database is locked', and foreign keys on."""
+    """The node's one engine factory (the index, jobs, outbox and facade share it).
+
+    SQLite: WAL so readers do not block the writer, synchronous=FULL (a committed row survives
+    power loss: the C-STORE acknowledgement relies on it), a busy timeout instead of an
+    immediate "database is locked", foreign keys on, and the file's folder created.
+    PostgreSQL: a pre-pinged pool. Both: SQL parameters are never shown in logs or exception
+    text (`hide_parameters`): they carry patient IDs and accession numbers.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        path = url.split("///", 1)[-1].split("?", 1)[0]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -135,6 +150,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
