@@ -29,6 +29,7 @@ from pathlib import Path
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, TimeoutError
 
+from dicom_node.encode.text import strip_uids
 from dicom_node.errors import DicomNodeError
 from dicom_node.errors import TransientError as DicomTransientError
 from inference.errors import InferenceError, TransientInferenceError
@@ -51,7 +52,6 @@ _TRANSIENT_NAMES = frozenset({
     "OperationalError",  # kombu: broker connection lost
 })
 
-_UID = re.compile(r"\b\d+(?:\.\d+){3,}\b")
 _SPACE = re.compile(r"\s+")
 
 REASON_MAX = 200
@@ -60,9 +60,10 @@ their own fields' limits)."""
 
 
 def shape_reason(text: str, limit: int = REASON_MAX) -> str:
-    """A one-line reason fit for a report: DICOM UIDs replaced by "<uid>", whitespace
-    collapsed, at most `limit` characters (cut at a word boundary with an ellipsis)."""
-    one_line = _SPACE.sub(" ", _UID.sub("<uid>", text)).strip() or "no reason given"
+    """A one-line reason fit for a report: DICOM UIDs replaced by "…" (the encoders' own
+    `strip_uids`), whitespace collapsed, at most `limit` characters (cut at a word boundary
+    with an ellipsis)."""
+    one_line = _SPACE.sub(" ", strip_uids(text)).strip() or "no reason given"
     if len(one_line) <= limit:
         return one_line
     cut = one_line[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:")
