@@ -67,6 +67,16 @@ PRESENT = Coded("52101004", SCT, "Present", "PS3.16 CID 240")
 ABSENT = Coded("272519000", SCT, "Absent", "PS3.16 CID 240 (alt. 2667000)")
 INDETERMINATE = Coded("82334004", SCT, "Indeterminate", "PS3.16 CID 4220")
 
+# --- Lesion counts and laterality (SNOMED CT; pydicom's SR concept dictionary names each) ----
+NUMBER_OF_LESIONS = Coded("246206008", SCT, "Number of lesions", "SNOMED CT observable entity")
+MAXIMUM = Coded("56851009", SCT, "Maximum", "PS3.16 CID 3488 (measurement derivation)")
+UNIT_LESIONS = Coded("{lesions}", UCUM, "lesions", "UCUM annotation; unit of a lesion count")
+LEFT = Coded("7771000", SCT, "Left", "PS3.16 CID 244 (laterality)")
+RIGHT = Coded("24028007", SCT, "Right", "PS3.16 CID 244 (laterality)")
+BILATERAL = Coded("51440002", SCT, "Bilateral", "PS3.16 CID 244 (laterality)")
+LATERALITY = {"left": LEFT, "right": RIGHT, "bilateral": BILATERAL}
+"""Laterality words (as the model reports them) -> their codes."""
+
 # --- Segmentation property categories and types (SNOMED CT) ---------------------------------
 MORPHOLOGICALLY_ABNORMAL_STRUCTURE = Coded(
     "49755003", SCT, "Morphologically abnormal structure", "STANDARDS.md; PS3.16 CID 7150"

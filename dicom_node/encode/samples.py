@@ -23,6 +23,7 @@ from dicom_node.encode.types import (
     Box,
     BoxFinding,
     Clock,
+    Lesion,
     MaskFinding,
     ProbabilityFinding,
 )
@@ -97,8 +98,12 @@ def mr_stroke_case(slices: int = 12, size: int = 64) -> Case:
     sources = synth.volume_series(volume, (4.0, 1.0, 1.0), identity=identity, spec=spec)
     infarct = np.zeros(volume.shape, dtype=bool)
     infarct[2:5, 20:30, 20:26] = True
+    infarct[7:9, 40:44, 10:14] = True
+    lesions = (Lesion(0.72, codes.LEFT, str(sources[3].SOPInstanceUID)),
+               Lesion(0.128, codes.RIGHT, str(sources[7].SOPInstanceUID)))
     masks = [MaskFinding("infarct", codes.CEREBRAL_INFARCTION, codes.INFARCT_MORPHOLOGY,
-                         codes.BRAIN, infarct, 4.0, probability=0.88)]
+                         codes.BRAIN, infarct, 4.0, probability=0.88,
+                         laterality=codes.BILATERAL, lesions=lesions)]
     return Case(sources=sources, masks=masks)
 
 

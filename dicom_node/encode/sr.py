@@ -24,6 +24,7 @@ from dicom_node.encode.common import concept, device_observer, finish, series_de
 from dicom_node.encode.source import character_set, tolerant_first
 from dicom_node.encode.sr_groups import (
     box_group,
+    lesion_groups,
     mask_group,
     probability_group,
     statement_group,
@@ -62,6 +63,7 @@ def _groups(
     for finding in findings:
         if isinstance(finding, MaskFinding):
             groups.append(mask_group(ctx, finding, seg))
+            groups.extend(lesion_groups(ctx, finding, by_uid))
         elif isinstance(finding, ProbabilityFinding):
             groups.append(probability_group(ctx, finding, by_uid))
         elif isinstance(finding, BoxFinding):

@@ -73,8 +73,52 @@ def _volume(ml: float) -> hd.sr.Measurement:
     return hd.sr.Measurement(name=concept(codes.VOLUME), value=ml, unit=concept(codes.UNIT_ML))
 
 
-def _site(code: Coded) -> list[hd.sr.FindingSite]:
-    return [hd.sr.FindingSite(anatomic_location=concept(code))]
+def _site(code: Coded, laterality: Coded | None = None) -> list[hd.sr.FindingSite]:
+    return [hd.sr.FindingSite(anatomic_location=concept(code),
+                              laterality=concept(laterality) if laterality else None)]
+
+
+def _lesion_measurements(finding: MaskFinding) -> list[hd.sr.Measurement]:
+    """Number of lesions and the largest lesion's volume (Volume, derivation Maximum)."""
+    if not finding.lesions:
+        return []
+    return [
+        hd.sr.Measurement(name=concept(codes.NUMBER_OF_LESIONS), value=len(finding.lesions),
+                          unit=concept(codes.UNIT_LESIONS)),
+        hd.sr.Measurement(name=concept(codes.VOLUME),
+                          value=max(lesion.volume_ml for lesion in finding.lesions),
+                          unit=concept(codes.UNIT_ML), derivation=concept(codes.MAXIMUM)),
+    ]
+
+
+MAX_LESION_GROUPS = 20
+"""Lesion groups written per mask finding (largest first); the count still covers all."""
+
+
+def lesion_groups(
+    ctx: EncodeContext, finding: MaskFinding, by_uid: Mapping[str, Dataset]
+) -> list[hd.sr.MeasurementsAndQualitativeEvaluations]:
+    """One TID 1501 group per lesion of a mask finding: its volume, side, and the image where
+    it is largest as source image."""
+    groups = []
+    for number, lesion in enumerate(finding.lesions[:MAX_LESION_GROUPS], start=1):
+        key = lesion.key_sop_instance_uid or ""
+        image = by_uid.get(key)
+        source = ([hd.sr.SourceImageForMeasurementGroup(
+            referenced_sop_class_uid=image.SOPClassUID, referenced_sop_instance_uid=key)]
+            if image is not None else None)
+        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=_tracking_identifier(
+                ctx, f"{finding.label[:36]} lesion {number}"),
+            finding_type=concept(finding.finding),
+            finding_category=concept(finding.property_category),
+            algorithm_id=sr_algorithm_identification(ctx),
+            finding_sites=_site(finding.finding_site, lesion.laterality),
+            measurements=[_volume(lesion.volume_ml)],
+            qualitative_evaluations=[_presence(finding.finding, True)],
+            source_images=source,
+        ))
+    return groups
 
 
 def segment_numbers_by_tracking_uid(seg: Dataset) -> dict[str, int]:
@@ -97,7 +141,7 @@ def mask_group(
     Raises:
         ValueError: the finding has voxels but `seg` has no segment with its Tracking UID.
     """
-    measurements = [_volume(finding.volume_ml)]
+    measurements = [_volume(finding.volume_ml), *_lesion_measurements(finding)]
     if finding.probability is not None:
         measurements.append(_probability(finding.probability))
     common = {
@@ -105,7 +149,7 @@ def mask_group(
         "finding_type": concept(finding.finding),
         "finding_category": concept(finding.property_category),
         "algorithm_id": sr_algorithm_identification(ctx),
-        "finding_sites": _site(finding.finding_site),
+        "finding_sites": _site(finding.finding_site, finding.laterality),
         "measurements": measurements,
         "qualitative_evaluations": [_presence(finding.finding, finding.positive)],
     }

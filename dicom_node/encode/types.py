@@ -75,6 +75,20 @@ def _check_label(label: str) -> None:
         raise ValueError("finding label must be 1-48 characters, no backslash")
 
 
+@dataclass(frozen=True)
+class Lesion:
+    """One connected component of a mask finding: its volume, side and the image where it
+    is largest (a source SOP Instance UID)."""
+
+    volume_ml: float
+    laterality: Coded | None = None
+    key_sop_instance_uid: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.volume_ml >= 0:
+            raise ValueError("lesion volume must not be negative")
+
+
 @dataclass(frozen=True, eq=False)
 class MaskFinding:
     """A binary mask aligned with the source images: ``mask[k]`` belongs to ``sources[k]``.
@@ -93,6 +107,11 @@ class MaskFinding:
     property_category: Coded = MORPHOLOGICALLY_ABNORMAL_STRUCTURE
     probability: float | None = None
     display_rgb: tuple[int, int, int] | None = None
+    laterality: Coded | None = None
+    """Side of the whole finding (the finding site's laterality modifier)."""
+    lesions: tuple[Lesion, ...] = ()
+    """Its connected components, largest first: the SR adds the lesion count, the largest
+    lesion's volume and one group per lesion."""
 
     def __post_init__(self) -> None:
         _check_label(self.label)

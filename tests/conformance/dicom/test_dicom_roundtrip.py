@@ -194,7 +194,8 @@ def test_sr_has_one_group_per_finding(scenarios, name: str) -> None:
     scenario = scenarios[name]
     sr = dcmread(scenario.path("sr"))
     by_id = groups(sr)
-    assert len(by_id) == len(scenario.findings)
+    lesions = sum(len(f.lesions) for f in scenario.findings if isinstance(f, MaskFinding))
+    assert len(by_id) == len(scenario.findings) + lesions
     seg = scenario.outputs.seg
     for finding in scenario.findings:
         group = by_id[f"{scenario.ctx.pipeline.value}:{finding.label}"]
@@ -302,3 +303,31 @@ def test_kos_flags_the_key_images(scenarios) -> None:
     flagged = [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
                for i in walk(dx_kos.ContentSequence) if i.ValueType == "IMAGE"]
     assert flagged == [dx.sources[0].SOPInstanceUID]
+
+
+def test_lesions_are_counted_measured_and_sided(scenarios) -> None:
+    """Stroke: the infarct group carries the lesion count and the largest lesion's volume
+    (Volume with derivation Maximum), each lesion its own group with its side."""
+    scenario = scenarios["mr_stroke"]
+    [finding] = [f for f in scenario.findings if isinstance(f, MaskFinding)]
+    by_id = groups(dcmread(scenario.path("sr")))
+    group = by_id[f"stroke:{finding.label}"]
+    assert _num(group, "246206008") == (len(finding.lesions), "{lesions}")
+    volumes = children(group, "118565006")
+    largest = [v for v in volumes if "ContentSequence" in v and any(
+        c.ConceptCodeSequence[0].CodeValue == "56851009" for c in v.ContentSequence
+        if "ConceptCodeSequence" in c)]
+    assert len(largest) == 1
+    assert float(largest[0].MeasuredValueSequence[0].NumericValue) == pytest.approx(
+        max(lesion.volume_ml for lesion in finding.lesions))
+    site = children(group, "363698007")[0]
+    assert children(site, "272741003")[0].ConceptCodeSequence[0].CodeValue == "51440002"
+    for number, lesion in enumerate(finding.lesions, start=1):
+        item = by_id[f"stroke:{finding.label} lesion {number}"]
+        assert _num(item, "118565006") == (pytest.approx(lesion.volume_ml), "ml")
+        side = children(children(item, "363698007")[0], "272741003")[0]
+        assert side.ConceptCodeSequence[0].CodeValue == lesion.laterality.value
+        [image] = [i for i in item.ContentSequence if i.ValueType == "IMAGE"]
+        assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == (
+            lesion.key_sop_instance_uid)
+
