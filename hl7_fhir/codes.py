@@ -53,6 +53,11 @@ ABSENT: Final = ("272519000", "Absent")
 VOLUME: Final = ("118565006", "Volume")
 PROBABILITY: Final = ("122157", "Probability")
 FINDING_SITE: Final = ("363698007", "Finding site")
+# SNOMED CT "Number of lesions" (observable) and "Laterality" (attribute), as in the DICOM SR's
+# lesion count and finding-site modifier; UCUM's annotation unit for a count of lesions (HL7).
+NUMBER_OF_LESIONS: Final = ("246206008", "Number of lesions")
+LATERALITY: Final = ("272741003", "Laterality")
+LESIONS: Final = ("{lesions}", "lesions")
 # LOINC "Radiology Imaging study [Impression] (narrative)" for the v2 conclusion OBX.
 IMPRESSION: Final = ("19005-8", "Radiology Imaging study [Impression] (narrative)")
 

@@ -99,6 +99,8 @@ def sample_findings(kind: str = "ich") -> tuple[Finding, ...]:
                 presence=True,
                 volume_ml=14.25,
                 critical=True,
+                lesion_count=2,
+                laterality=Coded(code="7771000", display="Left"),
             ),
         )
     return (

@@ -126,6 +126,10 @@ class Finding(_Model):
     volume_ml: float | None = Field(default=None, ge=0.0)
     critical: bool = False
     tracking_uid: str | None = Field(default=None, pattern=_UID_PATTERN, max_length=64)
+    lesion_count: int | None = Field(default=None, ge=0)
+    """How many separate lesions make up the finding (e.g. infarct components)."""
+    laterality: Coded | None = None
+    """Side of the finding (SNOMED CT Left / Right / Bilateral)."""
 
     @model_validator(mode="after")
     def _has_a_value(self) -> Finding:

@@ -236,6 +236,20 @@ def build_observation(
                 "valueQuantity": _quantity(finding.volume_ml, codes.ML),
             }
         )
+    if finding.lesion_count is not None:
+        components.append(
+            {
+                "code": {"coding": [coding(codes.SNOMED, codes.NUMBER_OF_LESIONS)]},
+                "valueInteger": finding.lesion_count,
+            }
+        )
+    if finding.laterality is not None:
+        components.append(
+            {
+                "code": {"coding": [coding(codes.SNOMED, codes.LATERALITY)]},
+                "valueCodeableConcept": concept(finding.laterality),
+            }
+        )
     if components:
         body["component"] = components
     if finding.body_site is not None:

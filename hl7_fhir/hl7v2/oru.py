@@ -80,9 +80,16 @@ def _finding_obx(
         measures.append(("NM", {3: er7.coded_pair(codes.DCM, codes.PROBABILITY), **probability}))
     if volume is not None:
         measures.append(("NM", {3: er7.coded_pair(codes.SNOMED, codes.VOLUME), **volume}))
+    if finding.lesion_count is not None:
+        measures.append(("NM", {3: er7.coded_pair(codes.SNOMED, codes.NUMBER_OF_LESIONS),
+                                5: str(finding.lesion_count),
+                                6: er7.coded_pair(codes.UCUM, codes.LESIONS)}))
     if finding.body_site is not None:
         site_name = er7.coded_pair(codes.SNOMED, codes.FINDING_SITE)
         measures.append(("CWE", {3: site_name, 5: er7.coded(finding.body_site)}))
+    if finding.laterality is not None:
+        side_name = er7.coded_pair(codes.SNOMED, codes.LATERALITY)
+        measures.append(("CWE", {3: side_name, 5: er7.coded(finding.laterality)}))
     for offset, (value_type, fields) in enumerate(measures, start=1):
         segments.append(_obx(first_id + offset, value_type, {**fields, **common}))
     return segments

@@ -129,6 +129,7 @@ def test_observation_per_finding(kind: str) -> None:
         assert obs["derivedFrom"] == [{"reference": study_url}]
         components = {
             next(iter(_codings(c["code"]))): c["valueQuantity"] for c in obs.get("component", [])
+            if "valueQuantity" in c
         }
         if finding.presence is not None:
             expected = codes.PRESENT[0] if finding.presence else codes.ABSENT[0]
@@ -236,3 +237,24 @@ def test_naive_clock_is_refused() -> None:
         build_report_bundle(
             sample_study(), (), sample_device(), "x", lambda: datetime(2024, 1, 1)
         )
+
+
+def test_lesion_count_and_laterality_reach_fhir_and_hl7() -> None:
+    """Stroke: the infarct Observation carries the lesion count (SCT 246206008) and the side
+    (SCT 272741003); the ORU has an NM and a CWE OBX for them; both validate."""
+    from hl7apy.parser import parse_message
+
+    from hl7_fhir.hl7v2.oru import build_oru
+
+    findings = sample_findings("stroke")
+    data = _json("stroke")
+    [obs] = [e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "Observation"]
+    by_code = {c["code"]["coding"][0]["code"]: c for c in obs["component"]}
+    assert by_code["246206008"]["valueInteger"] == 2
+    assert by_code["272741003"]["valueCodeableConcept"]["coding"][0]["code"] == "7771000"
+    text = build_oru(sample_study("stroke"), findings, sample_device(), fixed_clock(), "CTRL1")
+    parse_message(text.replace("\n", "\r"), validation_level=1)
+    obx = [seg.split("|") for seg in text.split("\r") if seg.startswith("OBX|")]
+    assert any(f[2] == "NM" and f[3].startswith("246206008^") and f[5] == "2" for f in obx)
+    assert any(f[2] == "CWE" and f[3].startswith("272741003^") and f[5].startswith("7771000^")
+               for f in obx)
