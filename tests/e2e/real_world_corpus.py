@@ -40,6 +40,8 @@ class Case:
     """`result` or `not_analysed`."""
     mutate: Mutation
     modality: str = "CT"
+    extra_series: int = 0
+    """Single-image localizer series added to the study (each gets a verdict and a reason)."""
 
 
 def _delete(*keywords: str) -> Mutation:
@@ -86,6 +88,10 @@ def _no_geometry(ds: Dataset) -> None:
     del ds.ImagePositionPatient
 
 
+def _contrast(ds: Dataset) -> None:
+    ds.ContrastBolusAgent = "IOPAMIDOL 370"
+
+
 CASES: tuple[Case, ...] = (
     Case("type2-absent", "ich", "result", _delete(*TYPE2_PATIENT_STUDY)),
     Case("type2-empty", "ich", "result", _empty(*TYPE2_PATIENT_STUDY)),
@@ -101,6 +107,9 @@ CASES: tuple[Case, ...] = (
     Case("no-geometry-japanese", "ich", "not_analysed",
          lambda ds: (_no_geometry(ds), _charset(["", "ISO 2022 IR 87"], JAPANESE_NAME,
                                                 "頭部 CT")(ds))),
+    # a contrast head CT next to 14 scouts: every series is refused, and the reason listing
+    # them all runs to well over a thousand characters before it is shaped for each format
+    Case("long-reason", "ich", "not_analysed", _contrast, extra_series=14),
     Case("stroke-no-model", "stroke", "not_analysed", lambda ds: None, modality="MR"),
     Case("fracture-no-model", "fracture", "not_analysed", lambda ds: None, modality="DX"),
 )
@@ -152,6 +161,14 @@ def write_corpus(folder: Path, cases: tuple[Case, ...] = CASES) -> list[WrittenC
         datasets = _datasets(case, identity)
         for ds in datasets:
             case.mutate(ds)
+        for number in range(case.extra_series):
+            scout = volume_series(np.zeros((1, 32, 32), dtype=np.int16), (5.0, 1.0, 1.0),
+                                  identity=identity, spec=SeriesSpec(
+                                      series_number=100 + number, image_type=(
+                                          "ORIGINAL", "PRIMARY", "LOCALIZER"),
+                                      series_description=f"Topogram {number} head lateral "
+                                      "0.6 mm reconstruction for planning only"))
+            datasets.extend(scout)
         paths = write_series(datasets, str(folder / case.name))
         written.append(WrittenCase(case, identity.study_instance_uid, [Path(p) for p in paths]))
     return written
