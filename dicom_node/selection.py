@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import Tag
 from pydicom.uid import (
     CTImageStorage,
     EnhancedCTImageStorage,
@@ -31,7 +29,6 @@ _CT_IMAGE_CLASSES = {CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnha
 _DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"  # X-Ray Radiation Dose SR (PS3.4 B.5)
 _RADIOGRAPHY = {"CR", "DX"}
 _HEAD_PARTS = {"HEAD", "BRAIN", "SKULL", "HEADNECK", "HEAD_NECK"}
-_SIEMENS_B_VALUE = Tag(0x0019, 0x100C)
 
 _LOCALIZER_WORDS = re.compile(r"\b(SCOUT|TOPOGRAM|LOCALI[SZ]ER|SURVIEW|SCANOGRAM|PILOT)\b")
 _DOSE_WORDS = re.compile(r"\bDOSE\b")
@@ -176,16 +173,67 @@ def _plane(ds: Dataset, max_angle_deg: float = 30.0) -> str:
     return ("SAGITTAL", "CORONAL", "AXIAL")[axis]
 
 
-def _b_value(ds: Dataset) -> float | None:
-    """Diffusion b-value: the standard attribute, then Siemens' private element, then the
-    conventions of Sequence Name (``*ep_b1000t``) and Image Comments (``b=1000``)."""
-    for candidate in (ds.get("DiffusionBValue"), ds.get(_SIEMENS_B_VALUE)):
-        value: Any = candidate.value if isinstance(candidate, DataElement) else candidate
+_PRIVATE_B_VALUES = (
+    # (group, element offset, private creator, how to read the value)
+    (0x0019, 0x0C, "SIEMENS MR HEADER", "number"),  # (0019,100C) B_value
+    (0x0043, 0x39, "GEMS_PARM_01", "ge"),  # (0043,1039) Slop_int_6..9: b-value first
+    (0x2001, 0x03, "Philips Imaging DD 001", "number"),  # (2001,1003) Diffusion B-Factor
+)
+
+
+def _first_number(value: Any) -> float | None:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace").strip(" \x00")
+    if isinstance(value, list | tuple) or (hasattr(value, "__len__")
+                                            and not isinstance(value, str | bytes)):
+        value = value[0] if len(value) else None
+    if isinstance(value, str):
+        value = value.split("\\")[0].strip()
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _private_b_value(ds: Dataset) -> float | None:
+    """The b-value where each vendor keeps it in classic MR objects, found through its private
+    creator (PS3.5 7.8.1) so that another vendor's element at the same tag is never read."""
+    for group, offset, creator, kind in _PRIVATE_B_VALUES:
         try:
-            if value not in (None, "", b""):
-                return float(value)
-        except (TypeError, ValueError):
-            pass
+            block = ds.private_block(group, creator)
+            element = ds.get(block.get_tag(offset))
+        except (KeyError, ValueError):
+            continue
+        if element is None:
+            continue
+        value = _first_number(element.value)
+        if value is None:
+            continue
+        if kind == "ge" and value >= 1e9:
+            value -= 1e9  # GE adds 10^9 to the b-value on some releases
+        return value
+    return None
+
+
+def _b_value(ds: Dataset) -> float | None:
+    """Diffusion b-value: the standard attribute (PS3.3 C.8.13.5.9, also inside the Enhanced
+    MR per-frame MR Diffusion Sequence), then the vendors' private elements (Siemens
+    (0019,100C), GE (0043,1039), Philips (2001,1003)), then the conventions of Sequence Name
+    (``*ep_b1000t``) and Image Comments (``b=1000``)."""
+    value = _first_number(ds.get("DiffusionBValue"))
+    if value is not None:
+        return value
+    for group in (ds.get("SharedFunctionalGroupsSequence") or [])[:1]:
+        for item in (group.get("MRDiffusionSequence") or [])[:1]:
+            value = _first_number(item.get("DiffusionBValue"))
+            if value is not None:
+                return value
+    try:
+        value = _private_b_value(ds)
+    except (TypeError, ValueError, AttributeError):
+        value = None
+    if value is not None:
+        return value
     for keyword, pattern in (("SequenceName", r"b(\d+)"), ("ImageComments", r"b\s*=\s*(\d+)")):
         match = re.search(pattern, str(ds.get(keyword, "")), re.IGNORECASE)
         if match:

@@ -216,7 +216,7 @@ def test_stroke_takes_highest_b_instances_and_the_adc() -> None:
 def test_stroke_reads_the_siemens_private_b_value() -> None:
     dwi = mr({-1: 10}, "diff", 5)
     for k, ds in enumerate(dwi):
-        ds.add_new(0x00190010, "LO", "SIEMENS CSA HEADER")
+        ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
         ds.add_new(0x0019100C, "IS", 1000 if k % 2 else 0)
     assert [b for b, _ in series_facts(dwi).b_values] == [0.0, 1000.0]
 
