@@ -7,18 +7,20 @@ Messages never contain PHI: UIDs and reasons only.
 
 from __future__ import annotations
 
+from common import errors as common_errors
+from common.errors import NodeError
 from dicom_node.status import Status
 
 
-class DicomNodeError(Exception):
+class DicomNodeError(NodeError):
     """Base class of every error raised by dicom_node."""
 
 
-class TransientError(DicomNodeError):
+class TransientError(DicomNodeError, common_errors.TransientError):
     """May succeed later without any change (peer down, disk full, lock timeout)."""
 
 
-class PermanentError(DicomNodeError):
+class PermanentError(DicomNodeError, common_errors.PermanentError):
     """Will fail again the same way (bad input, refused by the peer)."""
 
 

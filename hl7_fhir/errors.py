@@ -8,8 +8,11 @@ delivery table and in logs.
 
 from __future__ import annotations
 
+from common import errors as common_errors
+from common.errors import NodeError
 
-class DeliveryError(Exception):
+
+class DeliveryError(NodeError):
     """Base class of every delivery failure raised by hl7_fhir."""
 
     def __init__(self, reason: str, *, status: int | None = None) -> None:
@@ -18,7 +21,7 @@ class DeliveryError(Exception):
         self.status = status
 
 
-class TransientDeliveryError(DeliveryError):
+class TransientDeliveryError(DeliveryError, common_errors.TransientError):
     """Worth retrying later: the peer may accept the same payload then.
 
     `retry_after` is the delay in seconds the peer asked for (HTTP Retry-After), if any.
@@ -31,5 +34,5 @@ class TransientDeliveryError(DeliveryError):
         self.retry_after = retry_after
 
 
-class PermanentDeliveryError(DeliveryError):
+class PermanentDeliveryError(DeliveryError, common_errors.PermanentError):
     """Retrying the same payload will fail again; record the reason and stop."""

@@ -6,5 +6,5 @@ bash scripts/setup.sh
 . .venv/bin/activate
 echo "== ruff"; ruff check .
 echo "== import contracts"; lint-imports
-echo "== mypy"; mypy dicom_node inference hl7_fhir workers infernode
+echo "== mypy"; mypy common dicom_node inference hl7_fhir workers infernode
 echo "== tests"; exec pytest -q -p no:cacheprovider "$@"

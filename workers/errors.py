@@ -8,26 +8,24 @@ fails the job at once with its reason recorded.
 
 from __future__ import annotations
 
+from common import errors as common_errors
+from common.errors import NodeError
 
-class WorkerError(Exception):
+
+class WorkerError(NodeError):
     """Base of every error raised on purpose by the workers package."""
 
     #: short machine-readable reason, used as the `reason` label of failure metrics
     reason: str = "error"
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
 
-
-class TransientError(WorkerError):
+class TransientError(WorkerError, common_errors.TransientError):
     """Worth retrying later: the same input may succeed once a peer is back."""
 
     reason = "transient"
 
 
-class PermanentError(WorkerError):
+class PermanentError(WorkerError, common_errors.PermanentError):
     """Retrying cannot help: the input or the configuration is wrong."""
 
     reason = "permanent"

@@ -29,18 +29,16 @@ from pathlib import Path
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, TimeoutError
 
+from common.errors import NodeError, TransientError
 from dicom_node.encode.text import strip_uids
-from dicom_node.errors import DicomNodeError
-from dicom_node.errors import TransientError as DicomTransientError
-from inference.errors import InferenceError, TransientInferenceError
-from workers.errors import TransientError, WorkerError
 
-#: Errors of our own packages whose messages the node wrote itself (UIDs and reasons, no PHI).
-_OWN = (WorkerError, DicomNodeError, InferenceError)
+#: Errors of our own packages (every package's subclass the common bases) whose messages the
+#: node wrote itself: UIDs and reasons, no PHI.
+_OWN = (NodeError,)
 
 #: Exception types that describe the environment, not the data.
 _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
-    TransientError, DicomTransientError, TransientInferenceError,
+    TransientError,  # any package's transient failure (common.errors)
     OSError,  # I/O: includes ConnectionError, TimeoutError, ENOSPC, a shared mount away
     MemoryError, SoftTimeLimitExceeded,
     OperationalError, DisconnectionError, TimeoutError,
