@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,13 +19,14 @@ import torch.nn.functional as F
 
 from .cards import CARD_FILE, ModelCard, load_card, parse_card
 from .codes import code_for
-from .errors import ModelCardError, ModelLoadError, TransientInferenceError
+from .errors import InputError, ModelCardError, ModelLoadError, TransientInferenceError
 from .types import (
     ClassResult,
     KeySlice,
     ModelInfo,
     Prediction,
     SegmentMask,
+    StudyInput,
     Timings,
     Volume,
 )
@@ -196,6 +198,15 @@ class BlastCtPipeline:
             masks=tuple(masks),
             timings=Timings(preprocess_s=t1 - t0, inference_s=t2 - t1, explain_s=0.0,
                             total_s=t3 - t0, device=str(self.device)))
+
+
+    def predict_input(self, inp: StudyInput, explain: bool = False, **options: Any
+                      ) -> Prediction:
+        """:meth:`predict` on the input's ``ct`` channel; options ``roi`` and ``n_models``."""
+        if "ct" not in inp.volumes:
+            raise InputError("BLAST-CT needs a 'ct' channel")
+        return self.predict(inp.volumes["ct"], explain=explain, roi=options.get("roi"),
+                            n_models=options.get("n_models"))
 
 
 def to_isotropic(volume: Volume) -> torch.Tensor:

@@ -8,11 +8,19 @@ metrics, weights with sha256, licence, and whether it is cleared for clinical us
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ChecksumError, ModelCardError
 from .types import Code
@@ -84,8 +92,31 @@ class WeightFile(_Strict):
 
 
 class WeightsSpec(_Strict):
-    format: Literal["state_dict", "torchscript", "monai_bundle", "blast_ct_ensemble"]
-    files: tuple[WeightFile, ...] = Field(min_length=1)
+    """Weight files and their format; ``none`` (no files) for a method without weights, whose
+    parameters the card's ``method`` holds (e.g. the stroke ADC threshold)."""
+
+    format: Literal["state_dict", "torchscript", "monai_bundle", "blast_ct_ensemble", "none"]
+    files: tuple[WeightFile, ...] = ()
+
+    @model_validator(mode="after")
+    def _files_match_format(self) -> WeightsSpec:
+        if self.format == "none" and self.files:
+            raise ValueError("format 'none' takes no files")
+        if self.format != "none" and not self.files:
+            raise ValueError(f"format {self.format!r} needs at least one file")
+        return self
+
+
+class MethodSpec(_Strict):
+    """How a task is computed when the card says (e.g. ``adc-threshold`` or ``network`` for
+    stroke); ``params`` are validated by the pipeline that reads them."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+TASKS = ("ich-classification", "ich-segmentation", "stroke-segmentation", "generic")
+Task = Literal["ich-classification", "ich-segmentation", "stroke-segmentation", "generic"]
 
 
 class ExplainSpec(_Strict):
@@ -100,7 +131,7 @@ class ModelCard(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     version: str
     name: str
-    task: Literal["ich-classification", "ich-segmentation", "generic"]
+    task: Task
     modality: str
     body_part: str = "HEAD"
     manufacturer: str = "InferNode project"
@@ -110,15 +141,36 @@ class ModelCard(_Strict):
     input: InputSpec = Field(default_factory=InputSpec)
     architecture: ArchitectureSpec | None = None
     weights: WeightsSpec
+    method: MethodSpec | None = None
     labels: tuple[LabelSpec, ...] = Field(min_length=1)
     explain: ExplainSpec | None = None
     training_data: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _null_weights(cls, v: Any) -> Any:
+        return {"format": "none"} if v is None else v
+
+    @model_validator(mode="after")
+    def _weightless_needs_method(self) -> ModelCard:
+        if self.weights.format == "none" and self.method is None:
+            raise ValueError("a card without weights must give its method")
+        return self
+
     @property
     def weights_sha256(self) -> str:
-        """One digest for all weight files: the file digest, or sha256 of the sorted digests."""
+        """One digest for all weight files: the file digest, or sha256 of the sorted digests.
+
+        A weight-less method is pinned by the sha256 of its canonical JSON (name and params),
+        so that the algorithm identification changes whenever a parameter does.
+        """
         digests = [f.sha256 for f in self.weights.files]
+        if not digests:
+            assert self.method is not None  # guaranteed by _weightless_needs_method
+            canon = json.dumps(self.method.model_dump(mode="json"), sort_keys=True,
+                               separators=(",", ":"))
+            return hashlib.sha256(canon.encode()).hexdigest()
         if len(digests) == 1:
             return digests[0]
         return hashlib.sha256("".join(sorted(digests)).encode()).hexdigest()
@@ -172,7 +224,8 @@ def write_card(card: ModelCard, model_dir: Path) -> Path:
     """Write ``card`` as ``model.yaml`` (keys in schema order)."""
     path = model_dir / CARD_FILE
     data = card.model_dump(mode="json", exclude_none=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False, width=100), encoding="utf-8")
+    path.write_text(yaml.safe_dump(data, sort_keys=False, width=100, allow_unicode=True),
+                    encoding="utf-8")
     return path
 
 

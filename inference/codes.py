@@ -56,6 +56,18 @@ CODE_TABLE: dict[str, CodeEntry] = {
         Code("50960005", "SCT", "Hemorrhage"), "project STANDARDS.md (SEG property type)"
     ),
     "edema_morphology": CodeEntry(Code("79654002", "SCT", "Edema"), "SNOMED CT"),
+    "cerebral_infarction": CodeEntry(
+        Code("432504007", "SCT", "Cerebral infarction"),
+        "SNOMED CT (disorder); issue 10 and the stroke model cards",
+    ),
+    "infarct_morphology": CodeEntry(
+        Code("55641003", "SCT", "Infarct"),
+        "SNOMED CT (morphologic abnormality); issue 10 (SEG property type of the infarct)",
+    ),
+    "morphologically_abnormal_structure": CodeEntry(
+        Code("49755003", "SCT", "Morphologically abnormal structure"),
+        "SNOMED CT; issue 10 (SEG property category of the infarct), as in DICOM CID 7150",
+    ),
 }
 
 

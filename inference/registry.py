@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -24,13 +24,18 @@ from .device import select_device
 from .errors import InferenceError, ModelCardError, ModelNotFoundError
 from .ich.pipeline import IchPipeline
 from .loaders import is_bundle, load_model, read_card
-from .types import ModelInfo, Prediction, Volume
+from .stroke import StrokePipeline, load_stroke
+from .types import ModelInfo, Prediction, StudyInput, Volume
 
 log = logging.getLogger(__name__)
 
 
 class Pipeline(Protocol):
-    """What workers call: one study volume in, one Prediction out."""
+    """What workers call: one study in, one Prediction out.
+
+    ``predict_input`` takes the study's named channels (``ct`` for ICH; ``dwi`` + ``adc`` or
+    ``b0`` for stroke); ``predict`` is the single-volume form kept for CT pipelines.
+    """
 
     pipeline: str
     card: ModelCard
@@ -39,6 +44,9 @@ class Pipeline(Protocol):
     def info(self) -> ModelInfo: ...
 
     def predict(self, volume: Volume, explain: bool = True) -> Prediction: ...
+
+    def predict_input(self, inp: StudyInput, explain: bool = True, **options: Any
+                      ) -> Prediction: ...
 
     def warmup(self) -> None: ...
 
@@ -65,6 +73,10 @@ class GenericPipeline:
     def predict(self, volume: Volume, explain: bool = True) -> Prediction:
         raise ModelCardError(f"{self.card.id}: task 'generic' has no study pipeline")
 
+    def predict_input(self, inp: StudyInput, explain: bool = True, **options: Any
+                      ) -> Prediction:
+        raise ModelCardError(f"{self.card.id}: task 'generic' has no study pipeline")
+
     def warmup(self) -> None:
         self.forward(self.smoke_input())
 
@@ -83,6 +95,86 @@ class VerifyResult:
     detail: str
 
 
+Loader = Callable[[ModelCard, Path, torch.device], Pipeline]
+
+
+@dataclass(frozen=True)
+class TaskHandler:
+    """How a card's task becomes a pipeline, and how ``verify`` smoke-tests it (-> detail)."""
+
+    load: Loader
+    smoke: Callable[[Any, ModelCard], str]
+
+
+def _load_ich(card: ModelCard, d: Path, device: torch.device) -> Pipeline:
+    return IchPipeline(load_model(d, device))
+
+
+def _load_ich_segmentation(card: ModelCard, d: Path, device: torch.device) -> Pipeline:
+    if card.weights.format == "blast_ct_ensemble":
+        verify_weights(card, d)
+        return BlastCtPipeline(card, d, device)
+    return _load_generic(card, d, device)
+
+
+def _load_generic(card: ModelCard, d: Path, device: torch.device) -> Pipeline:
+    return GenericPipeline(card, load_model(d, device).network, device)
+
+
+def _smoke_ich(pipe: IchPipeline, card: ModelCard) -> str:
+    from .phantoms import PhantomSpec, make_head_ct
+
+    ph = make_head_ct(PhantomSpec(shape=(12, 128, 128), pixel_mm=1.8,
+                                  subtypes=("intraparenchymal",), seed=7))
+    pred = pipe.predict(ph.volume)
+    probs = pred.slice_probabilities
+    if probs.shape != (12, len(card.labels)) or not np.isfinite(probs).all():
+        raise InferenceError(f"{card.id}: smoke inference gave bad probabilities")
+    return "study probabilities " + ", ".join(
+        f"{k}={v:.3f}" for k, v in pred.study_probabilities.items())
+
+
+def _smoke_ich_segmentation(pipe: BlastCtPipeline | GenericPipeline, card: ModelCard) -> str:
+    if isinstance(pipe, GenericPipeline):
+        return _smoke_generic(pipe, card)
+    with torch.inference_mode():
+        out, _ = pipe.networks[0](smoke_input().to(pipe.device))
+    if not torch.isfinite(out).all():
+        raise InferenceError(f"{card.id}: smoke inference gave non-finite output")
+    return f"{len(pipe.networks)} members loaded strictly; member 1 output {tuple(out.shape)}"
+
+
+def _smoke_generic(pipe: GenericPipeline, card: ModelCard) -> str:
+    out = pipe.forward(pipe.smoke_input())
+    if not torch.isfinite(out.float()).all():
+        raise InferenceError(f"{card.id}: smoke inference gave non-finite output")
+    return f"output shape {tuple(out.shape)}"
+
+
+def _smoke_stroke(pipe: StrokePipeline, card: ModelCard) -> str:
+    from .phantoms.mr_stroke import StrokeLesionSpec, StrokePhantomSpec, make_stroke_mr
+
+    ph = make_stroke_mr(StrokePhantomSpec(lesions=(StrokeLesionSpec("left", 12.0),), seed=7))
+    pred = pipe.predict_input(ph.study_input())
+    truth_ml = float(ph.truth.sum()) * ph.dwi.voxel_volume_ml
+    got = pred.masks[0].volume_ml
+    if not pred.lesions or abs(got - truth_ml) > 0.5 * truth_ml:
+        raise InferenceError(f"{card.id}: smoke phantom lesion of {truth_ml:.1f} mL "
+                             f"measured {got:.1f} mL")
+    return (f"phantom lesion {truth_ml:.1f} mL measured {got:.1f} mL "
+            f"({pred.laterality}), {len(pred.lesions)} lesion(s)")
+
+
+TASKS: dict[str, TaskHandler] = {
+    "ich-classification": TaskHandler(_load_ich, _smoke_ich),
+    "ich-segmentation": TaskHandler(_load_ich_segmentation, _smoke_ich_segmentation),
+    "stroke-segmentation": TaskHandler(load_stroke, _smoke_stroke),
+    "generic": TaskHandler(_load_generic, _smoke_generic),
+}
+"""Card task -> how to load and smoke-test it. Adding a pipeline adds one entry here (and the
+task's name to :data:`inference.cards.Task`)."""
+
+
 def _is_model_dir(path: Path) -> bool:
     return (path / CARD_FILE).is_file() or is_bundle(path) or is_blast_ct_dir(path)
 
@@ -90,8 +182,10 @@ def _is_model_dir(path: Path) -> bool:
 class ModelRegistry:
     """Model directories by id. ``paths`` are model directories or folders of them."""
 
-    def __init__(self, paths: Sequence[Path], device: str = "auto", warmup: bool = True) -> None:
+    def __init__(self, paths: Sequence[Path], device: str = "auto", warmup: bool = True,
+                 tasks: Mapping[str, TaskHandler] | None = None) -> None:
         self.paths = [Path(p) for p in paths]
+        self.tasks: Mapping[str, TaskHandler] = TASKS if tasks is None else tasks
         self.device = select_device(device)
         self.warmup = warmup
         self._dirs: dict[str, Path] | None = None
@@ -158,15 +252,15 @@ class ModelRegistry:
                 self._loaded[model_id] = pipe
             return self._loaded[model_id]
 
+    def _handler(self, card: ModelCard) -> TaskHandler:
+        try:
+            return self.tasks[card.task]
+        except KeyError:
+            raise ModelCardError(f"{card.id}: no pipeline for task {card.task!r}") from None
+
     def _load(self, model_id: str) -> Pipeline:
         d, card = self.directory(model_id), self.card(model_id)
-        if card.weights.format == "blast_ct_ensemble":
-            verify_weights(card, d)
-            return BlastCtPipeline(card, d, self.device)
-        loaded = load_model(d, self.device)
-        if card.task == "ich-classification":
-            return IchPipeline(loaded)
-        return GenericPipeline(card, loaded.network, self.device)
+        return self._handler(card).load(card, d, self.device)
 
     def verify(self, model_id: str) -> VerifyResult:
         """Recompute every checksum, load strictly, and run a smoke inference.
@@ -178,29 +272,6 @@ class ModelRegistry:
         files = verify_weights(card, d)
         pipe = self.get(model_id)
         t0 = time.perf_counter()
-        if isinstance(pipe, IchPipeline):
-            from .phantoms import PhantomSpec, make_head_ct
-
-            ph = make_head_ct(PhantomSpec(shape=(12, 128, 128), pixel_mm=1.8,
-                                          subtypes=("intraparenchymal",), seed=7))
-            pred = pipe.predict(ph.volume)
-            probs = pred.slice_probabilities
-            if probs.shape != (12, len(card.labels)) or not np.isfinite(probs).all():
-                raise InferenceError(f"{model_id}: smoke inference gave bad probabilities")
-            detail = "study probabilities " + ", ".join(
-                f"{k}={v:.3f}" for k, v in pred.study_probabilities.items())
-        elif isinstance(pipe, BlastCtPipeline):
-            with torch.inference_mode():
-                out, _ = pipe.networks[0](smoke_input().to(self.device))
-            if not torch.isfinite(out).all():
-                raise InferenceError(f"{model_id}: smoke inference gave non-finite output")
-            detail = (f"{len(pipe.networks)} members loaded strictly; "
-                      f"member 1 output {tuple(out.shape)}")
-        else:
-            assert isinstance(pipe, GenericPipeline)
-            out = pipe.forward(pipe.smoke_input())
-            if not torch.isfinite(out.float()).all():
-                raise InferenceError(f"{model_id}: smoke inference gave non-finite output")
-            detail = f"output shape {tuple(out.shape)}"
+        detail = self._handler(card).smoke(pipe, card)
         return VerifyResult(model_id=model_id, files_checked=len(files),
                             smoke_seconds=time.perf_counter() - t0, detail=detail)

@@ -8,7 +8,10 @@ maps voxel indices (z, y, x) to LPS millimetres.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
 
 import numpy as np
 
@@ -58,6 +61,46 @@ class Volume:
         affine = np.eye(4)
         affine[0, 0], affine[1, 1], affine[2, 2] = spacing
         return Volume(array=array, spacing=spacing, affine=affine, slice_ids=slice_ids)
+
+
+Hemisphere = Literal["left", "right", "bilateral"]
+
+
+@dataclass(frozen=True)
+class StudyInput:
+    """Named channels of one study on ONE grid: same shape, spacing and affine.
+
+    Stroke uses ``{"dwi": b≈1000 trace, "adc": ADC in 10^-6 mm²/s}`` (optionally ``"b0"``);
+    ICH uses ``{"ct": HU}``. The caller resamples every channel onto one grid first (by patient
+    coordinates, PS3.3 C.7.6.2.1.1); construction refuses channels that differ in shape, and
+    spacing or affine that differ by more than 1e-3 mm.
+    """
+
+    volumes: Mapping[str, Volume]
+
+    def __post_init__(self) -> None:
+        vols = dict(self.volumes)
+        if not vols:
+            raise ValueError("StudyInput needs at least one volume")
+        first_name, first = next(iter(vols.items()))
+        for name, vol in vols.items():
+            if vol.array.shape != first.array.shape:
+                raise ValueError(f"channel {name!r} has shape {vol.array.shape}, "
+                                 f"{first_name!r} has {first.array.shape}")
+            if not np.allclose(vol.spacing, first.spacing, atol=1e-3) or not np.allclose(
+                    vol.affine, first.affine, atol=1e-3):
+                raise ValueError(f"channel {name!r} is not on the grid of {first_name!r}")
+        object.__setattr__(self, "volumes", MappingProxyType(vols))
+
+    @property
+    def grid(self) -> Volume:
+        """The first channel: its spacing, affine and slice ids describe every channel."""
+        return next(iter(self.volumes.values()))
+
+    @staticmethod
+    def single(name: str, volume: Volume) -> StudyInput:
+        """A one-channel input, e.g. ``StudyInput.single("ct", volume)``."""
+        return StudyInput({name: volume})
 
 
 @dataclass(frozen=True)
@@ -139,11 +182,33 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class Lesion:
+    """One connected lesion of a segmentation, on the input grid.
+
+    ``index`` is 1-based in order of decreasing volume; ``centroid_zyx`` is in voxel indices;
+    ``bbox`` is (z0, y0, x0, z1, y1, x1) with exclusive ends; ``hemisphere`` is the patient side
+    (LPS: +x is the patient's left, PS3.3 C.7.6.2.1.1) of the lesion's voxels relative to the
+    brain's mid-sagittal plane, ``bilateral`` when both sides hold a substantial part.
+    """
+
+    index: int
+    volume_ml: float
+    voxel_count: int
+    centroid_zyx: tuple[float, float, float]
+    hemisphere: Hemisphere
+    bbox: tuple[int, int, int, int, int, int]
+    slice_index_of_max_area: int
+
+
+@dataclass(frozen=True)
 class Prediction:
     """What a pipeline returns for one study.
 
     ``slice_probabilities`` is (n_input_slices, n_classes) in the order of ``classes``; empty
     (0, n) for segmentation-only models. ``masks`` are uint8 0/1 arrays with the input's shape.
+    ``lesions`` (segmentation pipelines such as stroke) are the connected components of the
+    union mask, largest first; ``laterality`` is the side of all of them together (None when
+    there is no lesion or the pipeline does not say).
     """
 
     pipeline: str
@@ -155,6 +220,8 @@ class Prediction:
     saliency: tuple[SaliencyMap, ...] = ()
     timings: Timings | None = None
     schema_version: int = SCHEMA_VERSION
+    lesions: tuple[Lesion, ...] = ()
+    laterality: Hemisphere | None = None
 
     @property
     def positive(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -45,7 +45,9 @@ def list_models(models: ModelsOption = None) -> None:
         col.overflow = "fold"
     for mid in reg.ids():
         c = reg.card(mid)
-        table.add_row(mid, c.version, c.task, c.weights.format,
+        table.add_row(mid, c.version, c.task,
+                      c.weights.format if c.method is None else f"{c.weights.format} "
+                      f"({c.method.name})",
                       "NO" if c.not_for_clinical_use else "yes",
                       str(reg.directory(mid)))
     console.print(table)
@@ -92,48 +94,108 @@ def verify(
 
 @app.command()
 def train(
-    pipeline: Annotated[str, typer.Argument(help="which demo model: ich")],
+    pipeline: Annotated[str, typer.Argument(help="which demo model: ich | stroke")],
     out: Annotated[Path, typer.Option("--out", help="model directory to write")],
     epochs: Annotated[int | None, typer.Option(help="override the number of epochs")] = None,
     n_train: Annotated[int | None, typer.Option(help="override the training studies")] = None,
+    n_test: Annotated[int | None, typer.Option(help="override the held-out test studies "
+                                                    "(stroke)")] = None,
     seed: Annotated[int | None, typer.Option(help="override the seed")] = None,
 ) -> None:
     """Train a demo model on phantoms (CPU, minutes) and write weights + model card."""
-    if pipeline != "ich":
-        console.print(f"[red]no trainer for {pipeline!r} (available: ich)")
-        raise typer.Exit(2)
     from dataclasses import replace
 
-    from inference.training.ich import TrainConfig, train_ich
+    overrides: dict[str, Any] = {k: v for k, v in (("epochs", epochs), ("n_train", n_train),
+                                                   ("seed", seed)) if v is not None}
+    if pipeline == "ich":
+        from inference.training.ich import TrainConfig, train_ich
 
-    cfg = TrainConfig()
-    if epochs is not None:
-        cfg = replace(cfg, epochs=epochs)
-    if n_train is not None:
-        cfg = replace(cfg, n_train=n_train)
-    if seed is not None:
-        cfg = replace(cfg, seed=seed)
-    card = train_ich(out, cfg, log=console.print)
+        card = train_ich(out, replace(TrainConfig(), **overrides), log=console.print)
+    elif pipeline == "stroke":
+        from inference.training.stroke import TrainConfig as StrokeConfig
+        from inference.training.stroke import train_stroke
+
+        if n_test is not None:
+            overrides["n_test"] = n_test
+        card = train_stroke(out, replace(StrokeConfig(), **overrides), log=console.print)
+    else:
+        console.print(f"[red]no trainer for {pipeline!r} (available: ich, stroke)")
+        raise typer.Exit(2)
     console.print(f"[green]wrote[/] {out} ({card.id} {card.version})")
 
 
 @app.command()
 def evaluate(
-    model_id: str,
-    data: Annotated[str, typer.Option(help="'phantoms', or a folder in RSNA or NIfTI layout")],
+    target: Annotated[str, typer.Argument(help="a model id, or 'stroke' (then --model)")],
+    model: Annotated[str, typer.Option(help="stroke model id")] = "stroke-adc-threshold",
+    data: Annotated[str, typer.Option(help="'phantoms', or a folder in RSNA or NIfTI layout")
+                    ] = "phantoms",
     layout: Annotated[str, typer.Option(help="phantoms | rsna | nifti")] = "phantoms",
     n: Annotated[int, typer.Option(help="phantom studies")] = 60,
     seed: Annotated[int, typer.Option(help="phantom seed (use one training never saw)")] = 777,
+    family: Annotated[str, typer.Option(help="stroke phantom family: heldout | train")
+                      ] = "heldout",
     csv_name: Annotated[str, typer.Option(help="RSNA label CSV")] = "stage_2_train.csv",
     image_dir: Annotated[str, typer.Option(help="RSNA image folder")] = "stage_2_train",
     out_json: Annotated[Path | None, typer.Option("--json", help="write the report")] = None,
+    write_card: Annotated[bool, typer.Option(help="store the figures as the card's metrics "
+                                                  "(stroke)")] = False,
     models: ModelsOption = None,
 ) -> None:
-    """Per-class AUC, sensitivity, specificity, accuracy and F1 with 95% CIs."""
+    """Per-class AUC, sensitivity, specificity, accuracy and F1 with 95% CIs (classifiers), or
+    Dice, IoU, lesion F1, volume difference and HD95 with 95% CIs (``stroke``)."""
+    from inference.errors import InferenceError
+
+    reg = _registry(models)
+    model_id = model if target == "stroke" else target
+    try:
+        card = reg.card(model_id)
+    except InferenceError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(1) from exc
+    if card.task == "stroke-segmentation":
+        report = _evaluate_stroke(reg, model_id, data, n, seed, family)
+        if write_card:
+            from inference.cards import write_card as save_card
+
+            save_card(card.model_copy(update={"metrics": report}), reg.directory(model_id))
+    else:
+        report = _evaluate_classifier(reg, model_id, data, layout, n, seed, csv_name,
+                                      image_dir)
+    if out_json:
+        out_json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+def _evaluate_stroke(reg: ModelRegistry, model_id: str, data: str, n: int, seed: int,
+                     family: str) -> dict[str, Any]:
+    from inference.evaluation.stroke import evaluate_segmentation, nifti_cases, phantom_cases
+
+    if data == "phantoms":
+        if family not in ("heldout", "train"):
+            console.print(f"[red]unknown phantom family {family!r}")
+            raise typer.Exit(2)
+        cases = phantom_cases(n, seed, "heldout" if family == "heldout" else "train")
+        name = f"{family} phantom family (seed {seed})"
+    else:
+        cases, name = nifti_cases(Path(data)), f"nifti:{data}"
+    report = evaluate_segmentation(reg.get(model_id), cases, name, model_id).as_dict()
+    table = Table("metric", "mean [95% CI]", "n")
+    for key in ("dice", "iou", "lesion_f1", "abs_volume_diff_ml", "hd95_mm"):
+        m = report[key]
+        lo, hi = m["ci"]
+        table.add_row(key, f"{m['mean']} [{lo}, {hi}]", str(m["n"]))
+    console.print(table)
+    ge1 = report["lesions_ge_1ml"]
+    console.print(f"{report['n_cases']} cases; lesions >= 1 mL: {ge1['n']}, median |volume "
+                  f"error| {ge1['median_abs_volume_error_pct']}%, within 5%: {ge1['within_5pct']}")
+    return report
+
+
+def _evaluate_classifier(reg: ModelRegistry, model_id: str, data: str, layout: str, n: int,
+                         seed: int, csv_name: str, image_dir: str) -> dict[str, Any]:
     from inference.evaluation.datasets import nifti_dataset, phantom_dataset, rsna_dataset
     from inference.evaluation.evaluate import evaluate as run_eval
 
-    reg = _registry(models)
     pipe = reg.get(model_id)
     card = pipe.card
     if layout == "phantoms":
@@ -155,8 +217,7 @@ def evaluate(
                       f(m.sensitivity, m.sensitivity_ci), f(m.specificity, m.specificity_ci),
                       f(m.accuracy, m.accuracy_ci), f(m.f1, m.f1_ci))
     console.print(table)
-    if out_json:
-        out_json.write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
+    return report.as_dict()
 
 
 def _dicom_slice_reader(path: Path) -> RsnaSlice:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from ..types import (
     ModelInfo,
     Prediction,
     SaliencyMap,
+    StudyInput,
     Timings,
     Volume,
 )
@@ -117,6 +119,13 @@ class IchPipeline:
             timings=Timings(preprocess_s=t1 - t0, inference_s=t2 - t1, explain_s=t3 - t2,
                             total_s=t3 - t0, device=str(self.loaded.device)),
         )
+
+    def predict_input(self, inp: StudyInput, explain: bool = True, **options: Any
+                      ) -> Prediction:
+        """:meth:`predict` on the input's ``ct`` channel (HU); InputError when it has none."""
+        if "ct" not in inp.volumes:
+            raise InputError("the ICH pipeline needs a 'ct' channel")
+        return self.predict(inp.volumes["ct"], explain=explain)
 
     def _explain(self, volume: Volume, prep: Prepared, slab_p: np.ndarray,
                  results: list[ClassResult]) -> tuple[SaliencyMap, ...]:
