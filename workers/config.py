@@ -42,8 +42,6 @@ def _text(tag: str, pattern: str) -> dict[str, Any]:
     return {"tag": tag, "matches": pattern}
 
 
-_HEAD = r"(?i).*\b(head|brain|skull|cerebr\w*|cran\w*|neuro)\b.*"
-_DIFFUSION = r"(?i).*(dwi|diff|adc|trace|ep2d_diff|b ?1000).*"
 
 
 def default_exclusions() -> list[Exclusion]:
@@ -71,54 +69,47 @@ def default_exclusions() -> list[Exclusion]:
     return [Exclusion.model_validate(item) for item in raw]
 
 
+FRACTURE_RULE: dict[str, Any] = {
+    "name": "fracture-radiograph", "pipeline": "fracture", "priority": Priority.ROUTINE,
+    "quiet_period_s": 10, "when": {"all": [
+        {"tag": "Modality", "in": ["CR", "DX"]},
+        {"tag": "SOPClassUID", "contains_any": [
+            CR_IMAGE, DX_FOR_PRESENTATION, DX_FOR_PROCESSING]},
+    ]}}
+
+
 def default_rules() -> list[RoutingRule]:
-    """The three first pipelines. Each head/brain test accepts BodyPartExamined or the
-    descriptions, because BodyPartExamined is often absent (it is Type 3, PS3.3 C.7.3.1)."""
-    raw: list[dict[str, Any]] = [
-        {"name": "stroke-mr-diffusion", "pipeline": "stroke", "priority": Priority.STAT,
-         "quiet_period_s": 20, "when": {"all": [
-             {"tag": "Modality", "equals": "MR"},
-             {"any": [{"tag": "BodyPartExamined", "in": ["HEAD", "BRAIN"]},
-                      _text("SeriesDescription", _HEAD), _text("ProtocolName", _HEAD)]},
-             {"any": [{"tag": "ImageType", "contains_any": ["DIFFUSION", "ADC", "TRACEW"]},
-                      _text("SeriesDescription", _DIFFUSION), _text("ProtocolName", _DIFFUSION)]},
-         ]}},
-        {"name": "ich-ct-head", "pipeline": "ich", "priority": Priority.STAT,
-         "quiet_period_s": 15, "when": {"all": [
-             {"tag": "Modality", "equals": "CT"},
-             {"tag": "SOPClassUID", "contains_any": [CT_IMAGE, ENHANCED_CT_IMAGE]},
-             {"tag": "ImageType", "contains": "ORIGINAL"},
-             {"any": [{"tag": "BodyPartExamined", "in": ["HEAD", "BRAIN", "SKULL"]},
-                      _text("SeriesDescription", _HEAD), _text("ProtocolName", _HEAD)]},
-             {"tag": "InstanceCount", "min": 10},
-         ]}},
-        {"name": "fracture-radiograph", "pipeline": "fracture", "priority": Priority.ROUTINE,
-         "quiet_period_s": 10, "when": {"all": [
-             {"tag": "Modality", "in": ["CR", "DX"]},
-             {"tag": "SOPClassUID", "contains_any": [
-                 CR_IMAGE, DX_FOR_PRESENTATION, DX_FOR_PROCESSING]},
-         ]}},
-    ]
-    return [RoutingRule.model_validate(item) for item in raw]
+    """Each pipeline definition's own default rule (stroke, ICH), then fracture's (no model
+    yet). Each head/brain test accepts BodyPartExamined or the descriptions, because
+    BodyPartExamined is often absent (it is Type 3, PS3.3 C.7.3.1)."""
+    from workers.pipelines.ich import ICH
+    from workers.pipelines.stroke import STROKE
+
+    return [RoutingRule.model_validate(dict(rule))
+            for rule in (STROKE.rule, ICH.rule, FRACTURE_RULE)]
 
 
 ICH_FACTORY = "workers.pipelines.ich:IchPipeline"
 
 
 NO_MODEL_FACTORY = "workers.pipelines.unavailable:NoModelPipeline"
+STROKE_FACTORY = "workers.pipelines.stroke:StrokePipeline"
 
 
 def default_pipelines() -> dict[str, PipelineSpec]:
-    """ich runs the committed demo model (`models/ich-demo`, version 0.1.0); stroke and
-    fracture have no model yet, so each study routed to them gets a delivered "not analysed:
-    no model is installed" report (never a silent success). `noop` is for wiring tests and the
-    queue benchmark; no default rule routes to it."""
-    specs = {name: PipelineSpec(factory=NO_MODEL_FACTORY, model_version=f"{name}-none-1")
-             for name in ("stroke", "fracture")}
-    specs["noop"] = PipelineSpec(model_version="noop-1")
-    specs["ich"] = PipelineSpec(factory=ICH_FACTORY, model_version="0.1.0",
-                                options={"model": "ich-demo"})
-    return specs
+    """ich runs the committed demo model (`models/ich-demo`, version 0.1.0); stroke the
+    ADC-threshold ischaemic core (`models/stroke-adc-threshold`, rule-based, 0.1.0); fracture
+    has no model yet, so each study routed to it gets a delivered "not analysed: no model is
+    installed" report (never a silent success). `noop` is for wiring tests and the queue
+    benchmark; no default rule routes to it."""
+    return {
+        "ich": PipelineSpec(factory=ICH_FACTORY, model_version="0.1.0",
+                            options={"model": "ich-demo"}),
+        "stroke": PipelineSpec(factory=STROKE_FACTORY, model_version="0.1.0",
+                               options={"model": "stroke-adc-threshold"}),
+        "fracture": PipelineSpec(factory=NO_MODEL_FACTORY, model_version="fracture-none-1"),
+        "noop": PipelineSpec(model_version="noop-1"),
+    }
 
 
 class WorkersConfig(BaseModel):

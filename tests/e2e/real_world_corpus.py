@@ -110,7 +110,8 @@ CASES: tuple[Case, ...] = (
     # a contrast head CT next to 14 scouts: every series is refused, and the reason listing
     # them all runs to well over a thousand characters before it is shaped for each format
     Case("long-reason", "ich", "not_analysed", _contrast, extra_series=14),
-    Case("stroke-no-model", "stroke", "not_analysed", lambda ds: None, modality="MR"),
+    # a DWI without b=0 images and without an ADC map: nothing to measure the core on
+    Case("stroke-dwi-only", "stroke", "not_analysed", lambda ds: None, modality="MR"),
     Case("fracture-no-model", "fracture", "not_analysed", lambda ds: None, modality="DX"),
 )
 

@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from dicom_node.encode import codes as dcodes
-from dicom_node.encode.types import MaskFinding, ProbabilityFinding
+from dicom_node.encode.types import Lesion, MaskFinding, ProbabilityFinding
 from hl7_fhir import codes as fcodes
 from hl7_fhir.types import Coded as FhirCoded
 from hl7_fhir.types import Finding as FhirFinding
@@ -32,9 +32,11 @@ def fhir_code(code: dcodes.Coded | Code) -> FhirCoded:
 
 
 def dicom_findings(
-    prediction: Prediction, site: dcodes.Coded, voxel_volume_mm3: float
+    prediction: Prediction, site: dcodes.Coded, voxel_volume_mm3: float,
+    property_type: dcodes.Coded = dcodes.HEMORRHAGE_MORPHOLOGY,
 ) -> list[ProbabilityFinding | MaskFinding]:
-    """One probability finding per class (key slice when positive), one mask finding per mask."""
+    """One probability finding per class (key slice when positive), one mask finding per mask
+    with voxels (SEG property type `property_type`, the pipeline definition's)."""
     found: list[ProbabilityFinding | MaskFinding] = []
     for result in prediction.classes:
         key = (result.key_slice.slice_id,) if result.positive and result.key_slice else ()
@@ -43,15 +45,34 @@ def dicom_findings(
             probability=float(result.probability), threshold=float(result.threshold),
             positive=bool(result.positive), key_sop_instance_uids=key,
         ))
+    # lesions and laterality describe the union mask of a single-mask segmentation (stroke)
+    single = len(prediction.masks) == 1
     for mask in prediction.masks:
         if not mask.mask.any():
             continue
         found.append(MaskFinding(
             label=f"{mask.name} (segmented)", finding=dicom_code(mask.code),
-            property_type=dcodes.HEMORRHAGE_MORPHOLOGY, finding_site=site,
+            property_type=property_type, finding_site=site,
             mask=mask.mask.astype(bool), voxel_volume_mm3=voxel_volume_mm3,
+            laterality=_side(prediction.laterality) if single else None,
+            lesions=_lesions(prediction) if single else (),
         ))
     return found
+
+
+def _side(word: str | None) -> dcodes.Coded | None:
+    return dcodes.LATERALITY.get(word) if word else None
+
+
+def _lesions(prediction: Prediction) -> tuple[Lesion, ...]:
+    """The prediction's lesions, largest first, each with the image where it is largest."""
+    out = []
+    for lesion in prediction.lesions:
+        k = lesion.slice_index_of_max_area
+        key = prediction.slice_ids[k] if 0 <= k < len(prediction.slice_ids) else None
+        out.append(Lesion(volume_ml=float(lesion.volume_ml), laterality=_side(lesion.hemisphere),
+                          key_sop_instance_uid=key))
+    return tuple(out)
 
 
 def fhir_findings(prediction: Prediction, site: dcodes.Coded,
@@ -62,9 +83,14 @@ def fhir_findings(prediction: Prediction, site: dcodes.Coded,
                     critical=bool(r.positive and r.key in critical_keys))
         for r in prediction.classes
     ]
+    single = len(prediction.masks) == 1
+    side = _side(prediction.laterality) if single else None
     findings += [
         FhirFinding(code=fhir_code(m.code), body_site=fhir_code(site), presence=True,
-                    volume_ml=round(float(m.volume_ml), 3))
+                    volume_ml=round(float(m.volume_ml), 3),
+                    lesion_count=len(prediction.lesions) if single and prediction.lesions
+                    else None,
+                    laterality=fhir_code(side) if side is not None else None)
         for m in prediction.masks if m.voxel_count > 0
     ]
     return findings

@@ -1,0 +1,140 @@
+"""MR stroke studies as scanners send them, built from the project's MR stroke phantoms.
+
+Each study is a DWI series (b=0 and b=1000 images, the b-value where one vendor keeps it), and,
+unless the case says otherwise, the scanner's ADC map as its own series (DERIVED\\PRIMARY\\
+DIFFUSION\\ADC), on the DWI grid or on another one. The phantom's truth mask and lesion volumes
+come along, so a test can check the node's result against them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from dicom_node.synth import SeriesSpec, StudyIdentity, volume_series, write_series
+from inference.phantoms.mr_stroke import (
+    StrokeLesionSpec,
+    StrokePhantom,
+    StrokePhantomSpec,
+    make_stroke_mr,
+)
+from inference.types import Volume
+
+BPlacement = Callable[[Dataset, float], None]
+
+
+def siemens(ds: Dataset, b: float) -> None:
+    ds.private_block(0x0019, "SIEMENS MR HEADER", create=True).add_new(0x0C, "IS", int(b))
+    ds.Manufacturer = "SIEMENS"
+
+
+def ge(ds: Dataset, b: float) -> None:
+    # GE adds 10^9 to the b-value in (0043,1039) on many releases
+    ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(
+        0x39, "IS", [str(int(b) + 1_000_000_000), "8", "0", "0"])
+    ds.Manufacturer = "GE MEDICAL SYSTEMS"
+
+
+def philips(ds: Dataset, b: float) -> None:
+    ds.private_block(0x2001, "Philips Imaging DD 001", create=True).add_new(0x03, "FL", float(b))
+    ds.Manufacturer = "Philips Medical Systems"
+
+
+def comments(ds: Dataset, b: float) -> None:
+    ds.ImageComments = f"b={b:g}"
+
+
+@dataclass(frozen=True)
+class StrokeCase:
+    name: str
+    lesions: tuple[StrokeLesionSpec, ...]
+    place_b: BPlacement
+    adc: str = "same-grid"
+    """`same-grid`, `other-grid` (the ADC map at half the in-plane resolution) or `none`
+    (the node computes the ADC from the b=0 and b=1000 images)."""
+    seed: int = 3
+
+
+CASES: tuple[StrokeCase, ...] = (
+    StrokeCase("left-siemens", (StrokeLesionSpec("left", 14.0),), siemens),
+    StrokeCase("right-two-lesions-ge-no-adc",
+               (StrokeLesionSpec("right", 12.0), StrokeLesionSpec("right", 6.0)), ge,
+               adc="none", seed=5),
+    StrokeCase("left-philips-adc-other-grid", (StrokeLesionSpec("left", 13.0),), philips,
+               adc="other-grid", seed=7),
+    StrokeCase("normal-comments", (), comments, seed=11),
+)
+
+
+@dataclass(frozen=True)
+class WrittenStroke:
+    case: StrokeCase
+    study_instance_uid: str
+    files: list[Path]
+    phantom: StrokePhantom
+
+    @property
+    def truth_ml(self) -> float:
+        voxel_ml = float(np.prod(self.phantom.dwi.spacing)) / 1000.0
+        return float(self.phantom.truth.sum()) * voxel_ml
+
+
+def _geometry(volume: Volume) -> dict[str, object]:
+    affine = volume.affine
+    spacing = volume.spacing
+    return {
+        "origin": tuple(float(v) for v in affine[:3, 3]),
+        "row_direction": tuple(float(v) for v in affine[:3, 2] / spacing[2]),
+        "column_direction": tuple(float(v) for v in affine[:3, 1] / spacing[1]),
+        "slice_step": tuple(float(v) for v in affine[:3, 0]),
+    }
+
+
+def _stored(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(values), 0, 65535).astype(np.uint16)
+
+
+def _coarser(volume: Volume) -> Volume:
+    """Every other row and column: the same field of view on a grid of half the matrix."""
+    affine = volume.affine.copy()
+    affine[:3, 1] *= 2
+    affine[:3, 2] *= 2
+    spacing = (volume.spacing[0], volume.spacing[1] * 2, volume.spacing[2] * 2)
+    return Volume(array=volume.array[:, ::2, ::2], spacing=spacing, affine=affine)
+
+
+def write_stroke_study(folder: Path, case: StrokeCase, index: int) -> WrittenStroke:
+    phantom = make_stroke_mr(StrokePhantomSpec(shape=(32, 80, 80), spacing=(3.0, 2.6, 2.6),
+                                               lesions=case.lesions, seed=case.seed))
+    identity = StudyIdentity(patient_id=f"STROKE-{index:03d}",
+                             patient_name=f"Stroke^Case{index}",
+                             accession_number=f"STK{index:05d}",
+                             study_description="MR BRAIN WO CONTRAST")
+    frame = f"1.2.826.0.1.3680043.10.1563.7.{index}"
+    dwi_spec = SeriesSpec(modality="MR", series_description="ep2d_diff_tra b0 b1000 TRACEW",
+                          series_number=5, body_part="BRAIN", frame_of_reference_uid=frame,
+                          image_type=("ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"))
+    geometry = _geometry(phantom.dwi)
+    spacing = phantom.dwi.spacing
+    datasets: list[Dataset] = []
+    for b, volume in ((0.0, phantom.b0), (1000.0, phantom.dwi)):
+        images = volume_series(_stored(volume.array), spacing, identity=identity, spec=dwi_spec,
+                               **geometry)  # type: ignore[arg-type]
+        for ds in images:
+            case.place_b(ds, b)
+            if b:  # b=1000 images follow the b=0 ones in the series
+                ds.InstanceNumber = int(ds.InstanceNumber) + len(images)
+        datasets.extend(images)
+    if case.adc != "none":
+        adc = phantom.adc if case.adc == "same-grid" else _coarser(phantom.adc)
+        adc_spec = replace(dwi_spec, series_description="ep2d_diff_tra_ADC", series_number=6,
+                           series_instance_uid=f"{frame}.6",
+                           image_type=("DERIVED", "PRIMARY", "DIFFUSION", "ADC"))
+        datasets.extend(volume_series(_stored(adc.array), adc.spacing, identity=identity,
+                                      spec=adc_spec, **_geometry(adc)))  # type: ignore[arg-type]
+    paths = write_series(datasets, str(folder / case.name))
+    return WrittenStroke(case, identity.study_instance_uid, [Path(p) for p in paths], phantom)

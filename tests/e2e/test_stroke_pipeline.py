@@ -1,0 +1,180 @@
+"""MR stroke studies through the real SCP (DCMTK storescu) to the stroke pipeline (the
+ADC-threshold core, the default model) and into a real Orthanc PACS.
+
+Cases (tests/e2e/stroke_studies.py): a left infarct with Siemens' b-value placement and the
+scanner's ADC; two right infarcts with GE's placement and no ADC series (the node computes
+it from b=0 and b=1000); a left infarct with Philips' placement and the ADC on another grid
+(resampled by patient coordinates); a normal brain. Checked: SEG, SR and KOS in the original
+study in Orthanc, each valid for dciodvfy (and dcentvfy across source, SEG and SR); the SR's
+core volume within 5% of the phantom truth, the lesion count and side; FHIR and HL7 delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from hl7apy.parser import parse_message
+
+from infernode.node import Node
+from tests.conformance.dicom.test_pixelmed import unexplained
+from tests.conftest import free_port
+from tests.e2e.e2e_support import (
+    NodePlan,
+    dciodvfy_errors,
+    deliveries,
+    download_series,
+    jobs,
+    node_settings,
+    running_node,
+    study_series,
+    wait_until,
+)
+from tests.e2e.stroke_studies import CASES, WrittenStroke, write_stroke_study
+from tests.peers import pixelmed
+from tests.peers.dcmtk import storescu
+from tests.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
+
+pytestmark = requires_orthanc
+
+SENDER = "MR_SCANNER"
+
+
+@dataclass(frozen=True)
+class Run:
+    node: Node
+    pacs: OrthancServer
+    studies: list[WrittenStroke]
+
+
+def _done(node: Node, studies: list[WrittenStroke]) -> bool:
+    rows = jobs(node)
+    if not all(s.study_instance_uid in rows and rows[s.study_instance_uid]["state"] in (
+            "succeeded", "failed", "dead_lettered") for s in studies):
+        return False
+    sent = deliveries(node)
+    return bool(sent) and all(d["state"] in ("delivered", "dead") for d in sent)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    folder = tmp_path_factory.mktemp("stroke")
+    studies = [write_stroke_study(folder / "studies", case, i)
+               for i, case in enumerate(CASES, start=1)]
+    with running_orthanc(folder / "orthanc") as pacs:
+        plan = NodePlan(folder=folder / "node", pacs=pacs, web_port=free_port(),
+                        senders=(SENDER,), quiet_period_s=1.0,
+                        node={"dicom": {"assembly_poll_s": 0.1}})
+        with running_node(node_settings(plan)) as node:
+            for study in studies:
+                sent = storescu(node.server.port, study.files, calling=SENDER)
+                assert sent.returncode == 0, sent.stdout[-2000:]
+            wait_until(lambda: _done(node, studies), timeout=600,
+                       what="every stroke study analysed and delivered")
+            yield Run(node, pacs, studies)
+
+
+def _case(run: Run, name: str) -> WrittenStroke:
+    return next(s for s in run.studies if s.case.name == name)
+
+
+def _result(row: dict[str, Any]) -> dict[str, Any]:
+    value = row["result"]
+    return value if isinstance(value, dict) else json.loads(value)
+
+
+def _items(item: Any, code: str) -> list[Any]:
+    """Content items (any depth) whose concept name has code value `code`."""
+    found = []
+    for child in item.get("ContentSequence", []):
+        names = child.get("ConceptNameCodeSequence")
+        if names and names[0].CodeValue == code:
+            found.append(child)
+        found += _items(child, code)
+    return found
+
+
+def _number(item: Any) -> float:
+    return float(item.MeasuredValueSequence[0].NumericValue)
+
+
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_each_study_gets_a_result_in_one_attempt(run: Run, name: str) -> None:
+    study = _case(run, name)
+    row = jobs(run.node)[study.study_instance_uid]
+    assert (row["pipeline"], row["state"], row["attempts"], row["outcome"]) == (
+        "stroke", "succeeded", 1, "result"), row["last_error"]
+    selection = json.loads(_result(row)["summary"]["selection"])
+    roles = sorted(c["role"] for c in selection["chosen"])
+    assert roles == (["b0", "dwi"] if study.case.adc == "none" else ["adc", "dwi"])
+    assert all(d["state"] == "delivered" for d in deliveries(run.node)
+               if d["study_instance_uid"] == study.study_instance_uid)
+
+
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_results_in_the_pacs_are_valid_and_measure_the_core(
+        run: Run, name: str, tmp_path: Path) -> None:
+    study = _case(run, name)
+    by_modality: dict[str, Path] = {}
+    for series in study_series(run.pacs, study.study_instance_uid):
+        modality = series["MainDicomTags"].get("Modality")
+        if modality in ("SEG", "SR", "KO"):
+            [path] = download_series(run.pacs, series, tmp_path / modality)
+            by_modality[modality] = path
+    positive = bool(study.case.lesions)
+    assert sorted(by_modality) == (["KO", "SEG", "SR"] if positive else ["SR"])
+    for path in by_modality.values():
+        assert dciodvfy_errors(path) == [], path
+    for modality, path in by_modality.items():
+        validator = pixelmed.SR_VALIDATOR if modality in ("SR", "KO") else (
+            pixelmed.INSTANCE_VALIDATOR)
+        report = pixelmed.validate(validator, path)
+        assert report.completed and unexplained(report) == [], (modality, report.errors)
+    sr = pydicom.dcmread(by_modality["SR"])
+    if not positive:
+        # "no acute finding": the target is stated absent (SCT 272519000)
+        absent = [i for i in _items(sr, "432504007") if i.ValueType == "CODE"]
+        assert any(i.ConceptCodeSequence[0].CodeValue == "272519000" for i in absent)
+        return
+    check = subprocess.run(["dcentvfy", str(study.files[-1]), str(by_modality["SEG"]),
+                            str(by_modality["SR"])], capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert [ln for ln in check.stderr.splitlines() if ln.startswith("Error")] == []
+    [volume] = [v for v in _items(sr, "118565006") if not _items(v, "56851009")
+                and v.ValueType == "NUM"][:1]
+    summary = _result(jobs(run.node)[study.study_instance_uid])["summary"]
+    assert _number(volume) == pytest.approx(study.truth_ml, rel=0.05), summary
+    [count] = _items(sr, "246206008")
+    assert int(_number(count)) == len(study.case.lesions)
+    sides = {i.ConceptCodeSequence[0].CodeMeaning for i in _items(sr, "272741003")}
+    expected = {lesion.hemisphere.capitalize() for lesion in study.case.lesions}
+    assert expected <= sides
+
+
+@pytest.mark.parametrize("name", [c.name for c in CASES])
+def test_the_ehr_gets_the_volume_and_the_priority_follows_it(run: Run, name: str) -> None:
+    study = _case(run, name)
+    row = jobs(run.node)[study.study_instance_uid]
+    result = _result(row)
+    positive = bool(study.case.lesions)
+    assert (result.get("priority_flag") is not None) is (positive and study.truth_ml >= 1.0)
+    paths = {o["kind"]: Path(o["path"]) for o in result["outputs"] if o["kind"] != "dicom"}
+    text = paths["hl7-oru"].read_text(encoding="utf-8")
+    parse_message(text.replace("\n", "\r"), validation_level=1)
+    bundle = json.loads(paths["fhir-bundle"].read_text(encoding="utf-8"))
+    report = next(e["resource"] for e in bundle["entry"]
+                  if e["resource"]["resourceType"] == "DiagnosticReport")
+    if positive:
+        assert "infarct core" in report["conclusion"]
+        volumes = [c["valueQuantity"]["value"] for e in bundle["entry"]
+                   for c in e["resource"].get("component", [])
+                   if c["code"]["coding"][0]["code"] == "118565006"]
+        assert volumes and volumes[0] == pytest.approx(study.truth_ml, rel=0.05)
+    else:
+        assert "No acute infarct" in report["conclusion"]

@@ -1,0 +1,158 @@
+"""The one generic runner: executes any `PipelineDefinition`.
+
+select (the definition's selector over the study's series facts) -> read (one volume per role,
+all on the primary role's grid) -> predict (the model the rule or the definition names, through
+the model registry's task table) -> map (findings coded from the model card) -> encode (SEG,
+SR, KOS, FHIR, ORU through `Reporter`) -> record (the caller records the result).
+
+A study it cannot analyse (no usable series, a series that cannot be read) gets the
+not-analysed report; a deterministic failure anywhere is answered the same way by
+`workers.execution`, through `not_analysed`.
+
+Options (from the pipeline's spec; the node fills in `db_url`, `output_dir`, `model_paths`,
+`reporting`): `model` (registry id, default the definition's), `model_version` (must equal the
+card's), `critical` (class keys that raise the priority signal), `critical_volume_ml` (mask key
+-> mL), `warmup` (one forward pass at load, default true), `predict` (extra keyword arguments
+for the model, e.g. `{n_models: 4}` for BLAST-CT).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from dicom_node.encode.types import AlgorithmInfo
+from dicom_node.errors import PermanentError as DicomPermanentError
+from dicom_node.selection import Selection, study_facts
+from dicom_node.volume import SeriesVolume, read_headers, read_series
+from dicom_node.volume.resample import resample_onto
+from inference.errors import PermanentInferenceError
+from inference.registry import ModelRegistry
+from inference.types import Prediction, StudyInput, Volume
+from workers.errors import PermanentError
+from workers.messages import JobContext, PipelineResult
+from workers.pipelines import mapping
+from workers.pipelines.definition import PipelineDefinition
+from workers.pipelines.report import NodeFacts, Reporter, ReportSpec, Summary
+
+log = logging.getLogger(__name__)
+
+
+class StudyPipeline:
+    """A definition bound to a loaded model; built once per worker process (the model stays
+    warm between studies)."""
+
+    def __init__(self, definition: PipelineDefinition, device: str,
+                 options: Mapping[str, Any]) -> None:
+        self.definition = definition
+        facts = NodeFacts.from_options(dict(options), definition.name)
+        self.name = str(options.get("name", definition.name))
+        self.critical = tuple(options.get("critical", definition.priority.classes))
+        self.critical_volume_ml = {str(k): float(v) for k, v in dict(options.get(
+            "critical_volume_ml", definition.priority.mask_volume_ml)).items()}
+        paths = tuple(Path(p) for p in options.get("model_paths", ("models",)))
+        self.registry = ModelRegistry(paths, device=device,
+                                      warmup=bool(options.get("warmup", True)))
+        self.predict_options = dict(options.get("predict", {}))
+        self.model_id = str(options.get("model", definition.default_model))
+        try:
+            self.model = self.registry.get(self.model_id)
+        except PermanentInferenceError as exc:
+            raise PermanentError(f"{definition.name} model {self.model_id!r} cannot be loaded: "
+                                 f"{exc}", reason="model_unavailable") from exc
+        card = self.registry.card(self.model_id)
+        self.model_version = str(options.get("model_version", card.version))
+        if self.model_version != card.version:
+            raise PermanentError(
+                f"configured model version {self.model_version!r} but the card of "
+                f"{self.model_id!r} says {card.version!r}", reason="model_version_mismatch")
+        spec = ReportSpec(name=self.name, kind=definition.report, modality=definition.modality,
+                          target_label=definition.target_label)
+        self.reporter = Reporter(facts, spec, self._algorithm)
+
+    def run(self, context: JobContext) -> PipelineResult:
+        d = self.definition
+        paths = self.reporter.series_paths(context)
+        files = [p for ps in paths.values() for p in ps]
+        headers = read_headers(files)
+        facts = study_facts(headers)
+        selection = d.select(facts)
+        summary: Summary = {"selection": json.dumps(selection.record())}
+        if not selection.ok:
+            reasons = "; ".join(r for v in selection.verdicts for r in v.reasons) or "none"
+            return self.reporter.not_analysed(
+                context, f"no usable {d.target_label} input ({reasons})", "no_usable_series",
+                headers, summary)
+        try:
+            volumes = self._read(selection, files, headers)
+        except DicomPermanentError as exc:
+            code = getattr(exc, "reason", "unreadable_series")
+            return self.reporter.not_analysed(
+                context, f"series cannot be read: {exc}",
+                code if isinstance(code, str) else "unreadable_series", headers, summary)
+        primary = volumes[d.primary_role]
+        prediction = self._predict(
+            StudyInput(volumes={role: _model_volume(v) for role, v in volumes.items()}),
+            {**d.model_options(facts, selection), **self.predict_options})
+        sources = [primary.headers[r.header_index] for r in primary.slice_refs]
+        voxel_mm3 = float(primary.spacing[0] * primary.spacing[1] * primary.spacing[2])
+        findings = mapping.dicom_findings(prediction, d.finding_site, voxel_mm3,
+                                          d.seg_property_type)
+        fhir = mapping.fhir_findings(prediction, d.finding_site, self.critical)
+        outputs = self.reporter.write(context, sources, findings, fhir, d.conclusion(prediction))
+        positive = list(prediction.positive)
+        summary.update({"series": primary.series_instance_uid, "positive": ",".join(positive),
+                        "slices": int(primary.voxels.shape[0])})
+        for mask in prediction.masks:
+            summary[f"{mask.key}_ml"] = round(float(mask.volume_ml), 3)
+        raised = d.priority.raised(prediction, self.critical, self.critical_volume_ml)
+        return PipelineResult(outputs=outputs, summary=summary,
+                              priority_flag=d.priority.signal if raised else None)
+
+    def not_analysed(self, context: JobContext, reason: str, code: str) -> PipelineResult:
+        """The not-analysed report after a deterministic failure of `run`."""
+        return self.reporter.not_analysed(context, reason, code)
+
+    def _read(self, selection: Selection, files: Sequence[str],
+              headers: Sequence[Dataset]) -> dict[str, SeriesVolume]:
+        """One volume per role of the definition; every role after the first is resampled
+        onto the primary role's grid by patient coordinates when the grids differ."""
+        by_uid = {str(h.get("SOPInstanceUID", "")): f for f, h in zip(files, headers,
+                                                                        strict=True)}
+        by_series: dict[str, list[str]] = {}
+        for f, h in zip(files, headers, strict=True):
+            by_series.setdefault(str(h.get("SeriesInstanceUID", "")), []).append(f)
+        volumes: dict[str, SeriesVolume] = {}
+        for role in self.definition.roles:
+            choice = selection.series_for(role)
+            if choice is None:
+                continue
+            chosen = ([by_uid[u] for u in choice.sop_instance_uids if u in by_uid]
+                      if choice.sop_instance_uids else by_series[choice.series_instance_uid])
+            volume = read_series(chosen)
+            if volumes:
+                volume = resample_onto(volume, volumes[self.definition.primary_role])
+            volumes[role] = volume
+        return volumes
+
+    def _predict(self, study: StudyInput, options: Mapping[str, Any]) -> Prediction:
+        # inference's errors subclass the common failure bases: the job layer classifies them
+        # (transient: retried; permanent: a not-analysed report with the card's reason code)
+        return self.model.predict_input(study, explain=True, **options)
+
+    def _algorithm(self) -> AlgorithmInfo:
+        card = self.registry.card(self.model_id)
+        return AlgorithmInfo(name=card.name, version=card.version,
+                             manufacturer=card.manufacturer, model_name=card.id,
+                             weights_sha256=card.weights_sha256)
+
+
+def _model_volume(volume: SeriesVolume) -> Volume:
+    """The model's view of a series: voxels, spacing, the LPS affine and the slice ids."""
+    return Volume(array=volume.voxels, spacing=volume.spacing, affine=volume.affine,
+                  slice_ids=tuple(r.sop_instance_uid for r in volume.slice_refs))
