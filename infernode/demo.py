@@ -1,5 +1,6 @@
-"""`infernode demo`: the node on embedded defaults, fed with sample head CT studies over C-STORE,
-showing what each study became: job, findings, outputs and the time each stage took."""
+"""`infernode demo`: the node on embedded defaults, fed with sample head CT and MR stroke
+studies over C-STORE, showing what each study became: job, findings, outputs and the time each
+stage took."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
         shutil.rmtree(workdir)
     samples = workdir / "samples"
     console.print("[bold]InferNode demo[/bold] (demo model: NOT FOR CLINICAL USE)")
-    console.print("generating sample head CT studies (synthetic phantoms)")
+    console.print("generating sample head CT and MR stroke studies (synthetic phantoms)")
     studies = write_sample_studies(samples)
     pacs = start_local_pacs(workdir / "pacs")
     destinations: list[dict[str, Any]] = [{"type": "facade"}]
@@ -112,6 +113,18 @@ def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
             pacs.stop()
 
 
+_TARGETS = {"ich": "ICH", "stroke": "infarct", "fracture": "fracture"}
+
+
+def _finding(pipeline: str, summary: dict[str, Any]) -> str:
+    """One line for the table: the positive classes with their volumes, or what was not seen."""
+    if not summary.get("positive"):
+        return f"no {_TARGETS.get(pipeline, 'finding')} detected"
+    volumes = [f"{key[:-3]} {value:.1f} mL" for key, value in summary.items()
+               if key.endswith("_ml") and isinstance(value, int | float) and value > 0]
+    return f"positive: {summary['positive']}" + (f" ({', '.join(volumes)})" if volumes else "")
+
+
 def _report(console: Console, node: Any, studies: list[Any], elapsed: float,
             pacs: LocalPacs | None) -> int:
     jobs = {j["study_instance_uid"]: j for j in _jobs(node)}
@@ -136,8 +149,7 @@ def _report(console: Console, node: Any, studies: list[Any], elapsed: float,
         kinds: dict[str, int] = {}
         for out in outputs:
             kinds[out["kind"]] = kinds.get(out["kind"], 0) + 1
-        finding = summary.get("not_analysed") or (
-            f"positive: {summary['positive']}" if summary.get("positive") else "no ICH detected")
+        finding = summary.get("not_analysed") or _finding(job["pipeline"], summary)
         if result.get("priority_flag"):
             finding = f"[bold red]{result['priority_flag']}[/bold red] ({finding})"
         table.add_row(

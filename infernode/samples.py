@@ -1,14 +1,78 @@
-"""Sample studies for the demo: head CT phantoms (one with a haemorrhage, one without) written
+"""Sample studies for the demo: head CT phantoms (one with a haemorrhage, one without) and an
+MR stroke study (DWI b=0/b=1000 and the ADC map, an infarct in the left hemisphere), written
 as DICOM series."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
-from dicom_node.synth import SeriesSpec, StudyIdentity, volume_series, write_series
+from dicom_node.synth import (
+    SYNTH_UID_ROOT,
+    SeriesSpec,
+    StudyIdentity,
+    volume_series,
+    write_series,
+)
 from inference.phantoms.head_ct import PhantomSpec, make_head_ct
+from inference.phantoms.mr_stroke import StrokeLesionSpec, StrokePhantomSpec, make_stroke_mr
+from inference.types import Volume
+
+BPlacement = Callable[[Dataset, float], None]
+"""Writes a diffusion b-value into an instance the way one scanner vendor does."""
+
+
+def b_in_comments(ds: Dataset, b: float) -> None:
+    ds.ImageComments = f"b={b:g}"
+
+
+def _geometry(volume: Volume) -> dict[str, Any]:
+    """synth.volume_series arguments that place `volume`'s voxels where its affine says."""
+    affine, spacing = volume.affine, volume.spacing
+    return {
+        "origin": tuple(float(v) for v in affine[:3, 3]),
+        "row_direction": tuple(float(v) for v in affine[:3, 2] / spacing[2]),
+        "column_direction": tuple(float(v) for v in affine[:3, 1] / spacing[1]),
+        "slice_step": tuple(float(v) for v in affine[:3, 0]),
+    }
+
+
+def _stored(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(values), 0, 65535).astype(np.uint16)
+
+
+def diffusion_series(b0: Volume, dwi: Volume, adc: Volume | None, *, identity: StudyIdentity,
+                     frame_of_reference_uid: str,
+                     place_b: BPlacement = b_in_comments) -> list[Dataset]:
+    """An MR diffusion acquisition as a scanner sends it: one DWI series with the b=0 and the
+    b=1000 images (the b-value where `place_b` puts it), and the ADC map as its own series
+    (DERIVED\\PRIMARY\\DIFFUSION\\ADC) on its own grid, unless `adc` is None."""
+    spec = SeriesSpec(modality="MR", series_description="ep2d_diff_tra b0 b1000 TRACEW",
+                      series_number=5, body_part="BRAIN",
+                      frame_of_reference_uid=frame_of_reference_uid,
+                      image_type=("ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"))
+    datasets: list[Dataset] = []
+    for b, volume in ((0.0, b0), (1000.0, dwi)):
+        images = volume_series(_stored(volume.array), volume.spacing, identity=identity,
+                               spec=spec, **_geometry(volume))
+        for ds in images:
+            place_b(ds, b)
+            if b:  # the b=1000 images follow the b=0 ones in the series
+                ds.InstanceNumber = int(ds.InstanceNumber) + len(images)
+        datasets.extend(images)
+    if adc is not None:
+        adc_spec = replace(spec, series_description="ep2d_diff_tra_ADC", series_number=6,
+                           series_instance_uid=generate_uid(SYNTH_UID_ROOT),
+                           image_type=("DERIVED", "PRIMARY", "DIFFUSION", "ADC"))
+        datasets.extend(volume_series(_stored(adc.array), adc.spacing, identity=identity,
+                                      spec=adc_spec, **_geometry(adc)))
+    return datasets
 
 SAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("subdural haemorrhage", ("subdural",)),
@@ -36,4 +100,14 @@ def write_sample_studies(folder: Path) -> list[tuple[StudyIdentity, str]]:
         )
         write_series(datasets, str(folder / f"study{i + 1}"))
         studies.append((identity, label))
+    identity = StudyIdentity(patient_id="DEMO-0003", patient_name="Demo^Patient3",
+                             accession_number="DEMOACC003",
+                             study_description="MR BRAIN WO CONTRAST")
+    stroke = make_stroke_mr(StrokePhantomSpec(shape=(32, 80, 80), spacing=(3.0, 2.6, 2.6),
+                                              lesions=(StrokeLesionSpec("left", 13.0),),
+                                              seed=3))
+    series = diffusion_series(stroke.b0, stroke.dwi, stroke.adc, identity=identity,
+                              frame_of_reference_uid=generate_uid(SYNTH_UID_ROOT))
+    write_series(series, str(folder / "study3"))
+    studies.append((identity, "acute infarct (MR diffusion)"))
     return studies

@@ -8,14 +8,13 @@ come along, so a test can check the node's result against them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from dicom_node.synth import SeriesSpec, StudyIdentity, volume_series, write_series
+from dicom_node.synth import StudyIdentity, write_series
 from inference.phantoms.mr_stroke import (
     StrokeLesionSpec,
     StrokePhantom,
@@ -23,8 +22,7 @@ from inference.phantoms.mr_stroke import (
     make_stroke_mr,
 )
 from inference.types import Volume
-
-BPlacement = Callable[[Dataset, float], None]
+from infernode.samples import BPlacement, b_in_comments, diffusion_series
 
 
 def siemens(ds: Dataset, b: float) -> None:
@@ -42,10 +40,6 @@ def ge(ds: Dataset, b: float) -> None:
 def philips(ds: Dataset, b: float) -> None:
     ds.private_block(0x2001, "Philips Imaging DD 001", create=True).add_new(0x03, "FL", float(b))
     ds.Manufacturer = "Philips Medical Systems"
-
-
-def comments(ds: Dataset, b: float) -> None:
-    ds.ImageComments = f"b={b:g}"
 
 
 @dataclass(frozen=True)
@@ -66,7 +60,7 @@ CASES: tuple[StrokeCase, ...] = (
                adc="none", seed=5),
     StrokeCase("left-philips-adc-other-grid", (StrokeLesionSpec("left", 13.0),), philips,
                adc="other-grid", seed=7),
-    StrokeCase("normal-comments", (), comments, seed=11),
+    StrokeCase("normal-comments", (), b_in_comments, seed=11),
 )
 
 
@@ -81,21 +75,6 @@ class WrittenStroke:
     def truth_ml(self) -> float:
         voxel_ml = float(np.prod(self.phantom.dwi.spacing)) / 1000.0
         return float(self.phantom.truth.sum()) * voxel_ml
-
-
-def _geometry(volume: Volume) -> dict[str, object]:
-    affine = volume.affine
-    spacing = volume.spacing
-    return {
-        "origin": tuple(float(v) for v in affine[:3, 3]),
-        "row_direction": tuple(float(v) for v in affine[:3, 2] / spacing[2]),
-        "column_direction": tuple(float(v) for v in affine[:3, 1] / spacing[1]),
-        "slice_step": tuple(float(v) for v in affine[:3, 0]),
-    }
-
-
-def _stored(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(values), 0, 65535).astype(np.uint16)
 
 
 def _coarser(volume: Volume) -> Volume:
@@ -114,27 +93,9 @@ def write_stroke_study(folder: Path, case: StrokeCase, index: int) -> WrittenStr
                              patient_name=f"Stroke^Case{index}",
                              accession_number=f"STK{index:05d}",
                              study_description="MR BRAIN WO CONTRAST")
-    frame = f"1.2.826.0.1.3680043.10.1563.7.{index}"
-    dwi_spec = SeriesSpec(modality="MR", series_description="ep2d_diff_tra b0 b1000 TRACEW",
-                          series_number=5, body_part="BRAIN", frame_of_reference_uid=frame,
-                          image_type=("ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"))
-    geometry = _geometry(phantom.dwi)
-    spacing = phantom.dwi.spacing
-    datasets: list[Dataset] = []
-    for b, volume in ((0.0, phantom.b0), (1000.0, phantom.dwi)):
-        images = volume_series(_stored(volume.array), spacing, identity=identity, spec=dwi_spec,
-                               **geometry)  # type: ignore[arg-type]
-        for ds in images:
-            case.place_b(ds, b)
-            if b:  # b=1000 images follow the b=0 ones in the series
-                ds.InstanceNumber = int(ds.InstanceNumber) + len(images)
-        datasets.extend(images)
-    if case.adc != "none":
-        adc = phantom.adc if case.adc == "same-grid" else _coarser(phantom.adc)
-        adc_spec = replace(dwi_spec, series_description="ep2d_diff_tra_ADC", series_number=6,
-                           series_instance_uid=f"{frame}.6",
-                           image_type=("DERIVED", "PRIMARY", "DIFFUSION", "ADC"))
-        datasets.extend(volume_series(_stored(adc.array), adc.spacing, identity=identity,
-                                      spec=adc_spec, **_geometry(adc)))  # type: ignore[arg-type]
+    adc = {"same-grid": phantom.adc, "other-grid": _coarser(phantom.adc), "none": None}
+    datasets = diffusion_series(phantom.b0, phantom.dwi, adc[case.adc], identity=identity,
+                                frame_of_reference_uid=f"1.2.826.0.1.3680043.10.1563.7.{index}",
+                                place_b=case.place_b)
     paths = write_series(datasets, str(folder / case.name))
     return WrittenStroke(case, identity.study_instance_uid, [Path(p) for p in paths], phantom)

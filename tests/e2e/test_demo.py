@@ -16,11 +16,16 @@ def test_demo_analyses_the_sample_studies_and_reports_them(tmp_path):
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert "DEMOACC001" in out and "DEMOACC002" in out
+    assert "DEMOACC001" in out and "DEMOACC002" in out and "DEMOACC003" in out
     assert "critical: ICH suspected" in out  # the subdural phantom
     assert "no ICH detected" in out  # the normal phantom
+    assert "critical: acute infarct suspected" in out  # the MR stroke phantom
+    assert "positive: infarct (infarct" in out  # with its core volume in mL
     assert "not routed" not in out
     if os.path.exists("/usr/sbin/Orthanc"):
         assert "demo-pacs: 2 delivered" in out  # SR + KOS of the positive study
+        assert "demo-pacs: 3 delivered" in out  # SEG + SR + KOS of the stroke study
         assert "PACS study DEMOACC001: 34 instances" in out  # 32 images + SR + KOS
         assert "PACS study DEMOACC002: 33 instances" in out  # 32 images + SR
+        # 32 b=0 + 32 b=1000 + 32 ADC images + SEG + SR + KOS
+        assert "PACS study DEMOACC003: 99 instances" in out
