@@ -25,6 +25,8 @@ from pydicom.uid import (
     LegacyConvertedEnhancedCTImageStorage,
 )
 
+from dicom_node.volume import diffusion
+
 _CT_IMAGE_CLASSES = {CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage}
 _DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"  # X-Ray Radiation Dose SR (PS3.4 B.5)
 _RADIOGRAPHY = {"CR", "DX"}
@@ -46,7 +48,8 @@ _SHARP_KERNEL = re.compile(r"(BONE|EDGE|DETAIL|SHARP|LUNG|\b(H|HR|BR|QR|J)[6-9]\
 class SeriesFacts:
     """What selection knows about one series. `text` is Series Description + Protocol Name
     (upper case) for keyword rules; `plane` is AXIAL, CORONAL, SAGITTAL, OBLIQUE or UNKNOWN;
-    `b_values` maps each diffusion b-value found to its SOP Instance UIDs."""
+    `b_values` maps each diffusion b-value found to its SOP Instance UIDs; `b_frames` maps it to
+    (SOP Instance UID, frame number) pairs for Enhanced MR images with per-frame b-values."""
 
     series_instance_uid: str
     modality: str
@@ -64,6 +67,12 @@ class SeriesFacts:
     series_number: int = 0
     sop_instance_uids: tuple[str, ...] = ()
     b_values: tuple[tuple[float, tuple[str, ...]], ...] = ()
+    b_frames: tuple[tuple[float, tuple[tuple[str, int], ...]], ...] = ()
+
+    def frames_at(self, b: float) -> tuple[tuple[str, int], ...]:
+        """The (SOP Instance UID, frame number) pairs of multi-frame images at b-value `b`;
+        empty when the series gives no per-frame b-values (read whole instances then)."""
+        return next((frames for value, frames in self.b_frames if value == b), ())
 
 
 @dataclass(frozen=True)
@@ -78,11 +87,15 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Choice:
-    """A chosen series in a role; `sop_instance_uids` empty means the whole series."""
+    """A chosen series in a role; `sop_instance_uids` empty means the whole series; `frames`,
+    when not empty, names the frames to read as (SOP Instance UID, 1-based frame number) pairs
+    (`dicom_node.volume.read_series(paths, frames=...)`), for multi-frame images whose frames
+    differ in role (b=0 and b=1000 frames of one Enhanced MR image)."""
 
     role: str
     series_instance_uid: str
     sop_instance_uids: tuple[str, ...] = ()
+    frames: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,72 +186,28 @@ def _plane(ds: Dataset, max_angle_deg: float = 30.0) -> str:
     return ("SAGITTAL", "CORONAL", "AXIAL")[axis]
 
 
-_PRIVATE_B_VALUES = (
-    # (group, element offset, private creator, how to read the value)
-    (0x0019, 0x0C, "SIEMENS MR HEADER", "number"),  # (0019,100C) B_value
-    (0x0043, 0x39, "GEMS_PARM_01", "ge"),  # (0043,1039) Slop_int_6..9: b-value first
-    (0x2001, 0x03, "Philips Imaging DD 001", "number"),  # (2001,1003) Diffusion B-Factor
-)
+_b_value = diffusion.b_value
 
 
-def _first_number(value: Any) -> float | None:
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace").strip(" \x00")
-    if isinstance(value, list | tuple) or (hasattr(value, "__len__")
-                                            and not isinstance(value, str | bytes)):
-        value = value[0] if len(value) else None
-    if isinstance(value, str):
-        value = value.split("\\")[0].strip()
-    try:
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _private_b_value(ds: Dataset) -> float | None:
-    """The b-value where each vendor keeps it in classic MR objects, found through its private
-    creator (PS3.5 7.8.1) so that another vendor's element at the same tag is never read."""
-    for group, offset, creator, kind in _PRIVATE_B_VALUES:
-        try:
-            block = ds.private_block(group, creator)
-            element = ds.get(block.get_tag(offset))
-        except (KeyError, ValueError):
-            continue
-        if element is None:
-            continue
-        value = _first_number(element.value)
-        if value is None:
-            continue
-        if kind == "ge" and value >= 1e9:
-            value -= 1e9  # GE adds 10^9 to the b-value on some releases
-        return value
-    return None
-
-
-def _b_value(ds: Dataset) -> float | None:
-    """Diffusion b-value: the standard attribute (PS3.3 C.8.13.5.9, also inside the Enhanced
-    MR per-frame MR Diffusion Sequence), then the vendors' private elements (Siemens
-    (0019,100C), GE (0043,1039), Philips (2001,1003)), then the conventions of Sequence Name
-    (``*ep_b1000t``) and Image Comments (``b=1000``)."""
-    value = _first_number(ds.get("DiffusionBValue"))
-    if value is not None:
-        return value
-    for group in (ds.get("SharedFunctionalGroupsSequence") or [])[:1]:
-        for item in (group.get("MRDiffusionSequence") or [])[:1]:
-            value = _first_number(item.get("DiffusionBValue"))
-            if value is not None:
-                return value
-    try:
-        value = _private_b_value(ds)
-    except (TypeError, ValueError, AttributeError):
-        value = None
-    if value is not None:
-        return value
-    for keyword, pattern in (("SequenceName", r"b(\d+)"), ("ImageComments", r"b\s*=\s*(\d+)")):
-        match = re.search(pattern, str(ds.get(keyword, "")), re.IGNORECASE)
-        if match:
-            return float(match.group(1))
-    return None
+def _b_values(headers: Sequence[Dataset]) -> tuple[
+        tuple[tuple[float, tuple[str, ...]], ...],
+        tuple[tuple[float, tuple[tuple[str, int], ...]], ...]]:
+    """Instances per b-value, and frames per b-value of the Enhanced MR images that give
+    b-values per frame (`diffusion.frame_b_values`; only their trace frames, see
+    `diffusion.trace_frames`). Such an instance is listed under each of its b-values."""
+    by_b: dict[float, list[str]] = {}
+    frames_by_b: dict[float, list[tuple[str, int]]] = {}
+    for ds in headers:
+        uid = str(ds.get("SOPInstanceUID", ""))
+        per_frame = diffusion.trace_frames(diffusion.frame_b_values(ds))
+        for b, numbers in per_frame.items():
+            by_b.setdefault(b, []).append(uid)
+            frames_by_b.setdefault(b, []).extend((uid, n) for n in numbers)
+        single = None if per_frame else _b_value(ds)
+        if single is not None:
+            by_b.setdefault(single, []).append(uid)
+    return (tuple((b, tuple(uids)) for b, uids in sorted(by_b.items())),
+            tuple((b, tuple(frames)) for b, frames in sorted(frames_by_b.items())))
 
 
 def series_facts(headers: Sequence[Dataset]) -> SeriesFacts:
@@ -247,11 +216,7 @@ def series_facts(headers: Sequence[Dataset]) -> SeriesFacts:
     image_type: list[str] = []
     for ds in headers:
         image_type.extend(v for v in _upper_values(ds.get("ImageType")) if v not in image_type)
-    by_b: dict[float, list[str]] = {}
-    for ds in headers:
-        b = _b_value(ds)
-        if b is not None:
-            by_b.setdefault(b, []).append(str(ds.get("SOPInstanceUID", "")))
+    b_values, b_frames = _b_values(headers)
     thickness = _number(first.get("SliceThickness"), float)
     text = " ".join(
         str(first.get(k, "")) for k in ("SeriesDescription", "ProtocolName")
@@ -275,7 +240,8 @@ def series_facts(headers: Sequence[Dataset]) -> SeriesFacts:
         presentation_intent=str(first.get("PresentationIntentType", "")).upper(),
         series_number=int(_number(first.get("SeriesNumber"), int) or 0),
         sop_instance_uids=tuple(str(ds.get("SOPInstanceUID", "") or "") for ds in headers),
-        b_values=tuple((b, tuple(uids)) for b, uids in sorted(by_b.items())),
+        b_values=b_values,
+        b_frames=b_frames,
     )
 
 

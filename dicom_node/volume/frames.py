@@ -9,11 +9,12 @@ Per-Frame Functional Groups Sequence, then in the Shared Functional Groups Seque
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydicom.dataset import Dataset
 
+from dicom_node.volume import mosaic
 from dicom_node.volume.errors import (
     EmptySeriesError,
     MissingGeometryError,
@@ -37,6 +38,13 @@ class FrameInfo:
     columns: int
     slope: float
     intercept: float
+    tile: int | None = None
+    tiles_per_row: int = 1
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """(SOP Instance UID, 1-based frame number); a single-frame image is its frame 1."""
+        return self.sop_instance_uid, self.frame_number or 1
 
 
 def _floats(value: Any, count: int) -> tuple[float, ...] | None:
@@ -130,6 +138,17 @@ def is_enhanced(ds: Dataset) -> bool:
     return "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
 
 
+def _mosaic_frames(index: int, ds: Dataset) -> list[FrameInfo]:
+    """One frame per tile of a Siemens mosaic, placed by `mosaic.layout`."""
+    if frame_count(ds) > 1:
+        raise MissingGeometryError(f"mosaic {ds.SOPInstanceUID} has more than one frame")
+    tiles = mosaic.layout(ds)
+    base = _classic_frame(index, ds)
+    return [replace(base, position=position, rows=tiles.rows, columns=tiles.columns, tile=t,
+                    tiles_per_row=tiles.tiles_per_row)
+            for t, position in enumerate(tiles.positions)]
+
+
 def _classic_frame(index: int, ds: Dataset) -> FrameInfo:
     frames = frame_count(ds)
     rows, columns = image_size(ds)
@@ -199,7 +218,8 @@ def _enhanced_frames(index: int, ds: Dataset) -> list[FrameInfo]:
 
 
 def frames_of(headers: Sequence[Dataset]) -> list[FrameInfo]:
-    """Every stored frame of the series, in file order.
+    """Every stored frame of the series, in file order; a Siemens mosaic gives one frame per
+    tile (`dicom_node.volume.mosaic`).
 
     Raises:
         EmptySeriesError: no headers.
@@ -218,6 +238,8 @@ def frames_of(headers: Sequence[Dataset]) -> list[FrameInfo]:
     for index, ds in enumerate(headers):
         if is_enhanced(ds):
             out.extend(_enhanced_frames(index, ds))
+        elif mosaic.is_mosaic(ds):
+            out.extend(_mosaic_frames(index, ds))
         else:
             out.append(_classic_frame(index, ds))
     if not out:

@@ -38,11 +38,13 @@ class ReadOptions:
 class SliceRef:
     """Which stored frame a slice of the volume came from. `frame_number` is 1-based for
     multi-frame instances (PS3.3 C.7.6.6) and None for single-frame ones; `header_index` points
-    into `SeriesVolume.headers`."""
+    into `SeriesVolume.headers`; `tile` is the slice's 0-based tile in a Siemens mosaic image
+    (`dicom_node.volume.mosaic`), None otherwise."""
 
     sop_instance_uid: str
     frame_number: int | None
     header_index: int
+    tile: int | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -2,12 +2,13 @@
 
 Two passes: headers first (no pixels), so that every geometric problem is found before anything
 is decoded; then the pixels, decoded straight into the volume in slice order. Works for classic
-single-frame CT/MR images (PS3.3 A.3, A.4) and Enhanced CT/MR multi-frame images (A.38, A.36).
+single-frame CT/MR images (PS3.3 A.3, A.4), Siemens MR mosaics, and Enhanced CT/MR multi-frame
+images (A.38, A.36), whole or a chosen subset of their frames.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,15 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from dicom_node.volume import mosaic
 from dicom_node.volume.errors import (
+    EmptySeriesError,
     GantryTiltError,
     MissingGeometryError,
     MixedSizeError,
     SeriesReadError,
 )
-from dicom_node.volume.frames import FrameInfo, frames_of, tolerant_float
+from dicom_node.volume.frames import FrameInfo, frame_count, frames_of, tolerant_float
 from dicom_node.volume.geometry import StackGeometry, analyse_stack, untilt
 from dicom_node.volume.model import ReadOptions, SeriesVolume, SliceRef
 from dicom_node.volume.pixels import check_greyscale, read_frames
@@ -65,10 +68,11 @@ def _fallback_step(headers: Sequence[Dataset], frames: Sequence[FrameInfo]) -> f
 
 
 def _decode(
-    paths: Sequence[str | Path], frames: Sequence[FrameInfo], order: Sequence[int],
-    shape: tuple[int, int], rescale: bool,
+    paths: Sequence[str | Path], headers: Sequence[Dataset], frames: Sequence[FrameInfo],
+    order: Sequence[int], shape: tuple[int, int], rescale: bool,
 ) -> np.ndarray:
-    """Stored values (rescaled when `rescale`) of every frame, placed in slice order."""
+    """Stored values (rescaled when `rescale`) of every frame, placed in slice order; a mosaic
+    frame is cut out of its stored frame by its tile number."""
     slot = {index: k for k, index in enumerate(order)}
     by_file: dict[int, list[int]] = {}
     for index, frame in enumerate(frames):
@@ -76,16 +80,34 @@ def _decode(
     voxels = np.empty((len(frames), *shape), dtype=np.float32)
     # Files in the order of their first slice: sequential reads for a sorted spool folder.
     for header_index in sorted(by_file, key=lambda h: min(slot[i] for i in by_file[h])):
-        indices = by_file[header_index]
-        stored = read_frames(paths[header_index], len(indices))
-        for position, index in enumerate(indices):
+        stored = read_frames(paths[header_index], frame_count(headers[header_index]))
+        for index in by_file[header_index]:
             frame = frames[index]
             target = voxels[slot[index]]
-            target[...] = stored[position]
+            plane = stored[(frame.frame_number or 1) - 1]
+            if frame.tile is not None:
+                plane = mosaic.tile(plane, frame.tiles_per_row, frame.tile)
+            target[...] = plane
             if rescale and (frame.slope != 1.0 or frame.intercept != 0.0):
                 target *= np.float32(frame.slope)
                 target += np.float32(frame.intercept)
     return voxels
+
+
+def _keep(frames: list[FrameInfo], wanted: Collection[tuple[str, int]] | None
+          ) -> list[FrameInfo]:
+    """The frames named in `wanted` ((SOP Instance UID, frame number) pairs), all when None.
+
+    Raises:
+        EmptySeriesError: none of the named frames is in the files.
+    """
+    if wanted is None:
+        return frames
+    chosen = set(wanted)
+    kept = [f for f in frames if f.key in chosen]
+    if not kept:
+        raise EmptySeriesError(f"none of the {len(chosen)} requested frame(s) is in the files")
+    return kept
 
 
 def _check_tilt(geometry: StackGeometry, options: ReadOptions) -> bool:
@@ -101,9 +123,15 @@ def _check_tilt(geometry: StackGeometry, options: ReadOptions) -> bool:
 
 
 def read_series(
-    paths: Sequence[str | Path], options: ReadOptions | None = None
+    paths: Sequence[str | Path], options: ReadOptions | None = None, *,
+    frames: Collection[tuple[str, int]] | None = None,
 ) -> SeriesVolume:
     """Reads one series (its files, in any order) into a volume sorted along the slice normal.
+
+    `frames`, when given, names the frames to read as (SOP Instance UID, 1-based frame number)
+    pairs (a single-frame image, a mosaic included, is its frame 1): the b=1000 frames of an
+    Enhanced MR diffusion instance whose other frames are b=0 images at the same positions, say
+    (PS3.3 C.8.13.5.9). Siemens mosaics are unpacked into their slices (`volume.mosaic`).
 
     CT values become Hounsfield units through Rescale Slope / Intercept (PS3.3 C.11.1.1.2,
     per frame for Enhanced CT, C.7.6.16.2.9); other modalities keep stored values.
@@ -115,24 +143,24 @@ def read_series(
     """
     options = options or ReadOptions()
     headers = read_headers(paths)
-    frames = frames_of(headers)
-    rows, columns, row_spacing, column_spacing = _common_size(frames)
+    infos = _keep(frames_of(headers), frames)
+    rows, columns, row_spacing, column_spacing = _common_size(infos)
     for ds in headers:
         check_greyscale(ds)
     geometry = analyse_stack(
-        [f.position for f in frames],
-        [f.orientation for f in frames],
+        [f.position for f in infos],
+        [f.orientation for f in infos],
         options,
-        _fallback_step(headers, frames),
+        _fallback_step(headers, infos),
     )
-    if len(frames) < options.min_slices:
+    if len(infos) < options.min_slices:
         raise MissingGeometryError(
-            f"{len(frames)} slice(s); at least {options.min_slices} needed for a volume"
+            f"{len(infos)} slice(s); at least {options.min_slices} needed for a volume"
         )
     resample = _check_tilt(geometry, options)
     modality = str(headers[0].get("Modality", ""))
     rescale = modality == "CT"
-    voxels = _decode(paths, frames, geometry.order, (rows, columns), rescale)
+    voxels = _decode(paths, headers, infos, geometry.order, (rows, columns), rescale)
     if resample:
         shift_px = (geometry.shift_mm[0] / column_spacing, geometry.shift_mm[1] / row_spacing)
         voxels = untilt(voxels, shift_px, fill=float(voxels.min()))
@@ -140,10 +168,11 @@ def read_series(
     # Headers in the order their first slice appears, so header 0 is the first slice's.
     first_seen: dict[int, int] = {}
     for index in geometry.order:
-        first_seen.setdefault(frames[index].header_index, len(first_seen))
+        first_seen.setdefault(infos[index].header_index, len(first_seen))
     refs = tuple(
         SliceRef(
-            frames[i].sop_instance_uid, frames[i].frame_number, first_seen[frames[i].header_index]
+            infos[i].sop_instance_uid, infos[i].frame_number, first_seen[infos[i].header_index],
+            infos[i].tile,
         )
         for i in geometry.order
     )
