@@ -11,6 +11,7 @@ import pytest
 from dicom_node.selection import series_facts
 from dicom_node.volume import DuplicatePositionError, EmptySeriesError, read_series
 from dicom_node.volume.diffusion import b_value
+from dicom_node.volume.sources import on_source_frames
 from tests.unit.dicom_node.volume.diffusion_builders import enhanced_diffusion
 from tests.unit.dicom_node.volume.mosaic_builders import mosaic_image
 from tests.unit.dicom_node.volume.volume_builders import build, write
@@ -92,3 +93,22 @@ def test_mosaic_b_value_from_the_csa_header_or_the_private_element(count_in: str
                       count_in=count_in, b_value=1000)
     assert b_value(ds) == 1000.0
     assert series_facts([ds]).b_values == ((1000.0, (ds.SOPInstanceUID,)),)
+
+
+def test_a_mask_goes_back_onto_the_frames_it_was_read_from(enhanced, tmp_path: Path) -> None:
+    path, v, ds = enhanced
+    volume = read_series([path], frames=series_facts([ds]).frames_at(1000.0))
+    mask = (volume.voxels > 1500).astype(np.uint8)
+    sources, frames = on_source_frames(volume, mask)
+    assert [s.SOPInstanceUID for s in sources] == [ds.SOPInstanceUID]
+    assert frames.shape == (24, *SHAPE[1:])
+    np.testing.assert_array_equal(frames[2::4], mask)  # the trace frames: 3, 7, 11, ...
+    assert not frames[0::4].any() and not frames[1::4].any() and not frames[3::4].any()
+
+    tiles = mosaic_image(v["trace"], (5.0, 1.8, 1.6), origin=(0, 0, 0))
+    mosaic_path = tmp_path / "mosaic.dcm"
+    tiles.save_as(mosaic_path, enforce_file_format=True)
+    unpacked = read_series([str(mosaic_path)])
+    sources, frames = on_source_frames(unpacked, unpacked.voxels)
+    assert len(sources) == 1 and frames.shape == (1, tiles.Rows, tiles.Columns)
+    np.testing.assert_array_equal(frames[0], tiles.pixel_array.astype(np.float32))
