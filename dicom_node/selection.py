@@ -1,7 +1,8 @@
 """Which series of a study a pipeline reads, decided from headers alone, with the reasons.
 
 `series_facts` reduces each series' headers (no pixels) to the few facts selection needs;
-`select_ich`, `select_stroke` and `select_fracture` are pure functions of those facts. Every
+`select_ich` and `select_fracture` are pure functions of those facts (the stroke selector
+lives with its pipeline definition, `workers.pipelines.stroke`). Every
 series gets a verdict with its reasons, whether chosen or not, so the job record can say why a
 study was read the way it was, or why it was not read at all.
 
@@ -353,79 +354,6 @@ def select_ich(facts: Sequence[SeriesFacts], criteria: IchCriteria | None = None
 
 
 # --- stroke MR ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StrokeCriteria:
-    """Accepted range of the highest b-value (s/mm2) of the DWI series, and the target."""
-
-    min_b: float = 500.0
-    max_b: float = 2000.0
-    target_b: float = 1000.0
-    excluded_types: tuple[str, ...] = ("FA", "EXP", "EADC", "TENSOR")
-
-
-def _is_adc(f: SeriesFacts) -> bool:
-    return "ADC" in f.image_type or bool(re.search(r"(\bADC\b|APPARENT DIFFUSION)", f.text))
-
-
-def select_stroke(
-    facts: Sequence[SeriesFacts], criteria: StrokeCriteria | None = None
-) -> Selection:
-    """The DWI instances at the highest b-value (about 1000) and the ADC map for stroke."""
-    c = criteria or StrokeCriteria()
-    verdicts: dict[str, list[str]] = {}
-    dwi: list[tuple[float, SeriesFacts]] = []
-    adc: list[SeriesFacts] = []
-    for f in facts:
-        reasons = [] if f.modality == "MR" else [f"modality {f.modality or 'absent'}, not MR"]
-        reasons += [r for r in _non_image_reasons(f) if not r.startswith("derived")]
-        if f.plane not in ("AXIAL", "UNKNOWN"):
-            reasons.append(f"{f.plane.lower()} orientation, not axial")
-        excluded = sorted({x for x in c.excluded_types if x in f.image_type})
-        if not reasons and _is_adc(f):
-            adc.append(f)
-        elif not reasons and excluded:
-            reasons.append(f"diffusion derivative ({', '.join(excluded)}), not DWI or ADC")
-        elif not reasons and f.b_values:
-            top = f.b_values[-1][0]
-            if c.min_b <= top <= c.max_b:
-                dwi.append((top, f))
-            else:
-                reasons.append(f"highest b-value {top:g} outside {c.min_b:g}-{c.max_b:g}")
-        elif not reasons:
-            reasons.append("neither diffusion-weighted (no b-value) nor ADC")
-        verdicts[f.series_instance_uid] = reasons
-    dwi.sort(key=lambda item: (abs(item[0] - c.target_b), -item[1].images, item[1].series_number))
-    choices: list[Choice] = []
-    roles: dict[str, str] = {}
-    if dwi:
-        top, chosen = dwi[0]
-        instances = chosen.b_values[-1][1]
-        choices.append(Choice("dwi", chosen.series_instance_uid, instances))
-        roles[chosen.series_instance_uid] = "dwi"
-        adc.sort(key=lambda f: (f.images != len(instances), f.series_number))
-    if dwi and adc:
-        choices.append(Choice("adc", adc[0].series_instance_uid))
-        roles[adc[0].series_instance_uid] = "adc"
-    if len(choices) < 2:
-        choices = []  # DWI and ADC are read together or not at all
-        roles = {}
-    out = []
-    for f in facts:
-        reasons = verdicts[f.series_instance_uid]
-        role = roles.get(f.series_instance_uid)
-        if role == "dwi":
-            reasons = [f"chosen as DWI: {len(choices[0].sop_instance_uids)} images at "
-                       f"b={f.b_values[-1][0]:g}"]
-        elif role == "adc":
-            reasons = ["chosen as ADC map"]
-        elif not reasons:
-            reasons = ["usable but another series was preferred"
-                       if (dwi and adc) else "no complete DWI + ADC pair in the study"]
-        out.append(Verdict(f.series_instance_uid, not verdicts[f.series_instance_uid],
-                           tuple(reasons), role))
-    return Selection("stroke", tuple(choices), tuple(out))
 
 
 # --- fracture radiographs ----------------------------------------------------------------------

@@ -48,11 +48,12 @@ def _stored(values: np.ndarray) -> np.ndarray:
 
 
 def diffusion_series(b0: Volume, dwi: Volume, adc: Volume | None, *, identity: StudyIdentity,
-                     frame_of_reference_uid: str,
-                     place_b: BPlacement = b_in_comments) -> list[Dataset]:
+                     frame_of_reference_uid: str, place_b: BPlacement = b_in_comments,
+                     adc_frame_of_reference_uid: str | None = None) -> list[Dataset]:
     """An MR diffusion acquisition as a scanner sends it: one DWI series with the b=0 and the
     b=1000 images (the b-value where `place_b` puts it), and the ADC map as its own series
-    (DERIVED\\PRIMARY\\DIFFUSION\\ADC) on its own grid, unless `adc` is None."""
+    (DERIVED\\PRIMARY\\DIFFUSION\\ADC) on its own grid, unless `adc` is None; in its own
+    Frame of Reference when `adc_frame_of_reference_uid` says so."""
     spec = SeriesSpec(modality="MR", series_description="ep2d_diff_tra b0 b1000 TRACEW",
                       series_number=5, body_part="BRAIN",
                       frame_of_reference_uid=frame_of_reference_uid,
@@ -69,6 +70,8 @@ def diffusion_series(b0: Volume, dwi: Volume, adc: Volume | None, *, identity: S
     if adc is not None:
         adc_spec = replace(spec, series_description="ep2d_diff_tra_ADC", series_number=6,
                            series_instance_uid=generate_uid(SYNTH_UID_ROOT),
+                           frame_of_reference_uid=(adc_frame_of_reference_uid
+                                                   or frame_of_reference_uid),
                            image_type=("DERIVED", "PRIMARY", "DIFFUSION", "ADC"))
         datasets.extend(volume_series(_stored(adc.array), adc.spacing, identity=identity,
                                       spec=adc_spec, **_geometry(adc)))

@@ -8,6 +8,7 @@ Orthanc (tests/peers/orthanc.py) and loopback HTTP servers (the outbox tests' `h
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,6 +133,30 @@ def all_delivered(node: Node, studies: set[str]) -> bool:
             output_table.c.planned_at.is_(None))).scalar_one()
     rows = deliveries(node)
     return unplanned == 0 and bool(rows) and all(r["state"] == "delivered" for r in rows)
+
+
+def settled(node: Node, studies: set[str]) -> bool:
+    """True when every study has a finished job (whatever its outcome), every output is
+    planned, and each study has delivery rows, all delivered or dead: nothing left to wait for.
+    """
+    found = jobs(node)
+    if not studies <= set(found) or any(
+            found[s]["state"] not in ("succeeded", "failed", "dead_lettered") for s in studies):
+        return False
+    with node.engine.connect() as conn:
+        unplanned = conn.execute(sa.select(sa.func.count()).select_from(output_table).where(
+            output_table.c.planned_at.is_(None))).scalar_one()
+    rows = deliveries(node)
+    with_rows = {r["study_instance_uid"] for r in rows}
+    answered = {s for s in studies if found[s]["outcome"] is not None}
+    return (unplanned == 0 and answered <= with_rows
+            and all(r["state"] in ("delivered", "dead") for r in rows))
+
+
+def job_result(row: dict[str, Any]) -> dict[str, Any]:
+    """A job row's result as a dict (SQLite hands JSON back as text)."""
+    value = row["result"]
+    return value if isinstance(value, dict) else dict(json.loads(value))
 
 
 # ---------------------------------------------------------------- the facade

@@ -48,8 +48,9 @@ class StrokeCase:
     lesions: tuple[StrokeLesionSpec, ...]
     place_b: BPlacement
     adc: str = "same-grid"
-    """`same-grid`, `other-grid` (the ADC map at half the in-plane resolution) or `none`
-    (the node computes the ADC from the b=0 and b=1000 images)."""
+    """`same-grid`, `other-grid` (the ADC map at half the in-plane resolution), `other-frame`
+    (in another Frame of Reference, shifted: registered) or `none` (the node computes the ADC
+    from the b=0 and b=1000 images)."""
     seed: int = 3
 
 
@@ -61,6 +62,9 @@ CASES: tuple[StrokeCase, ...] = (
     StrokeCase("left-philips-adc-other-grid", (StrokeLesionSpec("left", 13.0),), philips,
                adc="other-grid", seed=7),
     StrokeCase("normal-comments", (), b_in_comments, seed=11),
+    # the ADC map in another Frame of Reference, its content 4/-3/2 mm off: registered rigidly
+    StrokeCase("left-adc-other-frame", (StrokeLesionSpec("left", 13.0),), siemens,
+               adc="other-frame", seed=13),
 )
 
 
@@ -75,6 +79,17 @@ class WrittenStroke:
     def truth_ml(self) -> float:
         voxel_ml = float(np.prod(self.phantom.dwi.spacing)) / 1000.0
         return float(self.phantom.truth.sum()) * voxel_ml
+
+
+SHIFT_MM = (4.0, -3.0, 2.0)
+"""Where the other-frame ADC's content lies relative to the DWI's, in LPS mm."""
+
+
+def _shifted(volume: Volume, shift_mm: tuple[float, float, float]) -> Volume:
+    """The same voxels placed `shift_mm` away (as if the patient moved between series)."""
+    affine = volume.affine.copy()
+    affine[:3, 3] += np.asarray(shift_mm)
+    return Volume(array=volume.array, spacing=volume.spacing, affine=affine)
 
 
 def _coarser(volume: Volume) -> Volume:
@@ -93,9 +108,12 @@ def write_stroke_study(folder: Path, case: StrokeCase, index: int) -> WrittenStr
                              patient_name=f"Stroke^Case{index}",
                              accession_number=f"STK{index:05d}",
                              study_description="MR BRAIN WO CONTRAST")
-    adc = {"same-grid": phantom.adc, "other-grid": _coarser(phantom.adc), "none": None}
+    adc = {"same-grid": phantom.adc, "other-grid": _coarser(phantom.adc),
+           "other-frame": _shifted(phantom.adc, SHIFT_MM), "none": None}
+    frame = f"1.2.826.0.1.3680043.10.1563.7.{index}"
     datasets = diffusion_series(phantom.b0, phantom.dwi, adc[case.adc], identity=identity,
-                                frame_of_reference_uid=f"1.2.826.0.1.3680043.10.1563.7.{index}",
-                                place_b=case.place_b)
+                                frame_of_reference_uid=frame, place_b=case.place_b,
+                                adc_frame_of_reference_uid=(f"{frame}.2" if case.adc ==
+                                                            "other-frame" else None))
     paths = write_series(datasets, str(folder / case.name))
     return WrittenStroke(case, identity.study_instance_uid, [Path(p) for p in paths], phantom)

@@ -12,12 +12,10 @@ source's, the ORU parses strictly and the FHIR Bundle parses as R4.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pydicom
 import pytest
@@ -31,9 +29,11 @@ from tests.e2e.e2e_support import (
     dciodvfy_errors,
     deliveries,
     download_series,
+    job_result,
     jobs,
     node_settings,
     running_node,
+    settled,
     study_series,
     wait_until,
 )
@@ -58,17 +58,6 @@ class Run:
     logged: str
 
 
-def _finished(node: Node, corpus: list[WrittenCase]) -> bool:
-    rows = jobs(node)
-    studies = {c.study_instance_uid for c in corpus}
-    if not studies <= set(rows):
-        return False
-    if any(rows[s]["state"] not in ("succeeded", "failed", "dead_lettered") for s in studies):
-        return False
-    sent = deliveries(node)
-    return bool(sent) and all(d["state"] in ("delivered", "dead") for d in sent)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     folder = tmp_path_factory.mktemp("corpus")
@@ -87,7 +76,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 for case in corpus:
                     sent = storescu(node.server.port, case.files, calling=SENDER)
                     assert sent.returncode == 0, (case.case.name, sent.stdout[-2000:])
-                wait_until(lambda: _finished(node, corpus), timeout=600,
+                uids = {c.study_instance_uid for c in corpus}
+                wait_until(lambda: settled(node, uids), timeout=600,
                            what="every corpus study analysed or reported and delivered")
                 yield Run(node, pacs, corpus, folder, "\n".join(handler.lines))
     finally:
@@ -106,11 +96,6 @@ class _Collect(logging.Handler):
             self.lines.append(str(record.exc_info[1]))
 
 
-def _result(row: dict[str, Any]) -> dict[str, Any]:
-    value = row["result"]
-    return value if isinstance(value, dict) else json.loads(value)
-
-
 @pytest.mark.parametrize("name", [c.name for c in CASES])
 def test_each_study_gets_its_outcome_in_one_attempt(run: Run, name: str) -> None:
     case = next(c for c in run.corpus if c.case.name == name)
@@ -119,7 +104,7 @@ def test_each_study_gets_its_outcome_in_one_attempt(run: Run, name: str) -> None
     assert row["state"] != "dead_lettered", row["last_error"]
     assert row["attempts"] == 1, (row["state"], row["error_reason"], row["last_error"])
     assert row["outcome"] == case.case.outcome, (row["state"], row["last_error"])
-    result = _result(row)
+    result = job_result(row)
     kinds = sorted(o["kind"] for o in result["outputs"])
     assert {"dicom", "fhir-bundle", "hl7-oru"} <= set(kinds)
     if case.case.outcome == "not_analysed":
@@ -155,7 +140,7 @@ def test_each_report_reaches_the_pacs_valid_and_with_the_source_identity(
 @pytest.mark.parametrize("name", [c.name for c in CASES])
 def test_each_study_has_a_strict_oru_and_an_r4_bundle(run: Run, name: str) -> None:
     case = next(c for c in run.corpus if c.case.name == name)
-    result = _result(jobs(run.node)[case.study_instance_uid])
+    result = job_result(jobs(run.node)[case.study_instance_uid])
     by_kind = {o["kind"]: Path(o["path"]) for o in result["outputs"] if o["kind"] != "dicom"}
     message = parse_message(by_kind["hl7-oru"].read_text(encoding="utf-8").replace("\n", "\r"),
                             validation_level=1)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 import pytest
 from hl7apy.parser import parse_message
@@ -30,13 +31,15 @@ from tests.e2e.e2e_support import (
     dciodvfy_errors,
     deliveries,
     download_series,
+    job_result,
     jobs,
     node_settings,
     running_node,
+    settled,
     study_series,
     wait_until,
 )
-from tests.e2e.stroke_studies import CASES, WrittenStroke, write_stroke_study
+from tests.e2e.stroke_studies import CASES, SHIFT_MM, WrittenStroke, write_stroke_study
 from tests.peers import pixelmed
 from tests.peers.dcmtk import storescu
 from tests.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
@@ -53,15 +56,6 @@ class Run:
     studies: list[WrittenStroke]
 
 
-def _done(node: Node, studies: list[WrittenStroke]) -> bool:
-    rows = jobs(node)
-    if not all(s.study_instance_uid in rows and rows[s.study_instance_uid]["state"] in (
-            "succeeded", "failed", "dead_lettered") for s in studies):
-        return False
-    sent = deliveries(node)
-    return bool(sent) and all(d["state"] in ("delivered", "dead") for d in sent)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     folder = tmp_path_factory.mktemp("stroke")
@@ -75,18 +69,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             for study in studies:
                 sent = storescu(node.server.port, study.files, calling=SENDER)
                 assert sent.returncode == 0, sent.stdout[-2000:]
-            wait_until(lambda: _done(node, studies), timeout=600,
+            uids = {s.study_instance_uid for s in studies}
+            wait_until(lambda: settled(node, uids), timeout=600,
                        what="every stroke study analysed and delivered")
             yield Run(node, pacs, studies)
 
 
 def _case(run: Run, name: str) -> WrittenStroke:
     return next(s for s in run.studies if s.case.name == name)
-
-
-def _result(row: dict[str, Any]) -> dict[str, Any]:
-    value = row["result"]
-    return value if isinstance(value, dict) else json.loads(value)
 
 
 def _items(item: Any, code: str) -> list[Any]:
@@ -110,11 +100,18 @@ def test_each_study_gets_a_result_in_one_attempt(run: Run, name: str) -> None:
     row = jobs(run.node)[study.study_instance_uid]
     assert (row["pipeline"], row["state"], row["attempts"], row["outcome"]) == (
         "stroke", "succeeded", 1, "result"), row["last_error"]
-    selection = json.loads(_result(row)["summary"]["selection"])
+    selection = json.loads(job_result(row)["summary"]["selection"])
     roles = sorted(c["role"] for c in selection["chosen"])
     assert roles == (["b0", "dwi"] if study.case.adc == "none" else ["adc", "dwi"])
     assert all(d["state"] == "delivered" for d in deliveries(run.node)
                if d["study_instance_uid"] == study.study_instance_uid)
+    summary = job_result(row)["summary"]
+    if study.case.adc == "other-frame":
+        # the registration is reported in the job: it found the ADC's shift
+        assert summary["adc_registration_translation_mm"] == pytest.approx(
+            float(np.linalg.norm(SHIFT_MM)), abs=1.0)
+    else:
+        assert not any(key.endswith("registration_translation_mm") for key in summary)
 
 
 @pytest.mark.parametrize("name", [c.name for c in CASES])
@@ -148,7 +145,7 @@ def test_results_in_the_pacs_are_valid_and_measure_the_core(
     assert [ln for ln in check.stderr.splitlines() if ln.startswith("Error")] == []
     [volume] = [v for v in _items(sr, "118565006") if not _items(v, "56851009")
                 and v.ValueType == "NUM"][:1]
-    summary = _result(jobs(run.node)[study.study_instance_uid])["summary"]
+    summary = job_result(jobs(run.node)[study.study_instance_uid])["summary"]
     assert _number(volume) == pytest.approx(study.truth_ml, rel=0.05), summary
     [count] = _items(sr, "246206008")
     assert int(_number(count)) == len(study.case.lesions)
@@ -161,7 +158,7 @@ def test_results_in_the_pacs_are_valid_and_measure_the_core(
 def test_the_ehr_gets_the_volume_and_the_priority_follows_it(run: Run, name: str) -> None:
     study = _case(run, name)
     row = jobs(run.node)[study.study_instance_uid]
-    result = _result(row)
+    result = job_result(row)
     positive = bool(study.case.lesions)
     assert (result.get("priority_flag") is not None) is (positive and study.truth_ml >= 1.0)
     paths = {o["kind"]: Path(o["path"]) for o in result["outputs"] if o["kind"] != "dicom"}

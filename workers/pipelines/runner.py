@@ -21,16 +21,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_node.encode.types import AlgorithmInfo
 from dicom_node.errors import PermanentError as DicomPermanentError
 from dicom_node.selection import Selection, study_facts
 from dicom_node.volume import SeriesVolume, read_headers, read_series
-from dicom_node.volume.resample import resample_onto
+from dicom_node.volume.registration import align_onto
+from dicom_node.volume.sources import on_source_frames
 from inference.errors import PermanentInferenceError
 from inference.registry import ModelRegistry
 from inference.types import Prediction, StudyInput, Volume
@@ -88,8 +91,9 @@ class StudyPipeline:
             return self.reporter.not_analysed(
                 context, f"no usable {d.target_label} input ({reasons})", "no_usable_series",
                 headers, summary)
+        registrations: dict[str, Summary] = {}
         try:
-            volumes = self._read(selection, files, headers)
+            volumes = self._read(selection, files, headers, registrations)
         except DicomPermanentError as exc:
             code = getattr(exc, "reason", "unreadable_series")
             return self.reporter.not_analysed(
@@ -99,7 +103,12 @@ class StudyPipeline:
         prediction = self._predict(
             StudyInput(volumes={role: _model_volume(v) for role, v in volumes.items()}),
             {**d.model_options(facts, selection), **self.predict_options})
+        for role, report in registrations.items():
+            summary.update({f"{role}_{key}": value for key, value in report.items()})
         sources = [primary.headers[r.header_index] for r in primary.slice_refs]
+        if any(r.tile is not None for r in primary.slice_refs):
+            # mosaic slices: the SEG's frames are the stored mosaics, masks packed into tiles
+            sources, prediction = _on_mosaics(primary, prediction)
         voxel_mm3 = float(primary.spacing[0] * primary.spacing[1] * primary.spacing[2])
         findings = mapping.dicom_findings(prediction, d.finding_site, voxel_mm3,
                                           d.seg_property_type)
@@ -118,10 +127,12 @@ class StudyPipeline:
         """The not-analysed report after a deterministic failure of `run`."""
         return self.reporter.not_analysed(context, reason, code)
 
-    def _read(self, selection: Selection, files: Sequence[str],
-              headers: Sequence[Dataset]) -> dict[str, SeriesVolume]:
-        """One volume per role of the definition; every role after the first is resampled
-        onto the primary role's grid by patient coordinates when the grids differ."""
+    def _read(self, selection: Selection, files: Sequence[str], headers: Sequence[Dataset],
+              registrations: dict[str, Summary]) -> dict[str, SeriesVolume]:
+        """One volume per role of the definition (the chosen instances, or frames of a
+        multi-frame image); every role after the first is brought onto the primary role's grid:
+        resampled by patient coordinates in one Frame of Reference, registered rigidly across
+        two (each registration's report goes into `registrations` by role)."""
         by_uid = {str(h.get("SOPInstanceUID", "")): f for f, h in zip(files, headers,
                                                                         strict=True)}
         by_series: dict[str, list[str]] = {}
@@ -134,9 +145,11 @@ class StudyPipeline:
                 continue
             chosen = ([by_uid[u] for u in choice.sop_instance_uids if u in by_uid]
                       if choice.sop_instance_uids else by_series[choice.series_instance_uid])
-            volume = read_series(chosen)
+            volume = read_series(chosen, frames=choice.frames or None)
             if volumes:
-                volume = resample_onto(volume, volumes[self.definition.primary_role])
+                volume, report = align_onto(volume, volumes[self.definition.primary_role])
+                if report is not None:
+                    registrations[role] = report.summary()
             volumes[role] = volume
         return volumes
 
@@ -150,6 +163,15 @@ class StudyPipeline:
         return AlgorithmInfo(name=card.name, version=card.version,
                              manufacturer=card.manufacturer, model_name=card.id,
                              weights_sha256=card.weights_sha256)
+
+
+def _on_mosaics(volume: SeriesVolume, prediction: Prediction
+                ) -> tuple[list[Dataset], Prediction]:
+    """The stored mosaic images as sources, and each mask packed into their tiles."""
+    stored, _ = on_source_frames(volume, np.zeros(volume.shape, np.uint8))
+    masks = tuple(replace(m, mask=on_source_frames(volume, m.mask)[1])
+                  for m in prediction.masks)
+    return list(stored), replace(prediction, masks=masks)
 
 
 def _model_volume(volume: SeriesVolume) -> Volume:

@@ -95,14 +95,18 @@ def select_stroke(facts: Sequence[SeriesFacts],
     choices: list[Choice] = []
     if dwi:
         chosen = dwi[0]
-        top_uids = chosen.b_values[-1][1]
-        choices.append(Choice("dwi", chosen.series_instance_uid, top_uids))
-        adc.sort(key=lambda f: (f.images != len(top_uids), f.series_number))
-        b0 = [uids for b, uids in chosen.b_values if b <= c.max_b0]
+        top_b, top_uids = chosen.b_values[-1]
+        top_frames = chosen.frames_at(top_b)
+        # images (or frames of a multi-frame image) at the top b: what the ADC must match
+        slices = len(top_frames) or len(top_uids)
+        choices.append(Choice("dwi", chosen.series_instance_uid, top_uids, top_frames))
+        adc.sort(key=lambda f: (f.images != slices, f.series_number))
+        b0 = [(b, uids) for b, uids in chosen.b_values if b <= c.max_b0]
         if adc:
             choices.append(Choice("adc", adc[0].series_instance_uid))
-        elif b0 and len(b0[0]) == len(top_uids):
-            choices.append(Choice("b0", chosen.series_instance_uid, b0[0]))
+        elif b0 and (len(chosen.frames_at(b0[0][0])) or len(b0[0][1])) == slices:
+            choices.append(Choice("b0", chosen.series_instance_uid, b0[0][1],
+                                  chosen.frames_at(b0[0][0])))
     if len(choices) < 2:
         choices = []  # the DWI is read with an ADC (given or computable) or not at all
     roles = {ch.series_instance_uid: ch.role for ch in choices if ch.role != "b0"}
@@ -113,8 +117,8 @@ def select_stroke(facts: Sequence[SeriesFacts],
         text: tuple[str, ...]
         if role == "dwi":
             b0_note = "; b=0 images for the ADC" if any(ch.role == "b0" for ch in choices) else ""
-            text = (f"chosen as DWI: {len(choices[0].sop_instance_uids)} images at "
-                    f"b={_top_b(f):g}{b0_note}",)
+            count = len(choices[0].frames) or len(choices[0].sop_instance_uids)
+            text = (f"chosen as DWI: {count} images at b={_top_b(f):g}{b0_note}",)
         elif role == "adc":
             text = ("chosen as ADC map",)
         elif own:

@@ -16,7 +16,6 @@ from dicom_node.selection import (
     IchCriteria,
     select_fracture,
     select_ich,
-    select_stroke,
     series_facts,
     study_facts,
 )
@@ -29,6 +28,7 @@ from dicom_node.synth import (
 )
 from dicom_node.volume.synth_enhanced import enhanced_series
 from tests.unit.dicom_node.volume.volume_builders import ODD_HEADERS, odd_series
+from workers.pipelines.stroke import select_stroke
 
 STUDY = StudyIdentity()
 AXIAL = {"row_direction": (1, 0, 0), "column_direction": (0, 1, 0)}
@@ -221,11 +221,20 @@ def test_stroke_reads_the_siemens_private_b_value() -> None:
     assert [b for b, _ in series_facts(dwi).b_values] == [0.0, 1000.0]
 
 
-def test_stroke_without_adc_is_not_selected() -> None:
+def test_stroke_without_adc_reads_the_b0_images_to_compute_it() -> None:
     dwi = mr({0: 10, 1000: 10}, "dwi", 5)
     selection = select_stroke([series_facts(dwi)])
+    assert selection.ok
+    b0 = {ds.SOPInstanceUID for ds in dwi if ds.ImageComments == "b=0"}
+    assert set(selection.series_for("b0").sop_instance_uids) == b0 and len(b0) == 10
+    assert "b=0 images for the ADC" in selection.verdicts[0].reasons[0]
+
+
+def test_stroke_without_adc_and_without_b0_is_not_selected() -> None:
+    dwi = mr({1000: 10}, "dwi", 5)
+    selection = select_stroke([series_facts(dwi)])
     assert not selection.ok
-    assert "no complete DWI + ADC pair" in selection.verdicts[0].reasons[0]
+    assert "no DWI with an ADC map or b=0 images" in selection.verdicts[0].reasons[0]
 
 
 def test_fracture_takes_presentation_radiographs_only() -> None:
