@@ -1,11 +1,10 @@
-"""Fixtures shared by every tier: free ports, databases (SQLite and the real PostgreSQL), and an
-in-process node on loopback."""
+"""Fixtures shared by every tier: databases (SQLite and the real PostgreSQL), an in-process node
+on loopback, a throwaway PKI, and the CI rule that a missing real peer fails the run. Plain
+helpers (ports, waiting, PostgreSQL schemas, peers) live in `tests.support`."""
 
 from __future__ import annotations
 
 import os
-import socket
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,31 +12,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-PG_ADMIN_URL = os.environ.get(
-    "INFERNODE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.postgres import PG_ADMIN_URL, fresh_schema
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL)
     try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        with fresh_schema() as url:
+            yield url
     except sa.exc.OperationalError as exc:  # pragma: no cover - CI starts PostgreSQL
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc}")
-    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 @pytest.fixture
@@ -77,7 +62,7 @@ def node_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway CA with server (127.0.0.1) and client certificates, for DICOM over TLS."""
-    from tests.peers.pki import make_pki
+    from tests.support.peers.pki import make_pki
 
     return make_pki(tmp_path_factory.mktemp("pki"))
 

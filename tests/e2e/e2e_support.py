@@ -3,7 +3,7 @@ hospital install (a PACS to send results to, an EHR FHIR endpoint, a priority we
 token-locked FHIR facade on a web port), and read-back helpers for what reached the peers.
 
 The node runs in the calling process (`Node.build` / `start` / `stop`); the peers are real:
-Orthanc (tests/peers/orthanc.py) and loopback HTTP servers (the outbox tests' `http_peer`).
+Orthanc (tests/support/peers/orthanc.py) and loopback HTTP servers (the outbox tests' `http_peer`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from infernode.settings import Settings, load_settings
 from tests.integration.workers.outbox.outbox_support import (  # noqa: F401 - re-exported
     HttpPeer,
     http_peer,
-    wait_until,
 )
-from tests.peers.orthanc import OrthancServer
+from tests.support.peers.orthanc import OrthancServer
+from tests.support.waiting import wait_until  # noqa: F401 - re-exported
 from workers.db import jobs as job_table
 from workers.outbox.tables import deliveries as delivery_table
 from workers.outbox.tables import outputs as output_table

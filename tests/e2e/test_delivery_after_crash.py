@@ -14,9 +14,9 @@ import sqlalchemy as sa
 import yaml
 
 from infernode.samples import write_sample_studies
-from tests.conftest import free_port
-from tests.peers.dcmtk import echoscu, storescu
-from tests.peers.orthanc import requires_orthanc, running_orthanc
+from tests.support.net import free_port
+from tests.support.peers.dcmtk import echoscu, storescu
+from tests.support.peers.orthanc import requires_orthanc, running_orthanc
 from workers.config import WorkersConfig
 
 

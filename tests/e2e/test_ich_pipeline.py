@@ -15,7 +15,7 @@ from fhir.resources.R4B.bundle import Bundle
 from hl7apy.parser import parse_message
 
 from infernode.samples import write_sample_studies
-from tests.peers.dcmtk import storescu
+from tests.support.peers.dcmtk import storescu
 
 
 def _finished_jobs(node, count: int, timeout: float = 120) -> list[dict]:

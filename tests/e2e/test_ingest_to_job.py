@@ -6,7 +6,7 @@ import time
 
 import sqlalchemy as sa
 
-from tests.peers.dcmtk import ct_series, storescu
+from tests.support.peers.dcmtk import ct_series, storescu
 
 
 def _jobs(node):

@@ -20,7 +20,6 @@ import pytest
 from infernode.node import Node
 from infernode.samples import SAMPLES, write_sample_studies
 from infernode.sender import dicom_files
-from tests.conftest import free_port
 from tests.e2e.e2e_support import (
     EHR_TOKEN,
     Facade,
@@ -36,7 +35,8 @@ from tests.e2e.e2e_support import (
     study_series,
     wait_until,
 )
-from tests.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
+from tests.support.net import free_port
+from tests.support.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
 
 pytestmark = requires_orthanc
 

@@ -23,7 +23,6 @@ from fhir.resources.R4B.bundle import Bundle
 from hl7apy.parser import parse_message
 
 from infernode.node import Node
-from tests.conftest import free_port
 from tests.e2e.e2e_support import (
     NodePlan,
     dciodvfy_errors,
@@ -38,8 +37,9 @@ from tests.e2e.e2e_support import (
     wait_until,
 )
 from tests.e2e.real_world_corpus import CASES, WrittenCase, write_corpus
-from tests.peers.dcmtk import storescu
-from tests.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
+from tests.support.net import free_port
+from tests.support.peers.dcmtk import storescu
+from tests.support.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
 
 pytestmark = requires_orthanc
 

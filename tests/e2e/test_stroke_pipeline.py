@@ -24,8 +24,6 @@ import pytest
 from hl7apy.parser import parse_message
 
 from infernode.node import Node
-from tests.conformance.dicom.test_pixelmed import unexplained
-from tests.conftest import free_port
 from tests.e2e.e2e_support import (
     NodePlan,
     dciodvfy_errors,
@@ -40,9 +38,11 @@ from tests.e2e.e2e_support import (
     wait_until,
 )
 from tests.e2e.stroke_studies import CASES, SHIFT_MM, WrittenStroke, write_stroke_study
-from tests.peers import pixelmed
-from tests.peers.dcmtk import storescu
-from tests.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
+from tests.support.net import free_port
+from tests.support.peers import pixelmed
+from tests.support.peers.dcmtk import storescu
+from tests.support.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
+from tests.support.peers.pixelmed_allowlist import unexplained
 
 pytestmark = requires_orthanc
 

@@ -17,8 +17,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
-from tests.conftest import free_port
-from tests.peers.dcmtk import ct_series, echoscu
+from tests.support.net import free_port
+from tests.support.peers.dcmtk import ct_series, echoscu
 
 
 def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:

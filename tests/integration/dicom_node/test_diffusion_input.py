@@ -11,7 +11,7 @@ import pydicom
 
 from dicom_node.selection import series_facts
 from dicom_node.volume import read_series
-from tests.peers.dcmtk import run, storescu
+from tests.support.peers.dcmtk import run, storescu
 from tests.unit.dicom_node.volume.diffusion_builders import enhanced_diffusion
 from tests.unit.dicom_node.volume.mosaic_builders import mosaic_image
 

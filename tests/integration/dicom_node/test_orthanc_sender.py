@@ -6,8 +6,8 @@ import time
 
 import pydicom
 
-from tests.peers.dcmtk import ct_series
-from tests.peers.orthanc import requires_orthanc, running_orthanc
+from tests.support.peers.dcmtk import ct_series
+from tests.support.peers.orthanc import requires_orthanc, running_orthanc
 
 
 @requires_orthanc

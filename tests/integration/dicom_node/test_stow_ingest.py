@@ -11,10 +11,10 @@ import pydicom
 import pytest
 
 from dicom_node.status import Status
-from tests.conftest import free_port
 from tests.integration.dicom_node.damaged_corpus import CORPUS, ct_dataset, part10
-from tests.peers.dcmtk import ct_series
-from tests.peers.orthanc import requires_orthanc, running_orthanc
+from tests.support.net import free_port
+from tests.support.peers.dcmtk import ct_series
+from tests.support.peers.orthanc import requires_orthanc, running_orthanc
 
 TOKEN = "stow-test-token"
 

@@ -10,7 +10,7 @@ import pytest
 from hl7_fhir.errors import PermanentDeliveryError, TransientDeliveryError
 from hl7_fhir.hl7v2 import build_oru, send_mllp, validate_strict
 from hl7_fhir.samples import fixed_clock, sample_device, sample_findings, sample_study
-from tests.peers.mllp import Listener, mllp_listener
+from tests.support.peers.mllp import Listener, mllp_listener
 
 
 @pytest.fixture

@@ -35,17 +35,35 @@ def test_verify_ok_then_tampered_fails(demo_models_dir, tmp_path):
     assert "FAIL ich-demo" in res.output and "sha256 mismatch" in res.output
 
 
-def test_evaluate_on_phantoms_writes_report(demo_models_dir, tmp_path):
+def test_evaluate_on_the_heldout_family_writes_report(demo_models_dir, tmp_path):
+    """The held-out phantom family through the CLI on a tiny budget: per-class metrics, Dice
+    of the masks and specificity on its normal heads."""
     out = tmp_path / "report.json"
-    res = runner.invoke(app, ["evaluate", "ich-demo", "--data", "phantoms", "--n", "6",
-                              "--seed", "31337", "--json", str(out),
+    res = runner.invoke(app, ["evaluate", "ich-demo", "--data", "phantoms", "--family",
+                              "heldout", "--n", "6", "--seed", "31337", "--json", str(out),
                               "--models", str(demo_models_dir)])
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
-    assert rep["n_studies"] == 6
+    assert rep["n_studies"] == 6 and "heldout family" in rep["dataset"]
     assert set(rep["per_class"]) == {"any", "epidural", "subdural", "subarachnoid",
                                      "intraparenchymal", "intraventricular"}
-    assert "sens" in res.output
+    normals = rep["normal_head_specificity"]
+    assert normals["n_normal"] == 6 - rep["per_class"]["any"]["n_positive"]
+    seg = rep["segmentation"]["dice_all"]
+    assert seg["n"] >= 1 and 0.0 <= seg["mean"] <= 1.0
+    assert "sens" in res.output and "normal heads" in res.output and "dice_all" in res.output
+
+
+def test_evaluate_original_generator_and_unknown_family(demo_models_dir, tmp_path):
+    out = tmp_path / "report.json"
+    res = runner.invoke(app, ["evaluate", "ich-demo", "--family", "original", "--n", "2",
+                              "--seed", "31338", "--json", str(out),
+                              "--models", str(demo_models_dir)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["n_studies"] == 2
+    res = runner.invoke(app, ["evaluate", "ich-demo", "--family", "nope", "--n", "1",
+                              "--models", str(demo_models_dir)])
+    assert res.exit_code == 2 and "unknown phantom family" in res.output
 
 
 def test_evaluate_rsna_layout_with_dicom_reader(demo_models_dir, tmp_path):

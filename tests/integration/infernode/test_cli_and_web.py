@@ -7,8 +7,8 @@ import yaml
 from typer.testing import CliRunner
 
 from infernode.cli import app
-from tests.conftest import free_port
-from tests.peers.dcmtk import ct_series, storescu
+from tests.support.net import free_port
+from tests.support.peers.dcmtk import ct_series, storescu
 
 runner = CliRunner()
 

@@ -19,7 +19,7 @@ from infernode.node import Node
 from infernode.settings import load_settings
 from tests.integration.workers.raising_pipelines import QUOTED_VALUE
 from tests.integration.workers.workers_support import wait_until
-from tests.peers.dcmtk import storescu
+from tests.support.peers.dcmtk import storescu
 from workers.admin import outcome_counts
 from workers.db import jobs
 from workers.outbox.tables import outputs

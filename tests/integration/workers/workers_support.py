@@ -5,39 +5,25 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from tests.support.net import free_port
+from tests.support.postgres import PG_ADMIN_URL
+from tests.support.waiting import wait_until
 from workers.config import WorkersConfig
 
+__all__ = ["PG_BASE", "RedisServer", "WorkerProcess", "free_port", "make_config",
+           "record_lines", "wait_until"]
+
 REPO = Path(__file__).resolve().parents[3]
-PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
+PG_BASE = PG_ADMIN_URL
+"""The shared test database (tests.support.postgres)."""
 
 
 class RedisServer:

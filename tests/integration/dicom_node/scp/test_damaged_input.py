@@ -21,7 +21,7 @@ from pynetdicom.sop_class import Verification
 
 from dicom_node.status import Status
 from tests.integration.dicom_node.damaged_corpus import CORPUS, Case, data_set_offset
-from tests.peers.dcmtk import run
+from tests.support.peers.dcmtk import run
 
 DCMTK_STATUS = re.compile(r"DIMSE Status\s*:\s*0x([0-9a-fA-F]{4})")
 DCMTK_COMMENT = re.compile(r"\(0000,0902\) LO \[([^\]]*)\]")

@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from pydicom.uid import JPEG2000Lossless
 
-from tests.peers.dcmtk import ct_series, dataset_bytes, echoscu, run, storescu
+from tests.support.peers.dcmtk import ct_series, dataset_bytes, echoscu, run, storescu
 
 
 def _stored_paths(node) -> dict[str, Path]:

@@ -16,7 +16,7 @@ import pytest
 
 from dicom_node.status import Status
 from tests.integration.dicom_node.damaged_corpus import ct_dataset, part10
-from tests.peers.dcmtk import dataset_bytes, run, storescu
+from tests.support.peers.dcmtk import dataset_bytes, run, storescu
 
 DCMTK_STATUS = re.compile(r"DIMSE Status\s*:\s*0x([0-9a-fA-F]{4})")
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from dicom_node.status import Status
 from tests.integration.dicom_node.damaged_corpus import ct_dataset, part10
 from tests.integration.dicom_node.odd_headers import ODD_HEADERS, OddHeader, set_raw
-from tests.peers.dcmtk import storescu
+from tests.support.peers.dcmtk import storescu
 
 COLUMNS = {
     "studies": "study_instance_uid",

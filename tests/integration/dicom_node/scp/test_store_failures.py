@@ -13,7 +13,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from dicom_node.status import Status
-from tests.peers.dcmtk import ct_series
+from tests.support.peers.dcmtk import ct_series
 
 
 def _associate(node):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers.dcmtk import ct_series, run
+from tests.support.peers.dcmtk import ct_series, run
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from pynetdicom.sop_class import CTImageStorage
 from dicom_node.scu.errors import DeliveryPermanentError, DeliveryTransientError, StoreStatus
 from dicom_node.scu.storage import StorageSCU, StoreDestination
 from dicom_node.synth import SeriesSpec, StudyIdentity, volume_series, write_series
-from tests.peers.orthanc import requires_orthanc, running_orthanc
+from tests.support.peers.orthanc import requires_orthanc, running_orthanc
 
 STORESCP = "/usr/bin/storescp"
 needs_dcmtk = pytest.mark.skipif(not Path(STORESCP).exists() or shutil.which("dcmcjpls") is None,

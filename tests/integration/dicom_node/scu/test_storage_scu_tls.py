@@ -13,8 +13,8 @@ import pytest
 
 from dicom_node.scu.errors import DeliveryTransientError
 from dicom_node.scu.storage import ClientTls, StorageSCU, StoreDestination
-from tests.conftest import free_port
-from tests.peers.dcmtk import DCMTK_BIN, ct_series
+from tests.support.net import free_port
+from tests.support.peers.dcmtk import DCMTK_BIN, ct_series
 
 
 @pytest.fixture

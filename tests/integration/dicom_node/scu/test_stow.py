@@ -14,7 +14,7 @@ import pytest
 from dicom_node.dicomweb.stow import StowDestination, stow
 from dicom_node.scu.errors import DeliveryPermanentError, DeliveryTransientError
 from dicom_node.synth import SeriesSpec, StudyIdentity, volume_series, write_series
-from tests.peers.orthanc import (
+from tests.support.peers.orthanc import (
     OrthancServer,
     requires_orthanc,
     running_orthanc,

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from dicom_node.encode.samples import ct_head_case, sample_algorithm
 from dicom_node.encode.samples import fixed_clock as dicom_clock
 from hl7_fhir.encode import build_oru, build_report_bundle
 from hl7_fhir.samples import fixed_clock, sample_device, sample_findings, sample_study
+from tests.support.waiting import wait_until  # noqa: F401 - re-exported to the outbox tests
 from workers import samples
 from workers.config import WorkersConfig
 from workers.jobs import claim, complete
@@ -43,17 +43,6 @@ class MovableClock:
     def advance(self, seconds: float) -> datetime:
         self.now += timedelta(seconds=seconds)
         return self.now
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- HTTP peer

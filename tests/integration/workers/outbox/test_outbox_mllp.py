@@ -12,7 +12,7 @@ from tests.integration.workers.outbox.outbox_support import (
     succeed,
     write_oru,
 )
-from tests.peers.mllp import mllp_listener
+from tests.support.peers.mllp import mllp_listener
 from workers.config import WorkersConfig
 from workers.outbox import admin
 from workers.outbox.config import DeliveryConfig

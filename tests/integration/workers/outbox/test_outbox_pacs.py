@@ -9,14 +9,14 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
-from tests.conftest import free_port
 from tests.integration.workers.outbox.outbox_support import (
     MovableClock,
     running_job,
     succeed,
     write_dicom_outputs,
 )
-from tests.peers.orthanc import requires_orthanc, running_orthanc
+from tests.support.net import free_port
+from tests.support.peers.orthanc import requires_orthanc, running_orthanc
 from workers.config import WorkersConfig
 from workers.outbox import admin
 from workers.outbox.config import DeliveryConfig

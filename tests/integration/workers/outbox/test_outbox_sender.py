@@ -12,7 +12,6 @@ from sqlalchemy import Engine
 
 from dicom_node.index.headers import InstanceHeader
 from dicom_node.index.store import IndexStore, Receipt
-from tests.conftest import free_port
 from tests.integration.workers.outbox.outbox_support import (
     MovableClock,
     running_job,
@@ -20,7 +19,8 @@ from tests.integration.workers.outbox.outbox_support import (
     wait_until,
     write_dicom_outputs,
 )
-from tests.peers.dcmtk import DCMTK_BIN
+from tests.support.net import free_port
+from tests.support.peers.dcmtk import DCMTK_BIN
 from workers.config import WorkersConfig
 from workers.outbox import admin
 from workers.outbox.config import DeliveryConfig

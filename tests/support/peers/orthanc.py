@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from infernode.local_pacs import launch_orthanc, stop_orthanc
-from tests.conftest import free_port
+from tests.support.net import free_port
 
 ORTHANC = os.environ.get("INFERNODE_ORTHANC", "/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
