@@ -13,6 +13,7 @@ import torch
 from monai.networks import nets
 
 from .errors import ModelCardError
+from .ich.network import IchSegNet
 
 ARCHITECTURES: dict[str, Callable[..., torch.nn.Module]] = {
     "monai.DenseNet": nets.DenseNet,
@@ -21,6 +22,7 @@ ARCHITECTURES: dict[str, Callable[..., torch.nn.Module]] = {
     "monai.UNet": nets.UNet,
     "monai.SegResNet": nets.SegResNet,
     "monai.Classifier": nets.Classifier,
+    "infernode.IchSegNet": IchSegNet,
 }
 
 

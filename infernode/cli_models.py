@@ -133,7 +133,8 @@ def evaluate(
     layout: Annotated[str, typer.Option(help="phantoms | rsna | nifti")] = "phantoms",
     n: Annotated[int, typer.Option(help="phantom studies")] = 60,
     seed: Annotated[int, typer.Option(help="phantom seed (use one training never saw)")] = 777,
-    family: Annotated[str, typer.Option(help="stroke phantom family: heldout | train")
+    family: Annotated[str, typer.Option(help="phantom family: heldout | train (stroke, ICH), "
+                                             "original (ICH: the original head CT generator)")
                       ] = "heldout",
     csv_name: Annotated[str, typer.Option(help="RSNA label CSV")] = "stage_2_train.csv",
     image_dir: Annotated[str, typer.Option(help="RSNA image folder")] = "stage_2_train",
@@ -161,7 +162,7 @@ def evaluate(
             save_card(card.model_copy(update={"metrics": report}), reg.directory(model_id))
     else:
         report = _evaluate_classifier(reg, model_id, data, layout, n, seed, csv_name,
-                                      image_dir)
+                                      image_dir, family)
     if out_json:
         out_json.write_text(json.dumps(report, indent=2), encoding="utf-8")
 
@@ -192,14 +193,29 @@ def _evaluate_stroke(reg: ModelRegistry, model_id: str, data: str, n: int, seed:
 
 
 def _evaluate_classifier(reg: ModelRegistry, model_id: str, data: str, layout: str, n: int,
-                         seed: int, csv_name: str, image_dir: str) -> dict[str, Any]:
-    from inference.evaluation.datasets import nifti_dataset, phantom_dataset, rsna_dataset
+                         seed: int, csv_name: str, image_dir: str, family: str = "heldout"
+                         ) -> dict[str, Any]:
+    from inference.evaluation.datasets import (
+        family_dataset,
+        nifti_dataset,
+        phantom_dataset,
+        rsna_dataset,
+    )
     from inference.evaluation.evaluate import evaluate as run_eval
+    from inference.phantoms.families import FAMILIES
 
     pipe = reg.get(model_id)
     card = pipe.card
     if layout == "phantoms":
-        studies = phantom_dataset(n, seed)
+        if family == "original":
+            studies = phantom_dataset(n, seed)
+        elif family in FAMILIES:
+            studies = family_dataset(n, seed, family)
+        else:
+            console.print(f"[red]unknown phantom family {family!r} (original, "
+                          f"{', '.join(FAMILIES)})")
+            raise typer.Exit(2)
+        data = f"{family} family, seed {seed}"
     elif layout == "rsna":
         studies = rsna_dataset(Path(data), _dicom_slice_reader, csv_name, image_dir)
     elif layout == "nifti":
@@ -208,7 +224,7 @@ def _evaluate_classifier(reg: ModelRegistry, model_id: str, data: str, layout: s
         console.print(f"[red]unknown layout {layout!r}")
         raise typer.Exit(2)
     thresholds = {lab.key: lab.threshold for lab in card.labels}
-    report = run_eval(pipe, studies, f"{layout}:{data}", thresholds)
+    report = run_eval(pipe, studies, f"{layout}:{data}", thresholds, segmentation=True)
     table = Table("class", "n+/n", "AUC", "sens", "spec", "acc", "F1")
     for key, m in report.per_class.items():
         def f(v: float, ci: tuple[float, float]) -> str:
@@ -217,7 +233,16 @@ def _evaluate_classifier(reg: ModelRegistry, model_id: str, data: str, layout: s
                       f(m.sensitivity, m.sensitivity_ci), f(m.specificity, m.specificity_ci),
                       f(m.accuracy, m.accuracy_ci), f(m.f1, m.f1_ci))
     console.print(table)
-    return report.as_dict()
+    out = report.as_dict()
+    if "normal_head_specificity" in out:
+        nh = out["normal_head_specificity"]
+        console.print(f"normal heads: {nh['n_normal']}, specificity {nh['specificity']} "
+                      f"[{nh['specificity_ci'][0]}, {nh['specificity_ci'][1]}]")
+    if "segmentation" in out:
+        for name, d in out["segmentation"].items():
+            per = ", ".join(f"{k} {v['mean']} (n={v['n']})" for k, v in d["per_subtype"].items())
+            console.print(f"{name}: mean {d['mean']} over {d['n']} ({per})")
+    return out
 
 
 def _dicom_slice_reader(path: Path) -> RsnaSlice:

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import InputError
 from ..ich.labels import ICH_CLASSES, ICH_SUBTYPES
 from ..phantoms import phantom_cohort
+from ..phantoms.head_ct import HeadPhantom, family_cohort
 from ..types import Volume
 
 
@@ -54,11 +55,22 @@ SliceReader = Callable[[Path], RsnaSlice]
 
 def phantom_dataset(n: int, seed: int, shape: tuple[int, int, int] = (32, 256, 256)
                     ) -> Iterator[LabelledStudy]:
-    """Held-out phantoms: use a seed the training never used."""
+    """Held-out phantoms of the original generator: use a seed the training never used."""
     for ph in phantom_cohort(n, seed, shape):
-        yield LabelledStudy(study_id=f"phantom-{ph.spec.seed}", volume=ph.volume,
-                            labels=ph.study_labels, slice_labels=ph.slice_labels,
-                            masks={**ph.masks, "any": ph.blood_mask})
+        yield _labelled(ph)
+
+
+def family_dataset(n: int, seed: int, family: str, matrix: int = 256, max_slices: int = 48
+                   ) -> Iterator[LabelledStudy]:
+    """Phantoms of one family (:mod:`inference.phantoms.families`), e.g. ``heldout``."""
+    for ph in family_cohort(n, seed, family, matrix, max_slices):
+        yield _labelled(ph)
+
+
+def _labelled(ph: HeadPhantom) -> LabelledStudy:
+    return LabelledStudy(study_id=f"phantom-{ph.spec.seed}", volume=ph.volume,
+                         labels=ph.study_labels, slice_labels=ph.slice_labels,
+                         masks={**ph.masks, "any": ph.blood_mask})
 
 
 def read_rsna_labels(csv_path: Path) -> dict[str, dict[str, int]]:

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..ich.labels import ICH_SUBTYPES
 from ..types import Prediction, Volume
 from .datasets import LabelledStudy
 from .metrics import ClassMetrics, class_metrics
+from .segmentation import dice
 
 
 class Classifier(Protocol):
@@ -51,10 +53,31 @@ class EvaluationReport:
     labels: dict[str, list[int]] = field(default_factory=dict)
     scores: dict[str, list[float]] = field(default_factory=dict)
     saliency: SaliencyScore = field(default_factory=SaliencyScore)
+    dice: dict[str, list[float]] = field(default_factory=dict)
+    dice_detected: dict[str, list[float]] = field(default_factory=dict)
+
+    def segmentation_dict(self) -> dict[str, Any]:
+        """Dice of the predicted subtype masks against the truth, per subtype and over all
+        (study, subtype) pairs with that subtype present: ``all`` counts a missed subtype as 0,
+        ``detected`` only those the model called positive."""
+        def summary(d: dict[str, list[float]]) -> dict[str, Any]:
+            pooled = [v for vals in d.values() for v in vals]
+            return {"mean": round(float(np.mean(pooled)), 3) if pooled else None,
+                    "n": len(pooled),
+                    "per_subtype": {k: {"mean": round(float(np.mean(v)), 3), "n": len(v)}
+                                    for k, v in d.items() if v}}
+        return {"dice_all": summary(self.dice), "dice_detected": summary(self.dice_detected)}
 
     def as_dict(self) -> dict[str, Any]:
         sal = self.saliency
-        return {
+        extra = {"segmentation": self.segmentation_dict()} if self.dice else {}
+        normals = self.per_class.get("any")
+        if normals is not None:
+            extra["normal_head_specificity"] = {
+                "n_normal": normals.n - normals.n_positive,
+                "specificity": round(normals.specificity, 3),
+                "specificity_ci": [round(v, 3) for v in normals.specificity_ci]}
+        return {**extra,
             "dataset": self.dataset,
             "n_studies": self.n_studies,
             "level": "study",
@@ -93,13 +116,30 @@ def score_saliency(pred: Prediction, study: LabelledStudy, score: SaliencyScore,
         score.chance_sum += float((target & tissue).sum() / tissue.sum())
 
 
+def score_masks(pred: Prediction, study: LabelledStudy, all_: dict[str, list[float]],
+                detected: dict[str, list[float]]) -> None:
+    """Add the Dice of each subtype present in ``study`` (a missed one scores 0 in ``all_``)."""
+    got = {m.key: m.mask for m in pred.masks}
+    for key in ICH_SUBTYPES:
+        truth = study.masks.get(key)
+        if truth is None or not study.labels.get(key):
+            continue
+        d = dice(got[key], truth) if key in got else 0.0
+        all_.setdefault(key, []).append(d)
+        if key in pred.positive:
+            detected.setdefault(key, []).append(d)
+
+
 def evaluate(model: Classifier, studies: Iterable[LabelledStudy], dataset: str,
              thresholds: dict[str, float], n_boot: int = 1000, seed: int = 0,
-             explain: bool = True) -> EvaluationReport:
-    """Predict every study, then compute per-class metrics at ``thresholds``."""
+             explain: bool = True, segmentation: bool = False) -> EvaluationReport:
+    """Predict every study, then compute per-class metrics at ``thresholds`` (and the Dice of
+    the masks when ``segmentation``)."""
     labels: dict[str, list[int]] = {k: [] for k in thresholds}
     scores: dict[str, list[float]] = {k: [] for k in thresholds}
     saliency = SaliencyScore()
+    dices: dict[str, list[float]] = {}
+    detected: dict[str, list[float]] = {}
     n = 0
     for study in studies:
         pred = model.predict(study.volume, explain=explain)
@@ -109,7 +149,10 @@ def evaluate(model: Classifier, studies: Iterable[LabelledStudy], dataset: str,
             scores[key].append(pred.result(key).probability)
         if explain and study.masks:
             score_saliency(pred, study, saliency)
+        if segmentation and study.masks:
+            score_masks(pred, study, dices, detected)
     per_class = {k: class_metrics(np.array(labels[k]), np.array(scores[k]), t, n_boot, seed)
                  for k, t in thresholds.items()}
     return EvaluationReport(dataset=dataset, n_studies=n, per_class=per_class, labels=labels,
-                            scores=scores, saliency=saliency)
+                            scores=scores, saliency=saliency, dice=dices,
+                            dice_detected=detected)

@@ -1,13 +1,20 @@
-"""The ICH classification pipeline: per-slice and per-study probabilities, key slices, Grad-CAM.
+"""The ICH pipeline: per-slice and per-study probabilities, key slices, Grad-CAM, and masks.
 
 Study probability of a class = its maximum over slabs (a study is positive when any slice is),
 compared with the card's threshold for that class. The key slice of a class is the centre slice
 of its most probable slab. Grad-CAM maps are computed for each positive class on its key slice.
+
+A network that also segments (one with ``forward_all``, e.g. :class:`~.network.IchSegNet`)
+gives one mask per haemorrhage subtype that is called positive: its segmentation logits are
+mapped back onto the input plane (bilinear), thresholded at probability 0.5, and every input
+slice takes the mask of its slab. A negative study has no mask; a positive subtype whose map has
+no voxel above 0.5 has none either (an empty segment is not a finding).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -24,13 +31,18 @@ from ..types import (
     ModelInfo,
     Prediction,
     SaliencyMap,
+    SegmentMask,
     StudyInput,
     Timings,
     Volume,
 )
+from .labels import ICH_SUBTYPES
 from .preprocess import Prepared, prepare, to_input_plane
 
 log = logging.getLogger(__name__)
+
+MASK_PROBABILITY = 0.5
+_MASK_LOGIT = math.log(MASK_PROBABILITY / (1 - MASK_PROBABILITY))
 
 
 class IchPipeline:
@@ -58,18 +70,31 @@ class IchPipeline:
                          weights_sha256=c.weights_sha256, manufacturer=c.manufacturer,
                          not_for_clinical_use=c.not_for_clinical_use)
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def segments(self) -> bool:
+        """Whether the network has a segmentation head."""
+        return hasattr(self.loaded.network, "forward_all")
+
+    def _run(self, x: torch.Tensor, with_masks: bool = False
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
         dev = self.loaded.device
-        outs = []
+        net = self.loaded.network
+        outs, segs = [], []
         with torch.inference_mode():
             for i in range(0, x.shape[0], self.batch_size):
                 batch = x[i : i + self.batch_size].to(dev, non_blocking=True)
-                if dev.type == "cuda" and self.amp:
-                    with torch.autocast(device_type="cuda", dtype=torch.float16):
-                        outs.append(self.loaded.network(batch).float().cpu())
-                else:
-                    outs.append(self.loaded.network(batch).float().cpu())
-        return torch.cat(outs)
+                with torch.autocast(device_type="cuda", dtype=torch.float16,
+                                    enabled=dev.type == "cuda" and self.amp):
+                    if with_masks:
+                        logits, seg = net.forward_all(batch)  # type: ignore[operator]
+                        segs.append(seg.float().cpu())
+                    else:
+                        logits = net(batch)
+                outs.append(logits.float().cpu())
+        return torch.cat(outs), (torch.cat(segs) if segs else None)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x)[0]
 
     def warmup(self) -> None:
         """One small forward pass so the first study does not pay for lazy initialisation."""
@@ -79,14 +104,18 @@ class IchPipeline:
 
     def slab_probabilities(self, prep: Prepared) -> np.ndarray:
         """Sigmoid probabilities (m, n_classes) for every slab of ``prep``."""
+        return self._slab_outputs(prep, with_masks=False)[0]
+
+    def _slab_outputs(self, prep: Prepared, with_masks: bool
+                      ) -> tuple[np.ndarray, torch.Tensor | None]:
         try:
-            logits = self._logits(prep.inputs)
+            logits, seg = self._run(prep.inputs, with_masks=with_masks and self.segments)
         except torch.OutOfMemoryError as exc:
             raise TransientInferenceError("device out of memory during ICH inference") from exc
         if logits.shape[1] != len(self.card.labels):
             raise InputError(f"model gives {logits.shape[1]} outputs, card has "
                              f"{len(self.card.labels)} labels")
-        return torch.sigmoid(logits).numpy()
+        return torch.sigmoid(logits).numpy(), seg
 
     def predict(self, volume: Volume, explain: bool = True) -> Prediction:
         """Classify one head CT volume.
@@ -98,7 +127,7 @@ class IchPipeline:
         t0 = time.perf_counter()
         prep = prepare(volume.array, volume.spacing, self.card.input)
         t1 = time.perf_counter()
-        slab_p = self.slab_probabilities(prep)
+        slab_p, seg = self._slab_outputs(prep, with_masks=True)
         t2 = time.perf_counter()
         results = []
         for j, lab in enumerate(self.card.labels):
@@ -109,10 +138,11 @@ class IchPipeline:
             results.append(ClassResult(key=lab.key, name=lab.name, code=lab.code.to_code(),
                                        probability=prob, threshold=lab.threshold,
                                        positive=prob >= lab.threshold, key_slice=key))
+        masks = self._masks(volume, prep, seg, results) if seg is not None else ()
         saliency = self._explain(volume, prep, slab_p, results) if explain else ()
         t3 = time.perf_counter()
         return Prediction(
-            pipeline=self.pipeline, model=self.info, classes=tuple(results),
+            pipeline=self.pipeline, model=self.info, classes=tuple(results), masks=masks,
             slice_probabilities=slab_p[prep.slab_of_slice].astype(np.float32),
             slice_ids=tuple(volume.slice_id(i) for i in range(volume.array.shape[0])),
             saliency=saliency,
@@ -126,6 +156,29 @@ class IchPipeline:
         if "ct" not in inp.volumes:
             raise InputError("the ICH pipeline needs a 'ct' channel")
         return self.predict(inp.volumes["ct"], explain=explain)
+
+    def _masks(self, volume: Volume, prep: Prepared, seg: torch.Tensor,
+               results: list[ClassResult]) -> tuple[SegmentMask, ...]:
+        """One mask per positive subtype, on the input grid (segmentation channel i is subtype
+        ``ICH_SUBTYPES[i]``)."""
+        out = []
+        for res in results:
+            if not res.positive or res.key not in ICH_SUBTYPES:
+                continue
+            channel = ICH_SUBTYPES.index(res.key)
+            if channel >= seg.shape[1]:
+                continue
+            slab_masks = np.stack([to_input_plane(seg[k, channel], prep) > _MASK_LOGIT
+                                   for k in range(seg.shape[0])])
+            mask = slab_masks[prep.slab_of_slice].astype(np.uint8)
+            count = int(mask.sum())
+            if count == 0:
+                log.info("ICH subtype %s called positive without segmented voxels", res.key)
+                continue
+            out.append(SegmentMask(key=res.key, name=res.name, code=res.code, mask=mask,
+                                   volume_ml=count * volume.voxel_volume_ml,
+                                   voxel_count=count))
+        return tuple(out)
 
     def _explain(self, volume: Volume, prep: Prepared, slab_p: np.ndarray,
                  results: list[ClassResult]) -> tuple[SaliencyMap, ...]:

@@ -1,7 +1,9 @@
 """Head anatomy for phantoms: scalp, skull, CSF, grey/white matter, ventricles, calcifications.
 
 Coordinates are millimetres from the head centre in LPS axes (x left, y posterior, z superior).
-The head is a set of nested ellipsoids, so depth below the inner table has a closed form.
+The head is a set of nested superellipsoids (exponent ``shape_p``; 2 is an ellipsoid). Their
+gauge ``r`` is positively homogeneous of degree 1, so depth below the inner table along the ray
+from the centre has a closed form for every exponent.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ class Anatomy:
     plexus_calc: bool
     falx_hu: float
     tex: np.ndarray  # (n, 5): wave vector (3), phase, amplitude
+    shape_p: float = 2.0
+    skull_hu: float = 1000.0
+    grey_hu: float = 37.0
+    white_hu: float = 27.0
+    # extra calcifications that are not bleeds: (x, y, z, radius mm, HU)
+    calcs: tuple[tuple[float, float, float, float, float], ...] = ()
 
     @property
     def inner_axes(self) -> np.ndarray:
@@ -55,7 +63,11 @@ class Anatomy:
                        falx_hu=float(rng.uniform(30, 60)) if rng.random() < 0.35 else 0.0, tex=tex)
 
     def _r(self, g: Grid, axes: np.ndarray) -> np.ndarray:
-        return np.sqrt((g.x / axes[0]) ** 2 + (g.y / axes[1]) ** 2 + (g.z / axes[2]) ** 2)
+        if self.shape_p == 2.0:
+            return np.sqrt((g.x / axes[0]) ** 2 + (g.y / axes[1]) ** 2 + (g.z / axes[2]) ** 2)
+        p = self.shape_p
+        return np.asarray((np.abs(g.x / axes[0]) ** p + np.abs(g.y / axes[1]) ** p
+                           + np.abs(g.z / axes[2]) ** p) ** (1 / p))
 
     def head(self, g: Grid) -> np.ndarray:
         return self._r(g, self.axes) < 1
@@ -81,7 +93,8 @@ class Anatomy:
 
     def inner_surface_point(self, direction: np.ndarray) -> np.ndarray:
         d = direction / np.linalg.norm(direction)
-        return np.asarray(d / np.sqrt(np.sum((d / self.inner_axes) ** 2)))
+        p = self.shape_p
+        return np.asarray(d / np.sum(np.abs(d / self.inner_axes) ** p) ** (1 / p))
 
     def _ventricle_params(self) -> tuple[float, float, float, np.ndarray]:
         s = self.vent_scale
@@ -115,13 +128,13 @@ class Anatomy:
         hu[np.broadcast_to(self.head(g), shape)] = 25.0
         tex = self.texture(g)
         skull = np.broadcast_to(self.skull_outer(g), shape)
-        hu[skull] = 1000.0 + 150.0 * tex[skull]
+        hu[skull] = self.skull_hu + 150.0 * tex[skull]
         hu[np.broadcast_to(self.intracranial(g), shape)] = 6.0
         brain = np.broadcast_to(self.brain(g), shape)
         depth = self.depth_below_inner_table(g) - self.csf_mm
         grey = (depth < 3.5) | (((np.abs(g.x) - 22) / 7) ** 2 + (g.y / 12) ** 2
                                 + ((g.z - 5) / 9) ** 2 < 1)
-        tissue = np.where(grey, 37.0, 27.0) + 1.5 * tex
+        tissue = np.where(grey, self.grey_hu, self.white_hu) + 1.5 * tex
         hu[brain] = np.broadcast_to(tissue, shape)[brain]
         hu[np.broadcast_to(self.ventricles(g), shape)] = 6.0
         if self.falx_hu:
@@ -136,4 +149,8 @@ class Anatomy:
         for cx_, cy_, cz_, rad in calcs:
             ball = (g.x - cx_) ** 2 + (g.y - cy_) ** 2 + (g.z - cz_) ** 2 < rad**2
             hu[np.broadcast_to(ball, shape)] = 160.0
+        inside = np.broadcast_to(self.intracranial(g), shape)
+        for cx_, cy_, cz_, rad, c_hu in self.calcs:
+            ball = (g.x - cx_) ** 2 + (g.y - cy_) ** 2 + (g.z - cz_) ** 2 < rad**2
+            hu[np.broadcast_to(ball, shape) & inside] = c_hu
         return hu

@@ -1,8 +1,10 @@
-"""Train the demo ICH classifier on head CT phantoms and write a model directory.
+"""Train the demo ICH classifier and segmenter on head CT phantoms and write a model directory.
 
 The result is a demo: trained only on synthetic phantoms, it says nothing about real scans and
-its card says so (``not_for_clinical_use: true``). Thresholds are chosen on a calibration set
-of phantoms and the reported metrics come from a separate held-out test set.
+its card says so (``not_for_clinical_use: true``). Training draws phantoms from the wide
+``train`` family (:mod:`inference.phantoms.families`); thresholds are chosen on a calibration
+set of the same family (other seeds); the reported metrics come from the ``heldout`` family,
+made with generator parameters training never used, and from the original generator.
 """
 
 from __future__ import annotations
@@ -19,41 +21,54 @@ import torch.nn.functional as F
 
 from ..architectures import build_network
 from ..cards import ModelCard, parse_card, sha256_file, write_card
-from ..evaluation.datasets import LabelledStudy, phantom_dataset
+from ..evaluation.datasets import LabelledStudy, family_dataset, phantom_dataset
 from ..evaluation.evaluate import SaliencyScore, evaluate, score_saliency
 from ..evaluation.metrics import youden_threshold
-from ..ich.labels import ICH_CLASSES, ICH_NAMES, ich_code
+from ..ich.labels import ICH_CLASSES, ICH_NAMES, ICH_SUBTYPES, ich_code
+from ..ich.network import IchSegNet
 from ..ich.pipeline import IchPipeline
-from ..ich.preprocess import to_slabs, windows
+from ..ich.preprocess import AIR_HU, resample_inplane, to_slabs, windows
 from ..loaders import LoadedModel
-from ..phantoms import phantom_cohort
+from ..phantoms.families import FAMILIES
+from ..phantoms.head_ct import family_cohort
 
 WEIGHTS_FILE = "weights.pt"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Sizes, seeds and optimiser settings; the defaults take a few minutes on 2 CPU cores."""
+    """Sizes, seeds and optimiser settings; the defaults take about 12 minutes on 2 CPU cores.
 
-    n_train: int = 160
-    n_calibration: int = 40
-    n_test: int = 60
-    shape: tuple[int, int, int] = (28, 160, 160)
-    eval_shape: tuple[int, int, int] = (28, 256, 256)
-    epochs: int = 4
+    Training phantoms are ``matrix`` pixels square with at most ``max_slices`` slices;
+    calibration and test phantoms ``eval_matrix`` square. ``legacy_shape`` is the shape of the
+    original-generator test phantoms (``n_legacy_test`` of them; 0 skips that test).
+    """
+
+    n_train: int = 300
+    n_calibration: int = 60
+    n_test: int = 80
+    n_legacy_test: int = 40
+    matrix: int = 160
+    max_slices: int = 48
+    eval_matrix: int = 256
+    legacy_shape: tuple[int, int, int] = (28, 256, 256)
+    family: str = "train"
+    test_family: str = "heldout"
+    epochs: int = 5
     batch_size: int = 32
     lr: float = 3e-3
+    seg_weight: float = 1.0
     seed: int = 20250101
     threads: int = 2
     model_id: str = "ich-demo"
-    version: str = "0.1.0"
+    version: str = "0.2.0"
 
 
 def card_skeleton(cfg: TrainConfig) -> dict[str, Any]:
     """The card fields fixed before training (everything but weights and measured figures)."""
     return {
         "id": cfg.model_id, "version": cfg.version,
-        "name": "InferNode demo ICH classifier (phantom-trained)",
+        "name": "InferNode demo ICH classifier and segmenter (phantom-trained)",
         "task": "ich-classification", "modality": "CT", "body_part": "HEAD",
         "intended_use": ("Demonstration and integration testing of the InferNode ICH pipeline on "
                          "synthetic head CT phantoms. Not a medical device."),
@@ -65,49 +80,85 @@ def card_skeleton(cfg: TrainConfig) -> dict[str, Any]:
                         {"name": "bone", "center": 600, "width": 2800}],
             "channels": 9,
         },
-        "architecture": {"name": "monai.DenseNet", "params": {
-            "spatial_dims": 2, "in_channels": 9, "out_channels": len(ICH_CLASSES),
-            "init_features": 16, "growth_rate": 12, "block_config": [3, 4, 4], "bn_size": 2}},
+        "architecture": {"name": "infernode.IchSegNet", "params": {
+            "in_channels": 9, "out_channels": len(ICH_CLASSES), "seg_channels": len(ICH_SUBTYPES),
+            "features": [16, 32, 64, 128], "decoder": 24}},
         "labels": [{"key": k, "name": ICH_NAMES[k],
                     "code": {"value": ich_code(k).value, "scheme": ich_code(k).scheme,
                              "meaning": ich_code(k).meaning}, "threshold": 0.5}
                    for k in ICH_CLASSES],
-        "explain": {"method": "grad-cam", "target_layer": "features.transition1"},
+        "explain": {"method": "grad-cam", "target_layer": "enc2"},
     }
 
 
 class _SlabBank:
-    """Resampled HU slabs of many studies (float16) and their labels; batches built on demand."""
+    """Resampled HU slabs of many studies (float16), their labels, and their subtype masks on
+    the model grid (bit i = subtype i, a pixel set when at least half of it is that subtype);
+    batches built on demand."""
 
     def __init__(self, card: ModelCard, cfg: TrainConfig, log: Callable[[str], None]) -> None:
-        slabs, labels, starts, ends = [], [], [], []
+        slabs, labels, bits, starts, ends = [], [], [], [], []
         n = 0
-        for ph in phantom_cohort(cfg.n_train, cfg.seed, cfg.shape):
+        for ph in family_cohort(cfg.n_train, cfg.seed, cfg.family, cfg.matrix, cfg.max_slices):
             hu, slab_of_slice, _, _ = to_slabs(ph.volume.array, ph.volume.spacing, card.input)
-            ylab = np.zeros((hu.shape[0], len(ICH_CLASSES)), dtype=np.float32)
-            np.maximum.at(ylab, slab_of_slice, ph.slice_labels.astype(np.float32))
             m = hu.shape[0]
+            ylab = np.zeros((m, len(ICH_CLASSES)), dtype=np.float32)
+            np.maximum.at(ylab, slab_of_slice, ph.slice_labels.astype(np.float32))
+            packed = torch.zeros((m, *card.input.matrix), dtype=torch.uint8)
+            for i, key in enumerate(ICH_SUBTYPES):
+                if key in ph.masks:
+                    frac = _mask_slabs(ph.masks[key], slab_of_slice, m, card)
+                    packed |= (frac >= 0.5).to(torch.uint8) << i
             slabs.append(hu.half())
             labels.append(torch.from_numpy(ylab))
+            bits.append(packed)
             starts.append(torch.full((m,), n))
             ends.append(torch.full((m,), n + m - 1))
             n += m
         self.hu = torch.cat(slabs)
         self.y = torch.cat(labels)
+        self.bits = torch.cat(bits)
         self.lo, self.hi = torch.cat(starts), torch.cat(ends)
         self.card = card
         log(f"training slabs: {n}, positive for any: {int(self.y[:, 0].sum())}")
 
-    def batch(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, idx: torch.Tensor, gen: torch.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.card.input.context_slices
         parts = []
         for off in range(-c, c + 1):
             j = torch.minimum(torch.maximum(idx + off, self.lo[idx]), self.hi[idx])
             parts.append(windows(self.hu[j].float(), self.card.input))
         x = torch.cat(parts, dim=1)
+        shifts = torch.arange(len(ICH_SUBTYPES), dtype=torch.uint8)[None, :, None, None]
+        seg = ((self.bits[idx][:, None] >> shifts) & 1).float()
         flip = torch.rand(idx.shape[0], generator=gen) < 0.5
         x[flip] = x[flip].flip(-1)
-        return x, self.y[idx]
+        seg[flip] = seg[flip].flip(-1)
+        return x, self.y[idx], seg
+
+
+def _mask_slabs(mask: np.ndarray, slab_of_slice: np.ndarray, m: int, card: ModelCard
+                ) -> torch.Tensor:
+    """Fraction (m, H, W) of each model-grid pixel of each slab covered by ``mask``."""
+    # area resampling is linear and pads with air: shift the mask by AIR_HU so padding is 0
+    small, _ = resample_inplane(mask.astype(np.float32) + AIR_HU, card.input.matrix)
+    small -= AIR_HU
+    sums = torch.zeros((m, *card.input.matrix), dtype=torch.float32)
+    sums.index_add_(0, torch.from_numpy(slab_of_slice), small)
+    counts = torch.bincount(torch.from_numpy(slab_of_slice), minlength=m).float()
+    return sums / counts[:, None, None]
+
+
+def _dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice per subtype over the batch, averaged over subtypes present in it."""
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum(dim=(0, 2, 3))
+    denom = p.sum(dim=(0, 2, 3)) + target.sum(dim=(0, 2, 3))
+    present = target.sum(dim=(0, 2, 3)) > 0
+    if not bool(present.any()):
+        return logits.new_zeros(())
+    return (1 - (2 * inter + 1) / (denom + 1))[present].mean()
 
 
 def _sampling_weights(y: torch.Tensor) -> torch.Tensor:
@@ -119,8 +170,7 @@ def _sampling_weights(y: torch.Tensor) -> torch.Tensor:
     return w * boost
 
 
-CAM_LAYERS = ("features.denseblock1", "features.transition1", "features.denseblock2",
-              "features.denseblock3")
+CAM_LAYERS = ("enc1", "enc2", "enc3")
 
 
 def train_ich(out_dir: Path, cfg: TrainConfig = TrainConfig(),
@@ -137,7 +187,8 @@ def train_ich(out_dir: Path, cfg: TrainConfig = TrainConfig(),
 
 
 def fit(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.nn.Module:
-    """Train the network on ``cfg.n_train`` phantom studies; returns it in eval mode."""
+    """Train the network (classification and segmentation losses together) on ``cfg.n_train``
+    phantom studies of ``cfg.family``; returns it in eval mode."""
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -146,6 +197,8 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.nn.Module
     bank = _SlabBank(provisional, cfg, log)
     assert provisional.architecture is not None
     net = build_network(provisional.architecture.name, provisional.architecture.params)
+    if not isinstance(net, IchSegNet):
+        raise TypeError("the ICH trainer needs an IchSegNet")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     steps_per_epoch = max(1, bank.hu.shape[0] // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs
@@ -157,8 +210,11 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.nn.Module
         total = 0.0
         for _ in range(steps_per_epoch):
             idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen)
-            x, y = bank.batch(idx, gen)
-            loss = F.binary_cross_entropy_with_logits(net(x), y)
+            x, y, seg = bank.batch(idx, gen)
+            logits, seg_logits = net.forward_all(x)
+            loss = F.binary_cross_entropy_with_logits(logits, y) + cfg.seg_weight * (
+                F.binary_cross_entropy_with_logits(seg_logits, seg)
+                + _dice_loss(seg_logits, seg))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -178,7 +234,8 @@ def finalize(out_dir: Path, net: torch.nn.Module, cfg: TrainConfig,
     card = parse_card({**card_skeleton(cfg), "weights": {"format": "state_dict", "files": [
         {"path": WEIGHTS_FILE, "sha256": digest}]}})
     pipe = IchPipeline(LoadedModel(card, out_dir, net, torch.device("cpu")))
-    calibration = list(phantom_dataset(cfg.n_calibration, cfg.seed + 1, cfg.eval_shape))
+    calibration = list(family_dataset(cfg.n_calibration, cfg.seed + 1, cfg.family,
+                                      cfg.eval_matrix, cfg.max_slices))
     thresholds = _calibrate(pipe, calibration, log)
     card = parse_card({**card.model_dump(mode="json"), "labels": [
         {**lab.model_dump(mode="json"), "threshold": round(thresholds[lab.key], 4)}
@@ -189,25 +246,43 @@ def finalize(out_dir: Path, net: torch.nn.Module, cfg: TrainConfig,
                        "explain": {"method": "grad-cam", "target_layer": layer}})
     pipe = IchPipeline(LoadedModel(card, out_dir, net, torch.device("cpu")))
     test_seed = cfg.seed + 2
-    report = evaluate(pipe, phantom_dataset(cfg.n_test, test_seed, cfg.eval_shape),
-                      "held-out phantoms", card_thresholds(card))
-    log(f"test set: {report.as_dict()}")
+    report = evaluate(pipe, family_dataset(cfg.n_test, test_seed, cfg.test_family,
+                                           cfg.eval_matrix, cfg.max_slices),
+                      f"held-out phantom family '{cfg.test_family}'", card_thresholds(card),
+                      segmentation=True)
+    log(f"held-out family: {report.as_dict()}")
+    metrics: dict[str, Any] = {
+        **report.as_dict(), "family": cfg.test_family, "seed": test_seed,
+        "matrix": cfg.eval_matrix, "max_slices": cfg.max_slices,
+        "family_parameters": asdict(FAMILIES[cfg.test_family]),
+        "note": "synthetic phantoms only; no real-patient performance is claimed"}
+    if cfg.n_legacy_test:
+        legacy = evaluate(pipe, phantom_dataset(cfg.n_legacy_test, cfg.seed + 3,
+                                                cfg.legacy_shape),
+                          "original phantom generator (inference.phantoms defaults)",
+                          card_thresholds(card), explain=False, segmentation=True)
+        metrics["original_generator"] = {**legacy.as_dict(), "seed": cfg.seed + 3,
+                                         "shape": list(cfg.legacy_shape)}
+        log(f"original generator: {metrics['original_generator']}")
     final = parse_card({
         **card.model_dump(mode="json"),
         "training_data": {
             "source": "inference.phantoms head CT phantoms (synthetic)",
-            "train": {"studies": cfg.n_train, "seed": cfg.seed, "shape": list(cfg.shape)},
+            "train": {"studies": cfg.n_train, "seed": cfg.seed, "family": cfg.family,
+                      "family_parameters": asdict(FAMILIES[cfg.family]),
+                      "matrix": cfg.matrix, "max_slices": cfg.max_slices},
             "calibration": {"studies": cfg.n_calibration, "seed": cfg.seed + 1,
-                            "shape": list(cfg.eval_shape),
+                            "family": cfg.family, "matrix": cfg.eval_matrix,
                             "threshold_rule": "max Youden J per class, study level",
                             "gradcam_layer_rule": "highest peak-in-lesion rate",
                             "gradcam_layer_hit_rates": layer_rates},
+            "segmentation": "one sigmoid map per subtype; mask = probability >= 0.5, only "
+                            "for subtypes called positive",
             "config": {k: v for k, v in asdict(cfg).items() if k not in ("model_id",)},
             "fit_seconds": None if fit_seconds is None else round(fit_seconds, 1),
             "calibrate_and_test_seconds": round(time.perf_counter() - t_start, 1),
         },
-        "metrics": {**report.as_dict(), "seed": test_seed, "shape": list(cfg.eval_shape),
-                    "note": "synthetic phantoms only; no real-patient performance is claimed"},
+        "metrics": metrics,
     })
     write_card(final, out_dir)
     log(f"wrote {out_dir}")
