@@ -4,9 +4,9 @@ overrides and hands it in; nothing here reads files or the environment."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from workers.messages import Priority
 from workers.outbox.config import DeliveryConfig
@@ -24,18 +24,106 @@ RADIOPHARMACEUTICAL_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.68"
 PATIENT_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.73"
 
 NOOP_FACTORY = "workers.noop:NoopPipeline"
+ICH_FACTORY = "workers.pipelines.ich:IchPipeline"
+STROKE_FACTORY = "workers.pipelines.stroke:StrokePipeline"
+NO_MODEL_FACTORY = "workers.pipelines.unavailable:NoModelPipeline"
+_MODEL_FACTORIES = {"ich": ICH_FACTORY, "stroke": STROKE_FACTORY}
 
 
-class PipelineSpec(BaseModel):
-    """How a worker builds one pipeline: `factory` is `module:callable` taking
-    `(device: str, options: dict)` and returning a `workers.registry.Pipeline`.
-    `model_version` is part of the job key, so changing it re-runs studies."""
+class _Spec(BaseModel):
+    """How a worker builds one pipeline. `model_version` is part of the job key, so changing it
+    re-runs studies. `options` holds what the node adds (index database, output folder, model
+    folders, reporting settings) and, for custom factories, their own keyword options."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    factory: str = NOOP_FACTORY
-    model_version: str = "noop-1"
+    model_version: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    def factory_options(self) -> dict[str, Any]:
+        """What the factory receives besides name and version: `options`, then every typed
+        setting that is set (typed settings win)."""
+        typed = self.model_dump(exclude={"kind", "model_version", "options", "factory"},
+                                exclude_none=True)
+        return {**self.options, **typed}
+
+
+class ModelPipelineSpec(_Spec):
+    """A clinical pipeline on the generic runner (`workers.pipelines.<kind>`): its definition
+    names the default model; these settings override it per pipeline entry."""
+
+    kind: Literal["ich", "stroke"]
+    model: str | None = Field(default=None, description="model registry id")
+    critical: tuple[str, ...] | None = Field(
+        default=None, description="class keys whose positive result raises the priority signal")
+    critical_volume_ml: dict[str, float] | None = Field(
+        default=None, description="mask key -> volume (mL) that raises the priority signal")
+    warmup: bool | None = Field(default=None, description="one forward pass when loaded")
+    predict: dict[str, Any] | None = Field(
+        default=None, description="extra keyword arguments for the model (e.g. n_models)")
+
+    @property
+    def factory(self) -> str:
+        return _MODEL_FACTORIES[self.kind]
+
+
+class NoModelSpec(_Spec):
+    """A routed pipeline without a model: every study gets a "not analysed" report."""
+
+    kind: Literal["no_model"]
+    report_as: Literal["ich", "stroke", "fracture"] | None = Field(
+        default=None, description="report family (target finding); default the pipeline name")
+
+    @property
+    def factory(self) -> str:
+        return NO_MODEL_FACTORY
+
+    def factory_options(self) -> dict[str, Any]:
+        options = super().factory_options()
+        if "report_as" in options:
+            options["pipeline_kind"] = options.pop("report_as")
+        return options
+
+
+class NoopSpec(_Spec):
+    """The no-op pipeline (wiring tests, the queue benchmark): reports nothing."""
+
+    kind: Literal["noop"] = "noop"
+    model_version: str = Field(default="noop-1", min_length=1)
+    sleep_s: float | None = Field(default=None, ge=0)
+    fail: Literal["transient", "permanent"] | None = None
+    fail_flag: str | None = None
+    record_dir: str | None = None
+
+    @property
+    def factory(self) -> str:
+        return NOOP_FACTORY
+
+
+class CustomSpec(_Spec):
+    """Any other factory: `module:callable` taking `(device: str, options: dict)` and
+    returning a `workers.registry.Pipeline`."""
+
+    kind: Literal["custom"] = "custom"
+    factory: str = Field(pattern=r"^[\w.]+:\w+$")
+
+
+def _spec_kind(value: Any) -> str:
+    """The variant of a pipeline entry: its `kind`; an entry that names only a `factory` is
+    custom, one with neither is the no-op pipeline."""
+    if isinstance(value, dict):
+        return str(value.get("kind") or ("custom" if "factory" in value else "noop"))
+    return str(getattr(value, "kind", "noop"))
+
+
+PipelineSpec = Annotated[
+    Annotated[ModelPipelineSpec, Tag("ich")] | Annotated[ModelPipelineSpec, Tag("stroke")]
+    | Annotated[NoModelSpec, Tag("no_model")] | Annotated[NoopSpec, Tag("noop")]
+    | Annotated[CustomSpec, Tag("custom")],
+    Discriminator(_spec_kind),
+]
+"""One entry of `workers.pipelines`, typed by its `kind` (ich, stroke, no_model, noop,
+custom)."""
 
 
 def _text(tag: str, pattern: str) -> dict[str, Any]:
@@ -89,13 +177,6 @@ def default_rules() -> list[RoutingRule]:
             for rule in (STROKE.rule, ICH.rule, FRACTURE_RULE)]
 
 
-ICH_FACTORY = "workers.pipelines.ich:IchPipeline"
-
-
-NO_MODEL_FACTORY = "workers.pipelines.unavailable:NoModelPipeline"
-STROKE_FACTORY = "workers.pipelines.stroke:StrokePipeline"
-
-
 def default_pipelines() -> dict[str, PipelineSpec]:
     """ich runs the committed demo model (`models/ich-demo`, version 0.1.0); stroke the
     ADC-threshold ischaemic core (`models/stroke-adc-threshold`, rule-based, 0.1.0); fracture
@@ -103,12 +184,11 @@ def default_pipelines() -> dict[str, PipelineSpec]:
     installed" report (never a silent success). `noop` is for wiring tests and the queue
     benchmark; no default rule routes to it."""
     return {
-        "ich": PipelineSpec(factory=ICH_FACTORY, model_version="0.1.0",
-                            options={"model": "ich-demo"}),
-        "stroke": PipelineSpec(factory=STROKE_FACTORY, model_version="0.1.0",
-                               options={"model": "stroke-adc-threshold"}),
-        "fracture": PipelineSpec(factory=NO_MODEL_FACTORY, model_version="fracture-none-1"),
-        "noop": PipelineSpec(model_version="noop-1"),
+        "ich": ModelPipelineSpec(kind="ich", model_version="0.1.0", model="ich-demo"),
+        "stroke": ModelPipelineSpec(kind="stroke", model_version="0.1.0",
+                                    model="stroke-adc-threshold"),
+        "fracture": NoModelSpec(kind="no_model", model_version="fracture-none-1"),
+        "noop": NoopSpec(),
     }
 
 

@@ -125,7 +125,7 @@ class PipelineRegistry:
         """What the factory of pipeline `name` receives: its name and model version (a real
         model checks them against its card) and the configured options."""
         spec = self.spec(name)
-        return {"name": name, "model_version": spec.model_version, **spec.options}
+        return {"name": name, "model_version": spec.model_version, **spec.factory_options()}
 
     def built(self, name: str) -> Pipeline | None:
         """The pipeline `name` if this process has built it, without building it."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.config import ICH_FACTORY, PipelineSpec, WorkersConfig
+from workers.config import ModelPipelineSpec, WorkersConfig
 from workers.registry import PipelineRegistry
 from workers.routing import route
 from workers.samples import series, study
@@ -19,8 +19,8 @@ def _cfg(tmp_path: Path) -> WorkersConfig:
     base = WorkersConfig()
     node = {"db_url": f"sqlite:///{tmp_path / 'db'}", "output_dir": str(tmp_path / "out"),
             "model_paths": ["models", str(BLAST_DIR)], "warmup": False}
-    pipelines = {**base.pipelines, "ich-blast": PipelineSpec(
-        factory=ICH_FACTORY, model_version="1", options={**node, "model": "blast-ct"})}
+    pipelines = {**base.pipelines, "ich-blast": ModelPipelineSpec(
+        kind="ich", model_version="1", model="blast-ct", options=node)}
     pipelines["ich"] = pipelines["ich"].model_copy(
         update={"options": {**node, **pipelines["ich"].options}})
     rules = [r.model_copy(update={"pipeline": "ich-blast"}) if r.pipeline == "ich" else r

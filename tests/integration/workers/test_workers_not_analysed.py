@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 
 from dicom_node.synth import SeriesSpec, StudyIdentity, volume_series, write_series
 from infernode.node import Node
@@ -21,6 +22,7 @@ from tests.integration.workers.raising_pipelines import QUOTED_VALUE
 from tests.integration.workers.workers_support import wait_until
 from tests.support.peers.dcmtk import storescu
 from workers.admin import outcome_counts
+from workers.config import PipelineSpec
 from workers.db import jobs
 from workers.outbox.tables import outputs
 
@@ -33,12 +35,15 @@ def _node(tmp: Path, db_url: str, ich: dict[str, Any]) -> Node:
         dicom={"port": 0, "spool_dir": str(tmp / "spool"), "min_free_bytes": 0,
                "quiet_period_s": 0.5, "assembly_poll_s": 0.1},
         web={"enabled": False},
-        workers={"pipelines": {"ich": ich}, "retry_backoff_s": 0.0, "max_attempts": 2,
-                 "embedded_poll_s": 0.05},
+        workers={"retry_backoff_s": 0.0, "max_attempts": 2, "embedded_poll_s": 0.05},
         inference={"model_paths": [str(Path(__file__).resolve().parents[3] / "models")]},
     )
     rules = [r.model_copy(update={"quiet_period_s": 0.5}) for r in settings.workers.rules]
-    settings.workers = settings.workers.model_copy(update={"rules": rules})
+    # the ich entry replaced whole (a deep merge onto the default would keep its kind)
+    pipelines = {**settings.workers.pipelines,
+                 "ich": TypeAdapter(PipelineSpec).validate_python(ich)}
+    settings.workers = settings.workers.model_copy(update={"rules": rules,
+                                                           "pipelines": pipelines})
     return Node.build(settings)
 
 
@@ -130,7 +135,7 @@ def test_an_io_error_is_retried_until_the_attempts_run_out(tmp_path: Path) -> No
 
 def test_a_model_that_cannot_load_still_answers_with_a_report(tmp_path: Path) -> None:
     node = _node(tmp_path, f"sqlite:///{tmp_path / 'node.db'}",
-                 {"model_version": "9.9.9", "options": {"model": "no-such-model"}})
+                 {"kind": "ich", "model_version": "9.9.9", "model": "no-such-model"})
     node.start()
     try:
         study = _send_head_ct(node, tmp_path / "study")

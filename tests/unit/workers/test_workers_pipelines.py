@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from workers import samples
-from workers.config import PipelineSpec
+from workers.config import CustomSpec, NoopSpec
 from workers.errors import PermanentError, TransientError, UnknownPipeline
 from workers.messages import JobContext, Priority, queue_name
 from workers.registry import PipelineRegistry, select_device
@@ -36,8 +36,8 @@ def test_queue_names() -> None:
 def test_registry_builds_each_pipeline_once_per_process(tmp_path: Path) -> None:
     record = tmp_path / "rec"
     registry = PipelineRegistry({
-        "noop": PipelineSpec(model_version="v1", options={"record_dir": str(record)}),
-        "bad": PipelineSpec(factory="workers.noop:NoSuchThing"),
+        "noop": NoopSpec(model_version="v1", record_dir=str(record)),
+        "bad": CustomSpec(factory="workers.noop:NoSuchThing", model_version="1"),
     }, "cpu")
     first = registry.get("noop")
     assert registry.get("noop") is first
@@ -55,8 +55,8 @@ def test_noop_failure_modes(tmp_path: Path) -> None:
     flag = tmp_path / "broken"
     flag.touch()
     registry = PipelineRegistry({
-        "flaky": PipelineSpec(options={"fail_flag": str(flag)}),
-        "broken": PipelineSpec(options={"fail": "permanent"}),
+        "flaky": NoopSpec(fail_flag=str(flag)),
+        "broken": NoopSpec(fail="permanent"),
     }, "cpu")
     with pytest.raises(TransientError):
         registry.get("flaky").run(_context("flaky"))
