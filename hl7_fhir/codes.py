@@ -45,9 +45,10 @@ STUDY_INSTANCE_UID: Final = ("110180", "Study Instance UID")
 
 # SNOMED CT qualifier values used as the value of a presence observation.
 PRESENT: Final = ("52101004", "Present")
-# The same concepts the DICOM SR uses (PS3.16; pydicom's code dictionary names SCT 272519000
-# "Absent"), so a report reads the same in the PACS and the EHR.
-ABSENT: Final = ("272519000", "Absent")
+# The same concepts, with the same displays, as the DICOM SR (PS3.16 as pydicom's code
+# dictionary holds it), so a report reads the same in the PACS and the EHR (tests/unit/
+# test_terminology.py keeps them equal).
+ABSENT: Final = ("272519000", "Absence findings (qualifier value)")
 # SNOMED CT "Volume" (as in DICOM TID 1410/1411) and DCM "Probability" (PS3.16 Annex D), the
 # measures that accompany a finding; the SR's measurement groups use the same two codes.
 VOLUME: Final = ("118565006", "Volume")
@@ -55,7 +56,7 @@ PROBABILITY: Final = ("122157", "Probability")
 FINDING_SITE: Final = ("363698007", "Finding site")
 # SNOMED CT "Number of lesions" (observable) and "Laterality" (attribute), as in the DICOM SR's
 # lesion count and finding-site modifier; UCUM's annotation unit for a count of lesions (HL7).
-NUMBER_OF_LESIONS: Final = ("246206008", "Number of lesions")
+NUMBER_OF_LESIONS: Final = ("246206008", "Number of lesions (observable entity)")
 LATERALITY: Final = ("272741003", "Laterality")
 LESIONS: Final = ("{lesions}", "lesions")
 # LOINC "Radiology Imaging study [Impression] (narrative)" for the v2 conclusion OBX.

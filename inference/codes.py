@@ -65,7 +65,7 @@ CODE_TABLE: dict[str, CodeEntry] = {
         "SNOMED CT (morphologic abnormality); issue 10 (SEG property type of the infarct)",
     ),
     "morphologically_abnormal_structure": CodeEntry(
-        Code("49755003", "SCT", "Morphologically abnormal structure"),
+        Code("49755003", "SCT", "Morphologically Abnormal Structure"),
         "SNOMED CT; issue 10 (SEG property category of the infarct), as in DICOM CID 7150",
     ),
 }

@@ -83,8 +83,10 @@ SAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def write_sample_studies(folder: Path) -> list[tuple[StudyIdentity, str]]:
-    """Writes the sample studies under `folder`; returns each identity with what it shows."""
+def write_sample_studies(folder: Path, *, with_mr: bool = True
+                         ) -> list[tuple[StudyIdentity, str]]:
+    """Writes the sample studies under `folder` (the MR stroke study too unless `with_mr` is
+    false); returns each identity with what it shows."""
     studies = []
     for i, (label, subtypes) in enumerate(SAMPLES):
         identity = StudyIdentity(
@@ -103,6 +105,8 @@ def write_sample_studies(folder: Path) -> list[tuple[StudyIdentity, str]]:
         )
         write_series(datasets, str(folder / f"study{i + 1}"))
         studies.append((identity, label))
+    if not with_mr:
+        return studies
     identity = StudyIdentity(patient_id="DEMO-0003", patient_name="Demo^Patient3",
                              accession_number="DEMOACC003",
                              study_description="MR BRAIN WO CONTRAST")

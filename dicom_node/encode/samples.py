@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 
 from dicom_node import synth
 from dicom_node.encode import codes
+from dicom_node.encode.codes import SCT, Coded
 from dicom_node.encode.types import (
     AlgorithmInfo,
     Box,
@@ -27,6 +28,15 @@ from dicom_node.encode.types import (
     MaskFinding,
     ProbabilityFinding,
 )
+
+# Finding codes as a model card gives them (the vetted table is inference/codes.py; a test
+# keeps these equal to it): sample data for the sample findings below.
+INTRAPARENCHYMAL_HEMORRHAGE = Coded("274100004", SCT, "Cerebral hemorrhage", "model card")
+INTRAVENTRICULAR_HEMORRHAGE = Coded("274110009", SCT, "Intraventricular hemorrhage",
+                                    "model card")
+EPIDURAL_HEMORRHAGE = Coded("83329005", SCT, "Epidural hemorrhage", "model card")
+SUBARACHNOID_HEMORRHAGE = Coded("21454007", SCT, "Subarachnoid hemorrhage", "model card")
+SUBDURAL_HEMORRHAGE = Coded("35486000", SCT, "Subdural hemorrhage", "model card")
 
 
 def sample_algorithm(name: str, version: str = "1.0.0", weights: bytes = b"demo") -> AlgorithmInfo:
@@ -73,18 +83,18 @@ def ct_head_case(slices: int = 12, size: int = 64, spacing: float = 0.5) -> Case
     ivh[5:7, 40:50, 28:31] = True  # overlaps IPH's slice 5: segments may overlap
     empty = np.zeros(volume.shape, dtype=bool)
     masks = [
-        MaskFinding("IPH", codes.INTRAPARENCHYMAL_HEMORRHAGE, codes.HEMORRHAGE_MORPHOLOGY,
+        MaskFinding("IPH", INTRAPARENCHYMAL_HEMORRHAGE, codes.HEMORRHAGE_MORPHOLOGY,
                     codes.BRAIN, iph, voxel, probability=0.91),
-        MaskFinding("IVH", codes.INTRAVENTRICULAR_HEMORRHAGE, codes.HEMORRHAGE_MORPHOLOGY,
+        MaskFinding("IVH", INTRAVENTRICULAR_HEMORRHAGE, codes.HEMORRHAGE_MORPHOLOGY,
                     codes.BRAIN, ivh, voxel),
-        MaskFinding("EDH", codes.EPIDURAL_HEMORRHAGE, codes.HEMORRHAGE_MORPHOLOGY,
+        MaskFinding("EDH", EPIDURAL_HEMORRHAGE, codes.HEMORRHAGE_MORPHOLOGY,
                     codes.BRAIN, empty, voxel),
     ]
     key = (str(sources[4].SOPInstanceUID), str(sources[5].SOPInstanceUID))
     probabilities = [
         ProbabilityFinding("any", codes.INTRACRANIAL_HEMORRHAGE, codes.BRAIN, 0.93, 0.5, True, key),
-        ProbabilityFinding("SAH", codes.SUBARACHNOID_HEMORRHAGE, codes.BRAIN, 0.08, 0.5, False),
-        ProbabilityFinding("SDH", codes.SUBDURAL_HEMORRHAGE, codes.BRAIN, 0.71, 0.5, True,
+        ProbabilityFinding("SAH", SUBARACHNOID_HEMORRHAGE, codes.BRAIN, 0.08, 0.5, False),
+        ProbabilityFinding("SDH", SUBDURAL_HEMORRHAGE, codes.BRAIN, 0.71, 0.5, True,
                            (str(sources[6].SOPInstanceUID),)),
     ]
     return Case(sources=sources, masks=masks, probabilities=probabilities)

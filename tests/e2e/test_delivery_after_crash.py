@@ -66,7 +66,7 @@ def test_results_survive_a_crash_while_the_pacs_is_down(tmp_path):
                               "port": pacs_port, "called_ae": "ORTHANC",
                               "connect_timeout_s": 1}]}},
     }))
-    [(identity, _)] = write_sample_studies(tmp_path / "samples")[:1]
+    [(identity, _)] = write_sample_studies(tmp_path / "samples", with_mr=False)[:1]
     log = tmp_path / "node.log"
     node = _start(config, log)
     try:

@@ -34,7 +34,7 @@ def _finished_jobs(node, count: int, timeout: float = 120) -> list[dict]:
 def test_positive_and_negative_head_ct_get_validated_outputs(node_factory, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     node = node_factory()
-    studies = write_sample_studies(tmp_path / "samples")
+    studies = write_sample_studies(tmp_path / "samples", with_mr=False)
     files = sorted((tmp_path / "samples").rglob("*.dcm"))
     assert storescu(node.server.port, files).returncode == 0
     rows = _finished_jobs(node, 2)
@@ -78,7 +78,7 @@ def test_status_counts_jobs_and_deliveries(node_factory, tmp_path):
     from infernode.cli import app
 
     node = node_factory()
-    write_sample_studies(tmp_path / "samples")
+    write_sample_studies(tmp_path / "samples", with_mr=False)
     files = sorted((tmp_path / "samples" / "study2").glob("*.dcm"))  # the normal phantom
     assert storescu(node.server.port, files).returncode == 0
     _finished_jobs(node, 1)

@@ -66,7 +66,7 @@ class Roundtrip:
 @pytest.fixture(scope="module")
 def roundtrip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Roundtrip]:
     folder = tmp_path_factory.mktemp("roundtrip")
-    identities = write_sample_studies(folder / "samples")
+    identities = write_sample_studies(folder / "samples", with_mr=False)
     subtypes = dict(SAMPLES)
     samples = [Sample(i.study_instance_uid, i.accession_number, i.patient_id,
                       critical=bool(subtypes[label])) for i, label in identities]

@@ -23,6 +23,8 @@ from dicom_node.encode import (
     encode_sr,
 )
 from dicom_node.encode.samples import (
+    INTRAPARENCHYMAL_HEMORRHAGE,
+    SUBARACHNOID_HEMORRHAGE,
     ct_head_case,
     fixed_clock,
     radiograph_case,
@@ -44,7 +46,7 @@ def test_algorithm_info_checks_digest_and_lengths() -> None:
 
 def test_finding_values_are_checked() -> None:
     with pytest.raises(ValueError):
-        ProbabilityFinding("SAH", codes.SUBARACHNOID_HEMORRHAGE, codes.BRAIN, 1.2, 0.5, True)
+        ProbabilityFinding("SAH", SUBARACHNOID_HEMORRHAGE, codes.BRAIN, 1.2, 0.5, True)
     with pytest.raises(ValueError):
         Box(10, 10, 5, 20)
     with pytest.raises(ValueError):
@@ -88,7 +90,7 @@ def test_box_off_its_image_is_refused() -> None:
 def test_seg_refuses_misaligned_or_empty_masks() -> None:
     case = ct_head_case()
     ctx = _ctx(case.sources)
-    short = MaskFinding("IPH", codes.INTRAPARENCHYMAL_HEMORRHAGE, codes.HEMORRHAGE_MORPHOLOGY,
+    short = MaskFinding("IPH", INTRAPARENCHYMAL_HEMORRHAGE, codes.HEMORRHAGE_MORPHOLOGY,
                         codes.BRAIN, case.masks[0].mask[:-1], 1.0)
     with pytest.raises(ValueError, match="shape"):
         encode_seg(case.sources, [short], ctx)
