@@ -49,22 +49,27 @@ def _stored(values: np.ndarray) -> np.ndarray:
 
 def diffusion_series(b0: Volume, dwi: Volume, adc: Volume | None, *, identity: StudyIdentity,
                      frame_of_reference_uid: str, place_b: BPlacement = b_in_comments,
-                     adc_frame_of_reference_uid: str | None = None) -> list[Dataset]:
+                     adc_frame_of_reference_uid: str | None = None,
+                     separate_b0: bool = False) -> list[Dataset]:
     """An MR diffusion acquisition as a scanner sends it: one DWI series with the b=0 and the
     b=1000 images (the b-value where `place_b` puts it), and the ADC map as its own series
     (DERIVED\\PRIMARY\\DIFFUSION\\ADC) on its own grid, unless `adc` is None; in its own
-    Frame of Reference when `adc_frame_of_reference_uid` says so."""
+    Frame of Reference when `adc_frame_of_reference_uid` says so; the b=0 images in a series of
+    their own when `separate_b0`."""
     spec = SeriesSpec(modality="MR", series_description="ep2d_diff_tra b0 b1000 TRACEW",
                       series_number=5, body_part="BRAIN",
                       frame_of_reference_uid=frame_of_reference_uid,
                       image_type=("ORIGINAL", "PRIMARY", "DIFFUSION", "TRACEW"))
+    b0_spec = (replace(spec, series_description="ep2d_diff_tra b0", series_number=4,
+                       series_instance_uid=generate_uid(SYNTH_UID_ROOT))
+               if separate_b0 else spec)
     datasets: list[Dataset] = []
-    for b, volume in ((0.0, b0), (1000.0, dwi)):
+    for b, volume, series in ((0.0, b0, b0_spec), (1000.0, dwi, spec)):
         images = volume_series(_stored(volume.array), volume.spacing, identity=identity,
-                               spec=spec, **_geometry(volume))
+                               spec=series, **_geometry(volume))
         for ds in images:
             place_b(ds, b)
-            if b:  # the b=1000 images follow the b=0 ones in the series
+            if b and not separate_b0:  # the b=1000 images follow the b=0 ones in the series
                 ds.InstanceNumber = int(ds.InstanceNumber) + len(images)
         datasets.extend(images)
     if adc is not None:

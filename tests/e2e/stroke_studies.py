@@ -52,6 +52,8 @@ class StrokeCase:
     (in another Frame of Reference, shifted: registered) or `none` (the node computes the ADC
     from the b=0 and b=1000 images)."""
     seed: int = 3
+    separate_b0: bool = False
+    """The b=0 images in a series of their own (some scanners split b-values)."""
 
 
 CASES: tuple[StrokeCase, ...] = (
@@ -62,6 +64,8 @@ CASES: tuple[StrokeCase, ...] = (
     StrokeCase("left-philips-adc-other-grid", (StrokeLesionSpec("left", 13.0),), philips,
                adc="other-grid", seed=7),
     StrokeCase("normal-comments", (), b_in_comments, seed=11),
+    StrokeCase("right-separate-b0-no-adc", (StrokeLesionSpec("right", 13.0),), philips,
+               adc="none", seed=17, separate_b0=True),
     # the ADC map in another Frame of Reference, its content 4/-3/2 mm off: registered rigidly
     StrokeCase("left-adc-other-frame", (StrokeLesionSpec("left", 13.0),), siemens,
                adc="other-frame", seed=13),
@@ -114,6 +118,7 @@ def write_stroke_study(folder: Path, case: StrokeCase, index: int) -> WrittenStr
     datasets = diffusion_series(phantom.b0, phantom.dwi, adc[case.adc], identity=identity,
                                 frame_of_reference_uid=frame, place_b=case.place_b,
                                 adc_frame_of_reference_uid=(f"{frame}.2" if case.adc ==
-                                                            "other-frame" else None))
+                                                            "other-frame" else None),
+                                separate_b0=case.separate_b0)
     paths = write_series(datasets, str(folder / case.name))
     return WrittenStroke(case, identity.study_instance_uid, [Path(p) for p in paths], phantom)

@@ -1,16 +1,20 @@
 """MR stroke studies through the real SCP (DCMTK storescu) to the stroke pipeline (the
 ADC-threshold core, the default model) and into a real Orthanc PACS.
 
-Cases (tests/e2e/stroke_studies.py): a left infarct with Siemens' b-value placement and the
-scanner's ADC; two right infarcts with GE's placement and no ADC series (the node computes
-it from b=0 and b=1000); a left infarct with Philips' placement and the ADC on another grid
-(resampled by patient coordinates); a normal brain. Checked: SEG, SR and KOS in the original
-study in Orthanc, each valid for dciodvfy (and dcentvfy across source, SEG and SR); the SR's
-core volume within 5% of the phantom truth, the lesion count and side; FHIR and HL7 delivered.
+Cases (tests/e2e/stroke_studies.py): b-values where Siemens, GE and Philips keep them and in
+Image Comments; the scanner's ADC on the DWI grid, on a coarser grid (resampled by patient
+coordinates) and in another Frame of Reference (registered rigidly, reported in the job); no
+ADC, with the b=0 images in the DWI series or in a series of their own (the ADC computed); a
+normal brain. Checked: one attempt and the expected roles; SEG, SR and KOS in the original
+study in Orthanc, valid for dciodvfy, PixelMed and dcentvfy (source, SEG and SR together); the
+SR's core volume equal to what the model measures on the phantom's own arrays (on the
+acquisition grid) and within 10% of the phantom truth everywhere; lesion count and side; FHIR
+and HL7 delivered with the volume; the priority signal raised by a core of 1 mL or more.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from collections.abc import Iterator
@@ -25,6 +29,7 @@ from hl7apy.parser import parse_message
 
 from infernode.node import Node
 from tests.e2e.e2e_support import (
+    REPO,
     NodePlan,
     dciodvfy_errors,
     deliveries,
@@ -90,6 +95,21 @@ def _items(item: Any, code: str) -> list[Any]:
     return found
 
 
+@functools.cache
+def _model() -> Any:
+    from inference.registry import ModelRegistry
+
+    return ModelRegistry([REPO / "models"], device="cpu", warmup=False).get(
+        "stroke-adc-threshold")
+
+
+def _direct_ml(study: WrittenStroke) -> float:
+    """The core volume the default stroke model measures on the phantom's arrays directly."""
+    channels = ("dwi", "adc") if study.case.adc != "none" else ("dwi", "b0")
+    prediction = _model().predict_input(study.phantom.study_input(channels), b_value=1000.0)
+    return float(prediction.masks[0].volume_ml)
+
+
 def _number(item: Any) -> float:
     return float(item.MeasuredValueSequence[0].NumericValue)
 
@@ -145,8 +165,14 @@ def test_results_in_the_pacs_are_valid_and_measure_the_core(
     assert [ln for ln in check.stderr.splitlines() if ln.startswith("Error")] == []
     [volume] = [v for v in _items(sr, "118565006") if not _items(v, "56851009")
                 and v.ValueType == "NUM"][:1]
-    summary = job_result(jobs(run.node)[study.study_instance_uid])["summary"]
-    assert _number(volume) == pytest.approx(study.truth_ml, rel=0.05), summary
+    measured = _number(volume)
+    # the phantom's truth: the model's own accuracy (infernode models evaluate stroke reports
+    # it on the held-out family) plus what the DICOM path adds
+    assert measured == pytest.approx(study.truth_ml, rel=0.10)
+    if study.case.adc in ("same-grid", "none"):
+        # on the acquisition grid the DICOM path adds nothing: the SR says what the model says
+        # on the phantom's own arrays
+        assert measured == pytest.approx(_direct_ml(study), rel=0.01)
     [count] = _items(sr, "246206008")
     assert int(_number(count)) == len(study.case.lesions)
     sides = {i.ConceptCodeSequence[0].CodeMeaning for i in _items(sr, "272741003")}
@@ -172,6 +198,6 @@ def test_the_ehr_gets_the_volume_and_the_priority_follows_it(run: Run, name: str
         volumes = [c["valueQuantity"]["value"] for e in bundle["entry"]
                    for c in e["resource"].get("component", [])
                    if c["code"]["coding"][0]["code"] == "118565006"]
-        assert volumes and volumes[0] == pytest.approx(study.truth_ml, rel=0.05)
+        assert volumes and volumes[0] == pytest.approx(study.truth_ml, rel=0.10)
     else:
         assert "No acute infarct" in report["conclusion"]

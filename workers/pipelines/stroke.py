@@ -73,11 +73,13 @@ def _top_b(f: SeriesFacts) -> float | None:
 def select_stroke(facts: Sequence[SeriesFacts],
                   criteria: StrokeCriteria | None = None) -> Selection:
     """The DWI instances at the highest b-value (about 1000), with the ADC map when the study
-    has one, else the b=0 instances of the DWI series (the model computes the ADC)."""
+    has one, else the b=0 images (of the DWI series, or a b=0 series of their own with as many
+    images) from which the model computes the ADC."""
     c = criteria or StrokeCriteria()
     reasons = {f.series_instance_uid: _reasons(f, c) for f in facts}
     dwi: list[SeriesFacts] = []
     adc: list[SeriesFacts] = []
+    b0_only: list[SeriesFacts] = []
     for f in facts:
         own = reasons[f.series_instance_uid]
         if own:
@@ -87,6 +89,9 @@ def select_stroke(facts: Sequence[SeriesFacts],
             adc.append(f)
         elif top is None:
             own.append("neither diffusion-weighted (no b-value found) nor ADC")
+        elif top <= c.max_b0:
+            b0_only.append(f)  # a b=0 series of its own (some scanners split b-values)
+            own.append(f"b=0 images only (b={top:g})")
         elif not c.min_b <= top <= c.max_b:
             own.append(f"highest b-value {top:g} outside {c.min_b:g}-{c.max_b:g}")
         else:
@@ -102,14 +107,21 @@ def select_stroke(facts: Sequence[SeriesFacts],
         choices.append(Choice("dwi", chosen.series_instance_uid, top_uids, top_frames))
         adc.sort(key=lambda f: (f.images != slices, f.series_number))
         b0 = [(b, uids) for b, uids in chosen.b_values if b <= c.max_b0]
+        separate_b0 = [f for f in b0_only if f.images == slices]
         if adc:
             choices.append(Choice("adc", adc[0].series_instance_uid))
         elif b0 and (len(chosen.frames_at(b0[0][0])) or len(b0[0][1])) == slices:
             choices.append(Choice("b0", chosen.series_instance_uid, b0[0][1],
                                   chosen.frames_at(b0[0][0])))
+        elif separate_b0:
+            chosen_b0 = min(separate_b0, key=lambda f: f.series_number)
+            choices.append(Choice("b0", chosen_b0.series_instance_uid))
+            reasons[chosen_b0.series_instance_uid] = []
     if len(choices) < 2:
         choices = []  # the DWI is read with an ADC (given or computable) or not at all
-    roles = {ch.series_instance_uid: ch.role for ch in choices if ch.role != "b0"}
+    dwi_uid = choices[0].series_instance_uid if choices else None
+    roles = {ch.series_instance_uid: ch.role for ch in choices
+             if ch.role != "b0" or ch.series_instance_uid != dwi_uid}
     verdicts = []
     for f in facts:
         own = reasons[f.series_instance_uid]
@@ -121,6 +133,8 @@ def select_stroke(facts: Sequence[SeriesFacts],
             text = (f"chosen as DWI: {count} images at b={_top_b(f):g}{b0_note}",)
         elif role == "adc":
             text = ("chosen as ADC map",)
+        elif role == "b0":
+            text = ("chosen as the b=0 images for the ADC",)
         elif own:
             text = tuple(own)
         else:

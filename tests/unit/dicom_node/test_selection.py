@@ -230,6 +230,17 @@ def test_stroke_without_adc_reads_the_b0_images_to_compute_it() -> None:
     assert "b=0 images for the ADC" in selection.verdicts[0].reasons[0]
 
 
+def test_stroke_without_adc_takes_a_separate_b0_series() -> None:
+    dwi = mr({1000: 10}, "ep2d_diff b1000", 5)
+    b0 = mr({0: 10}, "ep2d_diff b0", 4)
+    selection = select_stroke([series_facts(dwi), series_facts(b0)])
+    assert selection.ok
+    assert selection.series_for("b0").series_instance_uid == b0[0].SeriesInstanceUID
+    verdicts = _verdicts(selection)
+    assert verdicts[b0[0].SeriesInstanceUID].usable
+    assert verdicts[b0[0].SeriesInstanceUID].role == "b0"
+
+
 def test_stroke_without_adc_and_without_b0_is_not_selected() -> None:
     dwi = mr({1000: 10}, "dwi", 5)
     selection = select_stroke([series_facts(dwi)])
