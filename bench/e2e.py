@@ -41,7 +41,6 @@ import numpy as np  # noqa: E402
 from dicom_node.synth import SeriesSpec, StudyIdentity, volume_series, write_series  # noqa: E402
 from infernode.node import Node  # noqa: E402
 from infernode.sender import send_files  # noqa: E402
-from tests.support.net import free_port  # noqa: E402
 from tests.e2e.e2e_support import (  # noqa: E402
     Facade,
     NodePlan,
@@ -50,6 +49,7 @@ from tests.e2e.e2e_support import (  # noqa: E402
     node_settings,
     running_node,
 )
+from tests.support.net import free_port  # noqa: E402
 from tests.support.peers.orthanc import OrthancServer, running_orthanc  # noqa: E402
 from workers.db import as_utc  # noqa: E402
 
