@@ -1,7 +1,9 @@
 """The ICH pipeline: per-slice and per-study probabilities, key slices, Grad-CAM, and masks.
 
 Study probability of a class = its maximum over slabs (a study is positive when any slice is),
-compared with the card's threshold for that class. The key slice of a class is the centre slice
+compared with the card's threshold for that class; a subtype is called positive only when the
+study is positive for ``any`` as well (RSNA label hierarchy: ``any`` is the union of the
+subtypes), so a negative study never reports a subtype. The key slice of a class is the centre slice
 of its most probable slab. Grad-CAM maps are computed for each positive class on its key slice.
 
 A network that also segments (one with ``forward_all``, e.g. :class:`~.network.IchSegNet`)
@@ -130,6 +132,9 @@ class IchPipeline:
         slab_p, seg = self._slab_outputs(prep, with_masks=True)
         t2 = time.perf_counter()
         results = []
+        any_j = next((j for j, lab in enumerate(self.card.labels) if lab.key == "any"), None)
+        any_pos = any_j is None or float(slab_p[:, any_j].max()) >= self.card.labels[
+            any_j].threshold
         for j, lab in enumerate(self.card.labels):
             best = int(np.argmax(slab_p[:, j]))
             prob = float(slab_p[best, j])
@@ -137,7 +142,8 @@ class IchPipeline:
             key = KeySlice(index=center, slice_id=volume.slice_id(center), probability=prob)
             results.append(ClassResult(key=lab.key, name=lab.name, code=lab.code.to_code(),
                                        probability=prob, threshold=lab.threshold,
-                                       positive=prob >= lab.threshold, key_slice=key))
+                                       positive=prob >= lab.threshold and any_pos,
+                                       key_slice=key))
         masks = self._masks(volume, prep, seg, results) if seg is not None else ()
         saliency = self._explain(volume, prep, slab_p, results) if explain else ()
         t3 = time.perf_counter()
