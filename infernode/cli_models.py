@@ -98,8 +98,8 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="model directory to write")],
     epochs: Annotated[int | None, typer.Option(help="override the number of epochs")] = None,
     n_train: Annotated[int | None, typer.Option(help="override the training studies")] = None,
-    n_test: Annotated[int | None, typer.Option(help="override the held-out test studies "
-                                                    "(stroke)")] = None,
+    n_test: Annotated[int | None, typer.Option(help="override the held-out test studies")
+                      ] = None,
     seed: Annotated[int | None, typer.Option(help="override the seed")] = None,
 ) -> None:
     """Train a demo model on phantoms (CPU, minutes) and write weights + model card."""
@@ -108,6 +108,8 @@ def train(
     overrides: dict[str, Any] = {k: v for k, v in (("epochs", epochs), ("n_train", n_train),
                                                    ("seed", seed)) if v is not None}
     if pipeline == "ich":
+        if n_test is not None:
+            overrides["n_test"] = n_test
         from inference.training.ich import TrainConfig, train_ich
 
         card = train_ich(out, replace(TrainConfig(), **overrides), log=console.print)
