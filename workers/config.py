@@ -178,13 +178,13 @@ def default_rules() -> list[RoutingRule]:
 
 
 def default_pipelines() -> dict[str, PipelineSpec]:
-    """ich runs the committed demo model (`models/ich-demo`, version 0.1.0); stroke the
+    """ich runs the committed demo model (`models/ich-demo`, version 0.2.0); stroke the
     ADC-threshold ischaemic core (`models/stroke-adc-threshold`, rule-based, 0.1.0); fracture
     has no model yet, so each study routed to it gets a delivered "not analysed: no model is
     installed" report (never a silent success). `noop` is for wiring tests and the queue
     benchmark; no default rule routes to it."""
     return {
-        "ich": ModelPipelineSpec(kind="ich", model_version="0.1.0", model="ich-demo"),
+        "ich": ModelPipelineSpec(kind="ich", model_version="0.2.0", model="ich-demo"),
         "stroke": ModelPipelineSpec(kind="stroke", model_version="0.1.0",
                                     model="stroke-adc-threshold"),
         "fracture": NoModelSpec(kind="no_model", model_version="fracture-none-1"),

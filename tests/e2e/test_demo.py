@@ -23,9 +23,8 @@ def test_demo_analyses_the_sample_studies_and_reports_them(tmp_path):
     assert "positive: infarct (infarct" in out  # with its core volume in mL
     assert "not routed" not in out
     if os.path.exists("/usr/sbin/Orthanc"):
-        assert "demo-pacs: 2 delivered" in out  # SR + KOS of the positive study
-        assert "demo-pacs: 3 delivered" in out  # SEG + SR + KOS of the stroke study
-        assert "PACS study DEMOACC001: 34 instances" in out  # 32 images + SR + KOS
+        assert "demo-pacs: 3 delivered" in out  # SEG + SR + KOS of each positive study
+        assert "PACS study DEMOACC001: 35 instances" in out  # 32 images + SEG + SR + KOS
         assert "PACS study DEMOACC002: 33 instances" in out  # 32 images + SR
         # 32 b=0 + 32 b=1000 + 32 ADC images + SEG + SR + KOS
         assert "PACS study DEMOACC003: 99 instances" in out

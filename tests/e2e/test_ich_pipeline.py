@@ -54,7 +54,7 @@ def test_positive_and_negative_head_ct_get_validated_outputs(node_factory, tmp_p
             ds = pydicom.dcmread(path)
             assert ds.StudyInstanceUID == row["study_instance_uid"]
         modalities = sorted(pydicom.dcmread(p).Modality for p in outputs["dicom"])
-        assert modalities == (["KO", "SR"] if expect_flag else ["SR"])
+        assert modalities == (["KO", "SEG", "SR"] if expect_flag else ["SR"])
         [bundle_path] = outputs["fhir-bundle"]
         bundle = Bundle.model_validate_json(bundle_path.read_text())
         report = next(e.resource for e in bundle.entry

@@ -43,4 +43,4 @@ def test_the_blast_ct_pipeline_loads_the_real_ensemble(tmp_path):
     card = pipeline.registry.card("blast-ct")  # type: ignore[attr-defined]
     assert len(card.weights.files) == 12
     demo = registry.get("ich")
-    assert demo.model_version == "0.1.0"
+    assert demo.model_version == "0.2.0"
