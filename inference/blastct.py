@@ -92,13 +92,15 @@ def plan_patches(shape: tuple[int, ...], box: Box | None = None,
     """Cover ``box`` (default: the whole ``shape``) with output patches.
 
     ``tile`` (a multiple of :data:`GRID`) gives fixed cubes, e.g. :data:`REFERENCE_TILE`;
-    otherwise one block as large as ``max_voxels`` output voxels allows: the whole box when it
-    fits, else the box's largest axis halved until it does (never below ``GRID``).
+    otherwise one block as large as ``max_voxels`` output voxels allows (None: no limit): the
+    whole box when it fits, else the box's largest axis halved until it does (never below
+    ``GRID``).
     Raises ValueError for a tile that is not a positive multiple of :data:`GRID`.
     """
-    box = box or (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
-    box = tuple(slice(max(b.start or 0, 0), min(s if b.stop is None else b.stop, s))
-                for b, s in zip(box, shape, strict=True))  # type: ignore[assignment]
+    full = box or (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
+    bz, by, bx = (slice(max(b.start or 0, 0), min(s if b.stop is None else b.stop, s))
+                  for b, s in zip(full, shape, strict=True))
+    box = (bz, by, bx)
     lo = [b.start // GRID * GRID for b in box]
     hi = [_up(b.stop) for b in box]
     if tile is not None:
@@ -108,17 +110,17 @@ def plan_patches(shape: tuple[int, ...], box: Box | None = None,
         block = [tile] * 3
     else:
         block = [h - low for h, low in zip(hi, lo, strict=True)]
-        limit = max(max_voxels or 0, GRID**3)
+        limit = math.inf if max_voxels is None else max(max_voxels, GRID**3)
         while math.prod(block) > limit and max(block) > GRID:
             i = int(np.argmax(block))
             block[i] = _up(block[i] / 2)
     starts = [range(low, h, b) for low, h, b in zip(lo, hi, block, strict=True)]
-    patches = tuple(
-        tuple(slice(s, min(s + b, h) if tile is None else s + b)
-              for s, b, h in zip(st, block, hi, strict=True))
-        for st in itertools.product(*starts))
-    return PatchPlan(box=box, patches=patches,  # type: ignore[arg-type]
-                     block=(block[0], block[1], block[2]))
+    patches: list[Box] = []
+    for st in itertools.product(*starts):
+        z, y, x = (slice(s, min(s + b, h) if tile is None else s + b)
+                   for s, b, h in zip(st, block, hi, strict=True))
+        patches.append((z, y, x))
+    return PatchPlan(box=box, patches=tuple(patches), block=(block[0], block[1], block[2]))
 
 
 def memory_budget_voxels(device: torch.device) -> int:

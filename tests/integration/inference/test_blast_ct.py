@@ -56,6 +56,7 @@ def _covered(plan, shape):
 def test_plan_whole_volume_in_one_patch_when_memory_allows():
     plan = plan_patches((160, 230, 230), max_voxels=10**8)
     assert plan.patches == ((slice(0, 165), slice(0, 240), slice(0, 240)),)
+    assert plan_patches((160, 230, 230)).patches == plan.patches  # no budget: no limit
 
 
 def test_plan_splits_the_largest_axis_on_the_grid_and_covers_once():
