@@ -80,7 +80,7 @@ def test_results_survive_a_crash_while_the_pacs_is_down(tmp_path):
         os.kill(node.pid, signal.SIGKILL)
         node.wait()
         outputs = _rows(db, "SELECT uid FROM outputs WHERE kind = 'dicom'")
-        assert len(outputs) == 2  # SR + KOS of the haemorrhage study
+        assert len(outputs) == 3  # SEG + SR + KOS of the haemorrhage study
         with running_orthanc(tmp_path / "orthanc", extra={"DicomPort": pacs_port}) as pacs:
             node = _start(config, log)
             def all_delivered() -> bool:
