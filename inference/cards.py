@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from .errors import ChecksumError, ModelCardError
-from .types import Code
+from .types import Code, ModelInfo
 
 CARD_FILE = "model.yaml"
 
@@ -157,6 +157,13 @@ class ModelCard(_Strict):
         if self.weights.format == "none" and self.method is None:
             raise ValueError("a card without weights must give its method")
         return self
+
+    @property
+    def info(self) -> ModelInfo:
+        """Which model this is, as results name it (IHE AIR Contributing Equipment)."""
+        return ModelInfo(model_id=self.id, version=self.version, name=self.name,
+                         weights_sha256=self.weights_sha256, manufacturer=self.manufacturer,
+                         not_for_clinical_use=self.not_for_clinical_use)
 
     @property
     def weights_sha256(self) -> str:

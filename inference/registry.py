@@ -61,9 +61,7 @@ class GenericPipeline:
 
     @property
     def info(self) -> ModelInfo:
-        c = self.card
-        return ModelInfo(c.id, c.version, c.name, c.weights_sha256, c.manufacturer,
-                         c.not_for_clinical_use)
+        return self.card.info
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

@@ -66,10 +66,7 @@ class StrokePipeline:
 
     @property
     def info(self) -> ModelInfo:
-        c = self.card
-        return ModelInfo(model_id=c.id, version=c.version, name=c.name,
-                         weights_sha256=c.weights_sha256, manufacturer=c.manufacturer,
-                         not_for_clinical_use=c.not_for_clinical_use)
+        return self.card.info
 
     def warmup(self) -> None:
         self.segmenter.warmup()
