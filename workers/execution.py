@@ -19,7 +19,6 @@ from workers.db import utcnow
 from workers.failures import Failure, classify
 from workers.jobs import Failed, claim, complete, fail, heartbeat
 from workers.messages import JobContext, JobState, PipelineResult
-from workers.pipelines.unavailable import fallback_reporter
 from workers.registry import Pipeline, PipelineRegistry, Reporting
 
 log = logging.getLogger(__name__)
@@ -119,9 +118,7 @@ def _not_analysed(engine: Engine, cfg: WorkersConfig, registry: PipelineRegistry
     try:
         with _LeaseKeeper(engine, cfg, context, clock):
             if reporter is None:
-                reporter = fallback_reporter(context.pipeline,
-                                             registry.options(context.pipeline),
-                                             registry.device)
+                reporter = registry.stand_in(context.pipeline)
             if reporter is None:
                 return None
             return reporter.not_analysed(context, failure.explanation, failure.reason)

@@ -78,6 +78,7 @@ class PipelineRegistry:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._cache: dict[str, Pipeline] = {}
+        self._stand_ins: dict[str, Reporting | None] = {}
         self._device: str | None = None
 
     @property
@@ -98,6 +99,15 @@ class PipelineRegistry:
         with self._lock:
             return self._device_locked()
 
+    def _forget_if_forked(self) -> None:
+        """In a forked child (Celery prefork) build everything anew: no CUDA context, engine
+        or model is shared with the parent. Call with the lock held."""
+        if self._pid != os.getpid():
+            self._cache.clear()
+            self._stand_ins.clear()
+            self._device = None
+            self._pid = os.getpid()
+
     def _device_locked(self) -> str:
         if self._device is None:
             self._device = select_device(self._preference)
@@ -107,10 +117,7 @@ class PipelineRegistry:
         """The warm pipeline `name`, built now if this process has not built it yet."""
         spec = self.spec(name)
         with self._lock:
-            if self._pid != os.getpid():
-                self._cache.clear()
-                self._device = None
-                self._pid = os.getpid()
+            self._forget_if_forked()
             pipeline = self._cache.get(name)
             if pipeline is None:
                 pipeline = load_factory(spec.factory)(self._device_locked(), self.options(name))
@@ -127,7 +134,16 @@ class PipelineRegistry:
         spec = self.spec(name)
         return {"name": name, "model_version": spec.model_version, **spec.factory_options()}
 
-    def built(self, name: str) -> Pipeline | None:
-        """The pipeline `name` if this process has built it, without building it."""
+    def stand_in(self, name: str) -> Reporting | None:
+        """A reporter for pipeline `name` whose own pipeline could not be built (its model
+        failed to load): built once per process and kept, like the pipelines, so that every
+        study sent to a broken pipeline reuses one index connection pool. None when the
+        pipeline has no report family (`workers.pipelines.unavailable.fallback_reporter`)."""
+        from workers.pipelines.unavailable import fallback_reporter  # encoders: only when needed
+
+        options = self.options(name)
         with self._lock:
-            return self._cache.get(name) if self._pid == os.getpid() else None
+            self._forget_if_forked()
+            if name not in self._stand_ins:
+                self._stand_ins[name] = fallback_reporter(options, self._device_locked())
+            return self._stand_ins[name]

@@ -11,6 +11,7 @@ from pydicom.multival import MultiValue
 
 from dicom_node.encode import codes as dcodes
 from dicom_node.encode.types import Lesion, MaskFinding, ProbabilityFinding
+from dicom_node.index.values import int_value, normalise_date
 from hl7_fhir import codes as fcodes
 from hl7_fhir.types import Coded as FhirCoded
 from hl7_fhir.types import Finding as FhirFinding
@@ -112,11 +113,9 @@ def _text(ds: Dataset, keyword: str) -> str | None:
 
 
 def _date(value: object) -> date | None:
-    text = str(value or "").replace(".", "").replace("-", "")
-    try:
-        return date(int(text[:4]), int(text[4:6]), int(text[6:8])) if len(text) == 8 else None
-    except ValueError:
-        return None
+    """A DA value (or ACR-NEMA's YYYY.MM.DD) as a date; None when it is not one date."""
+    text = normalise_date(value)
+    return date(int(text[:4]), int(text[4:6]), int(text[6:8])) if text else None
 
 
 def _time(value: object) -> time | None:
@@ -138,14 +137,6 @@ def _offset(value: str | None) -> timedelta | None:
         return None
     sign = -1 if value[0] == "-" else 1
     return sign * timedelta(hours=hours, minutes=minutes)
-
-
-def _int(value: object) -> int | None:
-    try:
-        number = int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return number if -(2**31) <= number < 2**31 else None
 
 
 def _item_text(ds: Dataset, sequence: str, keyword: str) -> str | None:
@@ -180,12 +171,12 @@ def study_facts(headers: Sequence[Dataset], procedure: dcodes.Coded) -> StudyFac
     series = tuple(
         SeriesFacts(
             series_instance_uid=uid, modality=_text(items[0], "Modality") or "OT",
-            series_number=_int(items[0].get("SeriesNumber")),
+            series_number=int_value(items[0], "SeriesNumber"),
             description=_text(items[0], "SeriesDescription"),
             instances=tuple(InstanceFacts(
                 sop_instance_uid=_uid(ds, "SOPInstanceUID"),
                 sop_class_uid=_uid(ds, "SOPClassUID"),
-                instance_number=_int(ds.get("InstanceNumber")),
+                instance_number=int_value(ds, "InstanceNumber"),
             ) for ds in items),
         )
         for uid, items in by_series.items()

@@ -62,8 +62,6 @@ class NodeFacts:
 
     db_url: str
     output_dir: Path
-    options: dict[str, Any] = field(default_factory=dict)
-
     reporting: EncodeOptions = field(default_factory=EncodeOptions)
 
     @classmethod
@@ -80,7 +78,7 @@ class NodeFacts:
         except ValidationError as exc:
             raise PermanentError(f"{pipeline} pipeline: invalid reporting settings: {exc}",
                                  reason="configuration") from exc
-        return cls(db_url, output_dir, dict(options), encode)
+        return cls(db_url, output_dir, encode)
 
 
 def placeholder_algorithm(pipeline: str, version: str) -> AlgorithmInfo:

@@ -58,14 +58,14 @@ class NoModelPipeline:
         return self.reporter.not_analysed(context, reason, code)
 
 
-def fallback_reporter(name: str, options: dict[str, Any], device: str) -> NoModelPipeline | None:
-    """A reporter for pipeline `name` when its own pipeline could not even be built (its model
-    failed to load): it writes the not-analysed report under the node's own identity. None when
-    the pipeline has no report family (a custom or test pipeline) or no output folder."""
+def fallback_reporter(options: dict[str, Any], device: str) -> NoModelPipeline | None:
+    """A reporter for a pipeline whose own pipeline could not even be built (its model failed
+    to load), from that pipeline's factory options (`name`, `model_version`, the node's facts):
+    it writes the not-analysed report under the node's own identity. None when the pipeline has
+    no report family (a custom or test pipeline) or no output folder."""
     if "db_url" not in options or "output_dir" not in options:
         return None
     try:
-        return NoModelPipeline(device, {**options, "model_version":
-                                        str(options.get("model_version", f"{name}-none"))})
+        return NoModelPipeline(device, options)
     except PermanentError:
         return None

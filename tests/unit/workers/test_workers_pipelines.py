@@ -75,3 +75,20 @@ def test_device_selection_without_a_gpu() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(PermanentError, match="no CUDA device"):
             select_device("cuda")
+
+
+def test_a_stand_in_reporter_is_built_once_per_pipeline(tmp_path: Path) -> None:
+    """A pipeline whose model cannot load is answered by a stand-in reporter: one per pipeline
+    and process, not one (with its own index engine) per failed study."""
+    node = {"db_url": f"sqlite:///{tmp_path / 'node.db'}", "output_dir": str(tmp_path / "out")}
+    registry = PipelineRegistry({
+        "stroke": CustomSpec(factory="workers.noop:NoSuchThing", model_version="1",
+                             options=node),
+        "other": CustomSpec(factory="workers.noop:NoSuchThing", model_version="1",
+                            options=node),
+    }, "cpu")
+    first = registry.stand_in("stroke")
+    assert first is not None and registry.stand_in("stroke") is first
+    assert first.reporter.spec.kind.value == "stroke"  # type: ignore[attr-defined]
+    # a pipeline with no report family gets none, and that answer is kept too
+    assert registry.stand_in("other") is None and registry.stand_in("other") is None
