@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from tests.integration.workers.outbox.outbox_support import (  # noqa: F401 - re
     HttpPeer,
     http_peer,
 )
+from tests.support.peers.dcmtk import storescu
 from tests.support.peers.orthanc import OrthancServer
 from tests.support.waiting import wait_until  # noqa: F401 - re-exported
 from workers.db import jobs as job_table
@@ -151,6 +152,16 @@ def settled(node: Node, studies: set[str]) -> bool:
     answered = {s for s in studies if found[s]["outcome"] is not None}
     return (unplanned == 0 and answered <= with_rows
             and all(r["state"] in ("delivered", "dead") for r in rows))
+
+
+def send_and_settle(node: Node, studies: Mapping[str, Sequence[Path]], calling: str,
+                    what: str, timeout: float = 600) -> None:
+    """C-STOREs each study's files to the node with DCMTK storescu as `calling`, then waits
+    until every study is `settled`."""
+    for uid, files in studies.items():
+        sent = storescu(node.server.port, list(files), calling=calling)
+        assert sent.returncode == 0, (uid, sent.stdout[-2000:])
+    wait_until(lambda: settled(node, set(studies)), timeout=timeout, what=what)
 
 
 def job_result(row: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ quick to analyse.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,8 +18,7 @@ from pydicom.dataset import Dataset
 
 from dicom_node.synth import SeriesSpec, StudyIdentity, radiograph, volume_series, write_series
 from inference.phantoms.head_ct import PhantomSpec, make_head_ct
-
-Mutation = Callable[[Dataset], None]
+from tests.conformance.dicom.headers import Mutation, absent, empty
 
 TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID",
                        "AccessionNumber", "ReferringPhysicianName", "StudyDate", "StudyTime")
@@ -42,21 +40,6 @@ class Case:
     modality: str = "CT"
     extra_series: int = 0
     """Single-image localizer series added to the study (each gets a verdict and a reason)."""
-
-
-def _delete(*keywords: str) -> Mutation:
-    def apply(ds: Dataset) -> None:
-        for keyword in keywords:
-            if keyword in ds:
-                delattr(ds, keyword)
-    return apply
-
-
-def _empty(*keywords: str) -> Mutation:
-    def apply(ds: Dataset) -> None:
-        for keyword in keywords:
-            setattr(ds, keyword, "")
-    return apply
 
 
 def _malformed(ds: Dataset) -> None:
@@ -93,8 +76,8 @@ def _contrast(ds: Dataset) -> None:
 
 
 CASES: tuple[Case, ...] = (
-    Case("type2-absent", "ich", "result", _delete(*TYPE2_PATIENT_STUDY)),
-    Case("type2-empty", "ich", "result", _empty(*TYPE2_PATIENT_STUDY)),
+    Case("type2-absent", "ich", "result", absent(*TYPE2_PATIENT_STUDY)),
+    Case("type2-empty", "ich", "result", empty(*TYPE2_PATIENT_STUDY)),
     Case("malformed-values", "ich", "result", _malformed),
     Case("japanese-iso2022", "ich", "result",
          _charset(["", "ISO 2022 IR 87"], JAPANESE_NAME, "頭部 CT")),
@@ -103,7 +86,7 @@ CASES: tuple[Case, ...] = (
     Case("vendor-private", "ich", "result", _vendor_private),
     Case("no-geometry", "ich", "not_analysed", _no_geometry),
     Case("no-geometry-type2-absent", "ich", "not_analysed",
-         lambda ds: (_no_geometry(ds), _delete(*TYPE2_PATIENT_STUDY)(ds))),
+         lambda ds: (_no_geometry(ds), absent(*TYPE2_PATIENT_STUDY)(ds))),
     Case("no-geometry-japanese", "ich", "not_analysed",
          lambda ds: (_no_geometry(ds), _charset(["", "ISO 2022 IR 87"], JAPANESE_NAME,
                                                 "頭部 CT")(ds))),

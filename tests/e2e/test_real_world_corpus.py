@@ -32,13 +32,11 @@ from tests.e2e.e2e_support import (
     jobs,
     node_settings,
     running_node,
-    settled,
+    send_and_settle,
     study_series,
-    wait_until,
 )
 from tests.e2e.real_world_corpus import CASES, WrittenCase, write_corpus
 from tests.support.net import free_port
-from tests.support.peers.dcmtk import storescu
 from tests.support.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
 
 pytestmark = requires_orthanc
@@ -73,12 +71,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                             node={"dicom": {"assembly_poll_s": 0.1},
                                   "reporting": REPORTING})
             with running_node(node_settings(plan)) as node:
-                for case in corpus:
-                    sent = storescu(node.server.port, case.files, calling=SENDER)
-                    assert sent.returncode == 0, (case.case.name, sent.stdout[-2000:])
-                uids = {c.study_instance_uid for c in corpus}
-                wait_until(lambda: settled(node, uids), timeout=600,
-                           what="every corpus study analysed or reported and delivered")
+                send_and_settle(node, {c.study_instance_uid: c.files for c in corpus}, SENDER,
+                                "every corpus study analysed or reported and delivered")
                 yield Run(node, pacs, corpus, folder, "\n".join(handler.lines))
     finally:
         logging.getLogger().removeHandler(handler)

@@ -38,14 +38,12 @@ from tests.e2e.e2e_support import (
     jobs,
     node_settings,
     running_node,
-    settled,
+    send_and_settle,
     study_series,
-    wait_until,
 )
 from tests.e2e.stroke_studies import CASES, SHIFT_MM, WrittenStroke, write_stroke_study
 from tests.support.net import free_port
 from tests.support.peers import pixelmed
-from tests.support.peers.dcmtk import storescu
 from tests.support.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
 from tests.support.peers.pixelmed_allowlist import unexplained
 
@@ -71,12 +69,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                         senders=(SENDER,), quiet_period_s=1.0,
                         node={"dicom": {"assembly_poll_s": 0.1}})
         with running_node(node_settings(plan)) as node:
-            for study in studies:
-                sent = storescu(node.server.port, study.files, calling=SENDER)
-                assert sent.returncode == 0, sent.stdout[-2000:]
-            uids = {s.study_instance_uid for s in studies}
-            wait_until(lambda: settled(node, uids), timeout=600,
-                       what="every stroke study analysed and delivered")
+            send_and_settle(node, {s.study_instance_uid: s.files for s in studies}, SENDER,
+                            "every stroke study analysed and delivered")
             yield Run(node, pacs, studies)
 
 
