@@ -7,7 +7,14 @@ from __future__ import annotations
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hl7_fhir.types import EncodeOptions
 
@@ -53,12 +60,13 @@ class ReportingConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _systems_are_uris(self) -> ReportingConfig:
-        for system in (self.patient_id_system, self.accession_system, self.placer_order_system,
-                       *self.patient_id_systems.values()):
-            if system is not None and ":" not in system:
-                raise ValueError(f"identifier system {system!r} is not a URI "
-                                 "(e.g. urn:oid:1.2.3 or https://...)")
+    def _valid_options(self) -> ReportingConfig:
+        # EncodeOptions holds the rules (identifier systems are URIs...); check them at load
+        try:
+            self.encode_options()
+        except ValidationError as exc:
+            raise ValueError("; ".join(str(e["msg"]).removeprefix("Value error, ")
+                                       for e in exc.errors())) from None
         return self
 
     def encode_options(self) -> EncodeOptions:
