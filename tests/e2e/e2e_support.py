@@ -231,6 +231,7 @@ def download_series(pacs: OrthancServer, series: dict[str, Any], folder: Path) -
 def dciodvfy_errors(path: Path) -> list[str]:
     """The `Error` lines of `dciodvfy -new` (dicom3tools) on a file: the STANDARDS.md gate."""
     check = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True,
+                           errors="replace",
                            timeout=60, check=False)
     lines = (check.stdout + check.stderr).splitlines()
     return [ln for ln in lines if ln.startswith("Error")]
