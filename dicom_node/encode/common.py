@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import highdicom as hd
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as dcm_codes
 from pydicom.valuerep import DA, DT, TM
@@ -86,19 +86,30 @@ _STUDY_ATTRIBUTES = ("StudyDescription", "AccessionNumber", "ReferringPhysicianN
 study reads the same whichever instance a PACS indexes first (highdicom's KOS omits some)."""
 
 
-def finish(ds: Dataset, ctx: EncodeContext, when: datetime, source: Dataset) -> None:
+def finish(ds: Dataset, ctx: EncodeContext, when: datetime, source: Dataset,
+           original: Dataset | None = None) -> None:
     """Stamps creation, content and series date/time from the injected clock (highdicom reads
     the system clock), repeats the source's Patient and General Study attributes (`source` is
     the ``tolerant_source`` copy: Type 2 ones always present, values as the source has them),
-    and appends the AIR item to the Contributing Equipment Sequence."""
+    and appends the AIR item to the Contributing Equipment Sequence. `original` is the
+    source as read (before highdicom decoded the copy's values): a valid Person Name is
+    written from its bytes."""
     if known_character_set(source):
         # The source's own value, so every text it has is written with the same bytes.
         charset = source["SpecificCharacterSet"]
         ds[charset.tag] = DataElement(charset.tag, "CS", charset.value)
     for keyword in (*REPEATED_TYPE2, *_STUDY_ATTRIBUTES):
-        if keyword in source:
-            element = source[keyword]
-            # A new element with the same value: a PN keeps its original bytes (PS3.5 6.1).
+        if keyword not in source:
+            continue
+        element = source[keyword]
+        raw = original.get_item(keyword) if original is not None else None
+        if element.VR == "PN" and isinstance(raw, RawDataElement) and isinstance(raw.value,
+                                                                                 bytes):
+            # A name exactly as the source's bytes (tolerant_source never empties a PN):
+            # decoding and re-encoding would drop an empty trailing component group or a
+            # closing escape sequence (PS3.5 6.1, 6.2.1).
+            ds[element.tag] = DataElement(element.tag, "PN", raw.value)
+        else:
             ds[element.tag] = DataElement(element.tag, element.VR, element.value)
     date, time = DA(when.date()), TM(when.time().replace(microsecond=0))
     ds.InstanceCreationDate = date

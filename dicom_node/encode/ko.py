@@ -60,6 +60,7 @@ def encode_kos(
         raise ValueError("a KOS needs at least one key image")
     if any(uid not in by_uid for uid in keys):
         raise ValueError("key images must be among the source instances")
+    original = by_uid[keys[0]]
     selected = tolerant_first([by_uid[uid] for uid in keys])
     charset = character_set(selected[0])
     content = hd.ko.KeyObjectSelection(
@@ -85,7 +86,7 @@ def encode_kos(
         specific_character_set=None,  # written by finish
     )
     _without_image_concept_names(kos)
-    finish(kos, ctx, when, selected[0])
+    finish(kos, ctx, when, selected[0], original)
     return kos
 
 

@@ -90,6 +90,7 @@ def encode_seg(
     segmented = segmented_findings(findings)
     if not segmented:
         raise ValueError("no mask finding has a voxel; a SEG needs at least one segment")
+    original = sources[0]
     sources = _placeable(tolerant_first(sources), segmented[0])
     expected = (frame_count(sources), int(sources[0].Rows), int(sources[0].Columns))
     for finding in segmented:
@@ -134,7 +135,7 @@ def encode_seg(
         item.DimensionOrganizationUID = organization
     if "FrameOfReferenceUID" not in seg:
         _without_frame_of_reference(seg, sources[0])
-    finish(seg, ctx, when, sources[0])
+    finish(seg, ctx, when, sources[0], original)
     return seg
 
 

@@ -96,6 +96,7 @@ def encode_sr(
     """
     if not sources:
         raise ValueError("an SR needs at least one source instance")
+    original = sources[0]
     sources = tolerant_first(sources)
     charset = character_set(sources[0])
     if isinstance(findings, NotAnalysed):
@@ -141,5 +142,5 @@ def encode_sr(
         software_versions=ctx.algorithm.version,
         specific_character_set=None,  # written by finish
     )
-    finish(sr, ctx, when, sources[0])
+    finish(sr, ctx, when, sources[0], original)
     return sr
