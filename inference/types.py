@@ -64,6 +64,68 @@ class Volume:
 
 
 Hemisphere = Literal["left", "right", "bilateral"]
+Side = Literal["left", "right"]
+
+
+@dataclass(frozen=True)
+class Radiograph:
+    """One projection radiograph (CR/DX) ready for a detection model.
+
+    ``array`` is (rows, columns) float32 on the stored pixel grid (never resampled by the
+    caller, so a box in its pixel coordinates is a box on the stored image): the Modality LUT
+    or rescale applied, MONOCHROME1 already inverted, so that higher values are always more
+    attenuating (bone bright); no VOI window applied (the model normalises intensities itself).
+    ``pixel_spacing_mm`` is (row, column) spacing at the patient in mm (Pixel Spacing, or Imager
+    Pixel Spacing corrected by the estimated magnification), None when the header does not say.
+    ``body_part`` is an upper-case DICOM Body Part Examined defined term (``WRIST``, ``HAND``,
+    ``FOREARM``...) or None when unknown; ``laterality`` the imaged side; ``image_id`` the
+    caller's identifier (its SOP Instance UID), echoed in every detection on this image.
+    """
+
+    array: np.ndarray
+    image_id: str
+    pixel_spacing_mm: tuple[float, float] | None = None
+    body_part: str | None = None
+    laterality: Side | None = None
+    view: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 2 or min(self.array.shape) < 8:
+            raise ValueError(f"Radiograph array must be 2-D (rows, columns) of at least 8 x 8, "
+                             f"got shape {self.array.shape}")
+        if self.pixel_spacing_mm is not None and (
+                len(self.pixel_spacing_mm) != 2 or min(self.pixel_spacing_mm) <= 0):
+            raise ValueError(f"pixel spacing must be two positive mm values, "
+                             f"got {self.pixel_spacing_mm}")
+        if not self.image_id:
+            raise ValueError("Radiograph needs an image_id")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.array.shape[0]), int(self.array.shape[1]))
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected finding on one radiograph.
+
+    ``box`` is (x0, y0, x1, y1) in pixel coordinates of that radiograph's ``array`` as DICOM
+    SCOORD defines them (PS3.3 C.18.6.1.2): x is the column, y the row, (0, 0) the top left
+    corner of the top left pixel, so 0 <= x0 < x1 <= columns and 0 <= y0 < y1 <= rows.
+    ``label`` is the model card's class key (``fracture``); ``score`` its probability.
+    """
+
+    image_id: str
+    box: tuple[float, float, float, float]
+    score: float
+    label: str
+
+    def __post_init__(self) -> None:
+        x0, y0, x1, y1 = self.box
+        if not (0 <= x0 < x1 and 0 <= y0 < y1):
+            raise ValueError(f"detection box {self.box} must have 0 <= x0 < x1 and 0 <= y0 < y1")
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError("detection score must lie in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -209,6 +271,11 @@ class Prediction:
     ``lesions`` (segmentation pipelines such as stroke) are the connected components of the
     union mask, largest first; ``laterality`` is the side of all of them together (None when
     there is no lesion or the pipeline does not say).
+
+    Detection pipelines (fracture on radiographs) fill ``detections`` (every box at or above the
+    card's box threshold, highest score first); their ``slice_ids`` are the input images' ids
+    and ``slice_probabilities`` (n_images, n_classes) the image-level probabilities; each
+    class's study probability is its highest image probability and its key slice that image.
     """
 
     pipeline: str
@@ -222,6 +289,7 @@ class Prediction:
     schema_version: int = SCHEMA_VERSION
     lesions: tuple[Lesion, ...] = ()
     laterality: Hemisphere | None = None
+    detections: tuple[Detection, ...] = ()
 
     @property
     def positive(self) -> tuple[str, ...]:
