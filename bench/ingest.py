@@ -1,0 +1,325 @@
+"""Ingest benchmark: images/s received by DCMTK storescp, Orthanc and the node, side by side.
+
+Each receiver runs on loopback (storescp forking per association, Orthanc with its default
+SQLite index, the node as `infernode serve` with SQLite). DCMTK `storescu` sends the same
+generated CT series (512 x 512, 300 slices by default) on 1 and on 4 concurrent associations,
+with TCP_NODELAY=1 in the environment of senders and receivers (DCMTK reads it). Every run gets
+new Study/Series/SOP Instance UIDs, so no receiver ever sees a duplicate. A run counts only when
+the receiver holds every instance afterwards. Prints one JSON line: median images/s per receiver
+and association count, the ratios node/storescp and node/orthanc, the node's four/one scaling,
+and the node's peak RSS.
+
+    python bench/ingest.py                 # 300 slices, 5 repeats
+    python bench/ingest.py --quick         # 60 slices, 2 repeats
+    python bench/ingest.py --profile out   # also py-spy the node during its runs (py-spy on PATH)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import yaml
+from pydicom.uid import UID
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dicom_node.synth import SYNTH_UID_ROOT, SeriesSpec, StudyIdentity, volume_series  # noqa: E402
+from infernode.local_pacs import launch_orthanc, stop_orthanc  # noqa: E402
+
+DCMTK = Path("/usr/bin")
+ORTHANC = Path("/usr/sbin/Orthanc")
+CALLING = "INFERNODE_SCU"
+TOKEN_DIGITS = 12
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def new_token() -> str:
+    """A UID component of fixed width (no leading zero) that makes every UID of a run new."""
+    return str(10 ** (TOKEN_DIGITS - 1) + int.from_bytes(os.urandom(5), "big"))[:TOKEN_DIGITS]
+
+
+def template(folder: Path, slices: int, size: int, token: str) -> list[Path]:
+    """Writes the CT series once; its UIDs all contain `.token.` so copies can renew them."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    head = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size * 0.42) ** 2) * 40
+    root = f"{SYNTH_UID_ROOT}{token}."
+    identity = StudyIdentity(study_instance_uid=root + "1", patient_id="BENCH")
+    spec = SeriesSpec(series_instance_uid=root + "2")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(slices):
+        noise = rng.integers(-20, 20, size=(1, size, size))
+        [ds] = volume_series((head + noise).astype(np.int16), (1.0, 0.5, 0.5),
+                             identity=identity, spec=spec, origin=(0.0, 0.0, float(k)))
+        ds.InstanceNumber = k + 1
+        ds.FrameOfReferenceUID = root + "3"
+        sop_uid = UID(f"{root}4.{k + 1}")
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+        path = folder / f"{k + 1:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def fresh_copy(files: Sequence[Path], old: str, folder: Path) -> tuple[list[Path], str]:
+    """The series again under new UIDs (same length, so every length field stays right)."""
+    token = new_token()
+    before, after = f".{old}.".encode(), f".{token}.".encode()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    out = []
+    for path in files:
+        target = folder / path.name
+        target.write_bytes(path.read_bytes().replace(before, after))
+        out.append(target)
+    return out, token
+
+
+class Receiver:
+    name = ""
+    aet = ""
+    port = 0
+    pid: int | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def count(self) -> int:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class StoreScp(Receiver):
+    """DCMTK storescp writing every instance to a folder, one process per association."""
+
+    name, aet = "storescp", "STORESCP"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+
+    def start(self) -> None:
+        self.out = self.folder / "out"
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [str(DCMTK / "storescp"), "--fork", "-aet", self.aet, "-od", str(self.out),
+             str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_echo(self.port, self.aet)
+
+    def count(self) -> int:
+        found = sum(1 for _ in self.out.iterdir())
+        shutil.rmtree(self.out)
+        self.out.mkdir()
+        return found
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+
+class Orthanc(Receiver):
+    """Orthanc with its default SQLite index and uncompressed storage."""
+
+    name, aet = "orthanc", "ORTHANC"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port, self.http = free_port(), free_port()
+
+    def start(self) -> None:
+        self.process = launch_orthanc(self.folder, {
+            "Name": "bench", "StorageDirectory": str(self.folder / "storage"),
+            "IndexDirectory": str(self.folder / "index"), "HttpPort": self.http,
+            "DicomPort": self.port, "DicomAet": self.aet, "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False, "DicomCheckCalledAet": False, "SaveJobs": False,
+        }, binary=ORTHANC)
+        self.pid = self.process.pid
+
+    def count(self) -> int:
+        stats = httpx.get(f"http://127.0.0.1:{self.http}/statistics", timeout=30).json()
+        return int(stats["CountInstances"])
+
+    def stop(self) -> None:
+        stop_orthanc(self.process)
+
+
+class Node(Receiver):
+    """`infernode serve` with SQLite, no web, no routing rules (no jobs start)."""
+
+    name, aet = "node", "INFERNODE"
+
+    def __init__(self, folder: Path, profile: Path | None) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.db = folder / "node.db"
+        self.profile = profile
+        self.spy: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = self.folder / "node.yaml"
+        config.write_text(yaml.safe_dump({
+            "data_dir": str(self.folder / "data"), "log_level": "WARNING",
+            "database": {"url": f"sqlite:///{self.db}"},
+            "dicom": {"port": self.port, "spool_dir": str(self.folder / "spool"),
+                      "min_free_bytes": 0},
+            "web": {"enabled": False}, "workers": {"rules": []},
+        }))
+        log = (self.folder / "node.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "infernode.cli", "serve", "-c", str(config)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        self.pid = self.process.pid
+        wait_echo(self.port, self.aet, process=self.process)
+        if self.profile is not None:
+            self.spy = subprocess.Popen(
+                ["py-spy", "record", "--threads", "--rate", "200", "--format", "raw", "-o",
+                 str(self.profile), "--pid", str(self.pid)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def count(self) -> int:
+        with sqlite3.connect(self.db) as conn:
+            return int(conn.execute("SELECT count(*) FROM instances").fetchone()[0])
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.spy is not None:
+            self.spy.send_signal(signal.SIGINT)
+            self.spy.wait(timeout=60)
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def wait_echo(port: int, aet: str, *, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{aet} exited with {process.returncode}")
+        done = subprocess.run([str(DCMTK / "echoscu"), "-aet", CALLING, "-aec", aet,
+                               "127.0.0.1", str(port)], capture_output=True, check=False)
+        if done.returncode == 0:
+            return
+        time.sleep(0.3)
+    raise RuntimeError(f"{aet} does not answer C-ECHO")
+
+
+def send(receiver: Receiver, files: Sequence[Path], associations: int) -> float:
+    """Sends `files` on `associations` concurrent storescu processes; returns seconds."""
+    chunks = [list(files[i::associations]) for i in range(associations)]
+    started = time.perf_counter()
+    senders = [subprocess.Popen(
+        [str(DCMTK / "storescu"), "-R", "-aet", CALLING, "-aec", receiver.aet,
+         "127.0.0.1", str(receiver.port), *map(str, chunk)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for chunk in chunks]
+    errors = [p.communicate(timeout=900)[1] for p in senders]
+    elapsed = time.perf_counter() - started
+    for p, err in zip(senders, errors, strict=True):
+        if p.returncode != 0:
+            raise RuntimeError(f"storescu to {receiver.name} failed: {err.decode()[-500:]}")
+    return elapsed
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    os.environ["TCP_NODELAY"] = "1"  # read by DCMTK in storescu, storescp and Orthanc
+    work = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=args.tmp))
+    token = new_token()
+    files = template(work / "template", args.slices, args.size, token)
+    node = Node(work / "node", args.profile)
+    receivers: list[Receiver] = [r for r in (StoreScp(work / "storescp"), Orthanc(work / "orthanc"),
+                                             node) if r.name in args.receivers]
+    rates: dict[str, dict[int, list[float]]] = {
+        r.name: {n: [] for n in args.associations} for r in receivers}
+    try:
+        for r in receivers:
+            r.start()
+        for repeat in range(args.repeats):
+            for n in args.associations:
+                order = receivers[repeat % len(receivers):] + receivers[:repeat % len(receivers)]
+                for r in order:
+                    copy, _ = fresh_copy(files, token, work / "send")
+                    before = r.count() if not isinstance(r, StoreScp) else 0
+                    seconds = send(r, copy, n)
+                    got = r.count() - before
+                    if got != len(copy):
+                        raise RuntimeError(f"{r.name} holds {got} of {len(copy)} instances")
+                    rates[r.name][n].append(len(copy) / seconds)
+                    print(f"# {r.name} x{n}: {len(copy) / seconds:.1f} images/s",
+                          file=sys.stderr, flush=True)
+        rss = node.peak_rss_mb() if node in receivers else None
+    finally:
+        for r in receivers:
+            r.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return summary(args, rates, rss)
+
+
+def summary(args: argparse.Namespace, rates: dict[str, dict[int, list[float]]],
+            rss: float | None) -> dict[str, Any]:
+    median = {name: {str(n): round(statistics.median(v), 1) for n, v in per.items()}
+              for name, per in rates.items()}
+    ratios: dict[str, float] = {}
+    ours = median.get("node", {})
+    for other in ("storescp", "orthanc"):
+        for n, value in ours.items():
+            if other in median:
+                ratios[f"node/{other}@{n}"] = round(value / median[other][n], 2)
+    if "1" in ours and "4" in ours:
+        ratios["node@4/node@1"] = round(ours["4"] / ours["1"], 2)
+    return {"bench": "ingest", "slices": args.slices, "size": args.size,
+            "repeats": args.repeats, "images_per_s": median, "ratios": ratios,
+            "node_peak_rss_mb": None if rss is None else round(rss, 1),
+            "cpus": os.cpu_count()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--associations", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[1, 4])
+    parser.add_argument("--receivers", type=lambda s: s.split(","),
+                        default=["storescp", "orthanc", "node"])
+    parser.add_argument("--quick", action="store_true", help="60 slices, 2 repeats")
+    parser.add_argument("--profile", type=Path, help="py-spy raw profile of the node")
+    parser.add_argument("--tmp", type=Path, help="where receivers store (default: TMPDIR)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    if args.quick:
+        args.slices, args.repeats = min(args.slices, 60), min(args.repeats, 2)
+    print(json.dumps(run(args)))
+
+
+if __name__ == "__main__":
+    main()
