@@ -86,3 +86,18 @@ class UnsupportedPixelDataError(SeriesReadError):
     """Pixel data that cannot be decoded or is not single-sample greyscale."""
 
     reason = "unsupported_pixel_data"
+
+
+class RadiographReadError(SeriesReadError):
+    """One projection radiograph (CR/DX) cannot be read for a detection model.
+
+    `reason` says why, one of: ``unreadable_file`` (not a DICOM file), ``unsupported_photometric``
+    (not single-sample MONOCHROME1/2, PS3.3 C.7.6.3.1.2), ``unreadable_pixels`` (no Pixel Data,
+    or stored bytes no installed decoder can turn into pixels).
+    """
+
+    reason = "unreadable_radiograph"
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

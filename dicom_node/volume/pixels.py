@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.pixels import pixel_array
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from dicom_node.volume.errors import UnsupportedPixelDataError
 
@@ -63,3 +65,38 @@ def read_frames(path: str | Path, expected_frames: int) -> np.ndarray:
             f"{expected_frames} described"
         )
     return frames
+
+
+def decode_frame(path: str | Path, ds: Dataset, index: int = 0) -> np.ndarray:
+    """Stored values of one frame (rows, columns) of the file at `path`, whose header is `ds`.
+
+    Only that frame is decoded, and the file's Pixel Data is read from disk here rather than
+    held in `ds` as well: a 4k x 4k image then costs its decoded frame and nothing more.
+    A deflated file (PS3.5 A.5) must be inflated whole first, so it is decoded from `ds`.
+
+    Raises:
+        UnsupportedPixelDataError: no Pixel Data, no such frame, an unknown transfer syntax or
+            a decoder error.
+    """
+    if "PixelData" not in ds:
+        raise UnsupportedPixelDataError(
+            f"instance {ds.get('SOPInstanceUID', '?')} has no Pixel Data")
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "unknown")) if meta is not None else "unknown"
+    source: str | Path | Dataset = ds if syntax == DeflatedExplicitVRLittleEndian else path
+    try:
+        # The decoders raise many plain exception types; each means these stored bytes cannot
+        # become pixels.
+        frame = pixel_array(source, index=index)
+    except (ValueError, RuntimeError, NotImplementedError, KeyError, OSError, TypeError,
+            AttributeError, IndexError) as exc:
+        raise UnsupportedPixelDataError(
+            f"instance {ds.get('SOPInstanceUID', '?')}: frame {index + 1} cannot be decoded "
+            f"({type(exc).__name__}, transfer syntax {syntax})"
+        ) from exc
+    if frame.ndim != 2:
+        raise UnsupportedPixelDataError(
+            f"instance {ds.get('SOPInstanceUID', '?')}: decoded frame has shape {frame.shape}, "
+            "not (rows, columns)"
+        )
+    return frame
