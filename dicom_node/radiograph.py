@@ -72,6 +72,7 @@ SpacingSource = Literal[
 
 _GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
 _TABLE_LIMIT_BITS = 16  # stored ranges up to 2**16 values are mapped through one lookup table
+_LOOKUP_BLOCK = 1 << 20  # pixels looked up at a time (an 8 MiB index copy)
 _NONLINEAR_TOLERANCE = 0.01  # a VOI LUT further than 1 % of its range from a line is a curve
 _DESCRIPTIONS = ("SeriesDescription", "ProtocolName", "StudyDescription",
                  "RequestedProcedureDescription")
@@ -181,13 +182,23 @@ def to_attenuation(stored: np.ndarray, ds: Dataset, notes: list[str]) -> np.ndar
     if high - low < 2 ** _TABLE_LIMIT_BITS:
         domain = np.arange(low, high + 1, dtype=np.int64)
         table = _value_chain(domain, ds, notes).astype(np.float32)
-        out = np.empty(stored.shape, dtype=np.float32)
-        index = stored if low == 0 else stored.astype(np.int64) - low
-        np.take(table, index, out=out, mode="clip")  # values beyond Bits Stored: clipped
-        return out
+        return _lookup(table, stored, low)
     # Wider than 16 bits (rare in radiography): the same chain on the image itself.
     values = _value_chain(stored.astype(np.int64), ds, notes, domain_range=(low, high))
     return values.astype(np.float32)
+
+
+def _lookup(table: np.ndarray, stored: np.ndarray, low: int) -> np.ndarray:
+    """`table[stored - low]` written into a new float32 array, a block of rows at a time: numpy
+    turns the indices into a 64-bit copy first, which for a whole 4k x 4k image would be twice
+    the output. Values beyond Bits Stored (stray high bits) are clipped to the table's ends."""
+    out = np.empty(stored.shape, dtype=np.float32)
+    step = max(1, _LOOKUP_BLOCK // max(1, stored.shape[1]))
+    for start in range(0, stored.shape[0], step):
+        rows = stored[start:start + step]
+        index = rows if low == 0 else rows.astype(np.int64) - low
+        np.take(table, index, out=out[start:start + step], mode="clip")
+    return out
 
 
 def _stored_range(ds: Dataset, stored: np.ndarray) -> tuple[int, int]:
