@@ -36,7 +36,8 @@ class ThresholdParams(PostProcess):
     above ``dwi_ratio`` times the DWI of the surrounding normal-ADC tissue (its Gaussian-weighted
     mean, ``reference_sigma_mm``), which cancels coil bias. With ``boundary: partial-volume``
     the border voxels of each detected lesion are then re-decided by the half-way rule
-    (see :func:`inference.stroke.threshold.partial_volume_boundary`); ``threshold`` keeps the
+    (see :func:`inference.stroke.threshold.partial_volume_boundary`; the edge signal's
+    extrapolation needs ``boundary_fit_min_voxels`` interior voxels); ``threshold`` keeps the
     plain ADC < ``adc_threshold`` border."""
 
     adc_threshold: float = Field(default=620.0, gt=0.0)
@@ -45,7 +46,7 @@ class ThresholdParams(PostProcess):
     csf_adc: float = Field(default=1500.0, gt=0.0)
     reference_sigma_mm: float = Field(default=20.0, gt=0.0)
     boundary: Literal["threshold", "partial-volume"] = "partial-volume"
-    boundary_max_shift: float = Field(default=80.0, ge=0.0)
+    boundary_fit_min_voxels: int = Field(default=10, ge=2)
     boundary_sigma_mm: float = Field(default=6.0, gt=0.0)
 
 

@@ -34,11 +34,16 @@ def partial_volume_boundary(core: np.ndarray, ch: StrokeChannels, p: ThresholdPa
     A border voxel is partly infarct and partly normal tissue. Its DWI signal is the
     volume-weighted sum of the two (signal adds linearly; ADC does not, being a log-ratio that
     the infarct's higher T2 pulls towards itself), so the voxel is more than half infarct when
-    its DWI exceeds the midpoint of the nearby pure-lesion DWI (the lesion's interior) and the
-    nearby normal-tissue DWI (a shell 2-3 voxels out, CSF excluded), both Gaussian-weighted
-    local means (``boundary_sigma_mm``) since lesions straddle grey and white matter. Border
-    voxels (within one voxel of the detected lesion, inside and out) with an ADC below
-    ``adc_threshold`` + ``boundary_max_shift`` are kept or added by that rule.
+    its DWI reaches the midpoint of the normal-tissue DWI next to it and the pure-infarct DWI
+    *at the lesion's edge*. Normal tissue is a shell 2-3 voxels out (CSF excluded), its
+    Gaussian-weighted local mean (``boundary_sigma_mm``), since lesions straddle grey and white
+    matter. The edge infarct signal is not the interior's: diffusion restriction is deepest in
+    the centre of a core and eases towards its border, so the interior mean overstates the
+    edge and shrinks every lesion. It is extrapolated to the surface (half a voxel outside the
+    outermost lesion voxels) from the interior voxels' DWI over normal DWI against their
+    distance to the border (:func:`edge_ratio`). Border voxels (within one voxel of the detected
+    lesion, inside and out) are kept or added by that rule when their ADC is at least
+    ``adc_floor`` and below that of the normal tissue around them (mixing in infarct lowers it).
     """
     labels, _ = ndimage.label(core, structure=structure(p.connectivity))
     out = np.zeros_like(core)
@@ -59,16 +64,37 @@ def partial_volume_boundary(core: np.ndarray, ch: StrokeChannels, p: ThresholdPa
         if not ring.any():
             out[pad] |= comp
             continue
-        cut = (_local_mean(dwi, inner, sigma) + _local_mean(dwi, ring, sigma)) / 2
+        normal = _local_mean(dwi, ring, sigma)
+        ratio = edge_ratio(comp, inner, dwi / normal, ch.grid.spacing, p.boundary_fit_min_voxels)
+        cut = normal * (1.0 + ratio) / 2
         near = ndimage.binary_dilation(comp, structure=ball)
         border = near & ~inner
         decided = border & brain & (adc >= p.adc_floor) & (
-            adc < p.adc_threshold + p.boundary_max_shift) & (dwi >= cut)
+            adc < _local_mean(adc, ring, sigma)) & (dwi >= cut)
         grown = inner | decided
         keep, _ = ndimage.label(grown, structure=structure(p.connectivity))
         ids = np.unique(keep[grown & comp])
         out[pad] |= np.isin(keep, ids[ids > 0])
     return out
+
+
+def edge_ratio(comp: np.ndarray, inner: np.ndarray, ratio: np.ndarray,
+               spacing: tuple[float, ...], min_voxels: int) -> float:
+    """The lesion's DWI / normal DWI at its surface, extrapolated from the interior.
+
+    A straight line of ``ratio`` against each interior voxel's distance (mm) to the nearest
+    voxel outside ``comp`` is evaluated at the surface, half the finest voxel spacing from the
+    outermost lesion voxels' neighbours. The slope is kept only when the interior has
+    ``min_voxels`` voxels (fewer give a noisy slope: the interior mean is used) and is not
+    negative (a core is never taken to be brighter at its edge than inside).
+    """
+    dist = ndimage.distance_transform_edt(comp, sampling=spacing)[inner]
+    values = ratio[inner].astype(np.float64)
+    mean_d, mean_r = float(dist.mean()), float(values.mean())
+    slope = 0.0
+    if values.size >= max(min_voxels, 2) and float(np.ptp(dist)) > 0:
+        slope = max(0.0, float(np.polyfit(dist, values, 1)[0]))
+    return mean_r + slope * (min(spacing) / 2 - mean_d)
 
 
 def _local_mean(values: np.ndarray, where: np.ndarray, sigma: list[float]) -> np.ndarray:
