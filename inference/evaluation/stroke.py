@@ -7,7 +7,7 @@ turned into LPS (z, y, x) volumes; ADC in 10^-6 mm²/s or a unit the pipeline re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,11 +29,13 @@ class StudyPipeline(Protocol):
 
 @dataclass(frozen=True)
 class SegmentationCase:
-    """One labelled study: its input channels and the truth mask (uint8, input grid)."""
+    """One labelled study: its input channels, the truth mask (uint8, input grid) and the
+    options the model needs for it (e.g. ``b_value`` when the ADC is computed from b0)."""
 
     case_id: str
     inp: StudyInput
     truth: np.ndarray
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def phantom_cases(n: int, seed: int, family: Family = "heldout",
@@ -155,7 +157,7 @@ def evaluate_segmentation(model: StudyPipeline, cases: Iterable[SegmentationCase
     """Predict every case and score mask ``key`` against its truth."""
     report = SegmentationReport(dataset=dataset, model_id=model_id, n_boot=n_boot, seed=seed)
     for case in cases:
-        pred = model.predict_input(case.inp, explain=False)
+        pred = model.predict_input(case.inp, explain=False, **case.options)
         masks = {m.key: m.mask for m in pred.masks}
         mask = masks.get(key, np.zeros_like(case.truth))
         spacing = case.inp.grid.spacing
