@@ -173,11 +173,10 @@ class Node(Receiver):
 
     name, aet = "node", "INFERNODE"
 
-    def __init__(self, folder: Path, profile: Path | None) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.port = free_port()
         self.db = folder / "node.db"
-        self.profile = profile
         self.spy: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -196,11 +195,12 @@ class Node(Receiver):
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         self.pid = self.process.pid
         wait_echo(self.port, self.aet, process=self.process)
-        if self.profile is not None:
-            self.spy = subprocess.Popen(
-                ["py-spy", "record", "--threads", "--rate", "200", "--format", "raw", "-o",
-                 str(self.profile), "--pid", str(self.pid)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start_profile(self, out: Path) -> None:
+        self.spy = subprocess.Popen(
+            ["py-spy", "record", "--threads", "--nonblocking", "--rate", "250", "--format",
+             "raw", "-o", str(out), "--pid", str(self.pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def count(self) -> int:
         with sqlite3.connect(self.db) as conn:
@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=args.tmp))
     token = new_token()
     files = template(work / "template", args.slices, args.size, token)
-    node = Node(work / "node", args.profile)
+    node = Node(work / "node")
     receivers: list[Receiver] = [r for r in (StoreScp(work / "storescp"), Orthanc(work / "orthanc"),
                                              node) if r.name in args.receivers]
     rates: dict[str, dict[int, list[float]]] = {
@@ -262,6 +262,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for r in receivers:
             r.start()
+            # one uncounted run: start-up work (imports, caches) out of the measured runs
+            copy, _ = fresh_copy(files, token, work / "send")
+            send(r, copy, 1)
+        if args.profile is not None and node in receivers:
+            node.start_profile(args.profile)
         for repeat in range(args.repeats):
             for n in args.associations:
                 order = receivers[repeat % len(receivers):] + receivers[:repeat % len(receivers)]

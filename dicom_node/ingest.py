@@ -143,11 +143,7 @@ class Ingestor:
                 context_sop_class=received.context_sop_class_uid,
             )
             with self._locks.hold(sop_instance):
-                existing = self.index.stored_instance(sop_instance)
-                if existing is None:
-                    accepted = self._store(received, header)
-                else:
-                    accepted = self._repeat(received, header, existing)
+                accepted = self._store(received, header)
         except _SetAside as moved:
             self._refused(moved.refusal, moved.__cause__, moved.kept, calling_ae,
                           peer_address, sop_class_uid, sop_instance_uid)
@@ -172,10 +168,21 @@ class Ingestor:
         return accepted
 
     def _store(self, arrival: Arrival, header: InstanceHeader) -> Accepted:
+        """Writes and indexes a new instance; a repeated one goes to `_repeat`.
+
+        The spool write never replaces a file, so a new instance (the common case) costs no
+        index look-up: a file already at the path, or an index row under another path, is what
+        makes the index be asked.
+        """
         path = self.spool.path_for(
             header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid
         )
-        self.spool.write(arrival.raw, path)
+        if not self.spool.write(arrival.raw, path, replace=False):
+            existing = self.index.stored_instance(header.sop_instance_uid)
+            if existing is not None:
+                return self._repeat(arrival, header, existing)
+            # A file without its row (a crash between rename and commit): replaced, indexed.
+            self.spool.write(arrival.raw, path)
         try:
             fresh = self.index.record_instance(
                 header,
@@ -191,14 +198,23 @@ class Ingestor:
             record = self._sidecar(refused, arrival.calling_ae, arrival.peer_address,
                                    header.sop_class_uid, header.sop_instance_uid)
             raise _SetAside(refused, self.spool.move_to_rejected(path, record)) from exc
-        return Accepted(self._event(arrival, header, path, fresh=fresh))
+        if fresh:
+            return Accepted(self._event(arrival, header, path, fresh=True))
+        # Indexed meanwhile or under another study/series path: record_instance counted it.
+        existing = self.index.stored_instance(header.sop_instance_uid)
+        if existing is None or existing.path != str(path):
+            self.spool.remove(path)
+        if existing is None:
+            return Accepted(self._event(arrival, header, path, fresh=False))
+        return self._repeat(arrival, header, existing, counted=True)
 
     def _repeat(self, arrival: Arrival, header: InstanceHeader,
-                existing: StoredInstance) -> Accepted:
+                existing: StoredInstance, *, counted: bool = False) -> Accepted:
         """A SOP Instance UID already indexed: the same content is a plain duplicate; other
         content is kept aside, recorded, and answered with a warning."""
         differ = differences(header, existing)
-        self.index.count_duplicate(header.sop_instance_uid)
+        if not counted:
+            self.index.count_duplicate(header.sop_instance_uid)
         stored = InstanceStored(
             sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
             series_instance_uid=existing.series_instance_uid,

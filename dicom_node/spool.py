@@ -56,35 +56,42 @@ class Spool:
         if self.free_bytes() - incoming_bytes < self.min_free_bytes:
             raise OutOfResources("spool below its free-space watermark")
 
-    def write(self, data: bytes, final: Path) -> None:
+    def write(self, data: bytes, final: Path, *, replace: bool = True) -> bool:
         """Writes `data` durably at `final` (temp file, fsync, rename, directory fsync).
 
+        With `replace` False an existing file at `final` is left as it is and False is returned
+        (nothing written): the caller learns of a repeated instance without asking the index.
         Raises OutOfResources when the watermark would be crossed or the write fails.
         """
         self.check_space(len(data))
         tmp = self._tmp / f"{uuid.uuid4().hex}.part"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-            try:
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_synced(tmp, data)
             new_dirs = not final.parent.exists()
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
+            if replace:
+                os.replace(tmp, final)
+            elif not _link_new(tmp, final):
+                return False
             _fsync_dir(final.parent)
             if new_dirs:
                 # New directory entries must survive a crash too.
                 _fsync_dir(final.parent.parent)
                 _fsync_dir(self.root)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             reason = exc.strerror or type(exc).__name__
             raise OutOfResources(f"spool write failed: {reason}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
+    def remove(self, stored: Path) -> None:
+        """Removes a file written by `write` that must not stay (its index row went elsewhere)."""
+        try:
+            stored.unlink(missing_ok=True)
+            _fsync_dir(stored.parent)
+        except OSError:
+            pass  # an unindexed leftover is harmless: a later write of the instance replaces it
 
     def keep_rejected(self, data: bytes, record: Mapping[str, object] | None = None, *,
                       conflict: bool = False) -> Path | None:
@@ -144,6 +151,15 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _link_new(source: Path, target: Path) -> bool:
+    """Gives `source` the name `target` unless `target` exists (a hard link never replaces)."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return False
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
