@@ -1,8 +1,8 @@
 """Which series of a study a pipeline reads, decided from headers alone, with the reasons.
 
 `series_facts` reduces each series' headers (no pixels) to the few facts selection needs;
-`select_ich` and `select_fracture` are pure functions of those facts (the stroke selector
-lives with its pipeline definition, `workers.pipelines.stroke`). Every
+`select_ich` is a pure function of those facts (the stroke and fracture selectors live with
+their pipeline definitions, `workers.pipelines.stroke` and `workers.pipelines.fracture`). Every
 series gets a verdict with its reasons, whether chosen or not, so the job record can say why a
 study was read the way it was, or why it was not read at all.
 
@@ -30,7 +30,6 @@ from dicom_node.volume import diffusion
 
 _CT_IMAGE_CLASSES = {CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage}
 _DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"  # X-Ray Radiation Dose SR (PS3.4 B.5)
-_RADIOGRAPHY = {"CR", "DX"}
 _HEAD_PARTS = {"HEAD", "BRAIN", "SKULL", "HEADNECK", "HEAD_NECK"}
 
 _LOCALIZER_WORDS = re.compile(r"\b(SCOUT|TOPOGRAM|LOCALI[SZ]ER|SURVIEW|SCANOGRAM|PILOT)\b")
@@ -257,7 +256,7 @@ def study_facts(headers: Iterable[Dataset]) -> list[SeriesFacts]:
 # --- shared rules ------------------------------------------------------------------------------
 
 
-def _non_image_reasons(f: SeriesFacts) -> list[str]:
+def non_image_reasons(f: SeriesFacts) -> list[str]:
     """Reasons a series is not a primary acquisition (dose reports, localizers, reformats) or
     cannot be referenced (an instance without SOP Instance UID, Type 1 in PS3.3 C.12.1)."""
     reasons = []
@@ -296,7 +295,7 @@ def _ich_reasons(f: SeriesFacts, c: IchCriteria) -> list[str]:
         reasons.append(f"modality {f.modality or 'absent'}, not CT")
     elif not _CT_IMAGE_CLASSES.intersection(f.sop_class_uids):
         reasons.append("not a CT image object (e.g. secondary capture)")
-    reasons += _non_image_reasons(f)
+    reasons += non_image_reasons(f)
     if f.images < c.min_images:
         reasons.append(f"only {f.images} image(s); at least {c.min_images} needed")
     if f.plane != "AXIAL":
@@ -356,24 +355,3 @@ def select_ich(facts: Sequence[SeriesFacts], criteria: IchCriteria | None = None
 # --- stroke MR ---------------------------------------------------------------------------------
 
 
-# --- fracture radiographs ----------------------------------------------------------------------
-
-
-def select_fracture(facts: Sequence[SeriesFacts]) -> Selection:
-    """Every CR/DX series of presentation images; processing images and captures excluded."""
-    choices, out = [], []
-    for f in facts:
-        reasons = [] if f.modality in _RADIOGRAPHY else [f"modality {f.modality}, not CR/DX"]
-        reasons += [r for r in _non_image_reasons(f) if not r.startswith("derived")]
-        if "SECONDARY" in f.image_type[1:2]:
-            reasons.append("secondary image (capture or processed copy)")
-        if f.presentation_intent == "FOR PROCESSING":
-            reasons.append("'for processing' image; only presentation images are read")
-        if reasons:
-            out.append(Verdict(f.series_instance_uid, False, tuple(reasons)))
-        else:
-            choices.append(Choice("radiograph", f.series_instance_uid))
-            out.append(Verdict(f.series_instance_uid, True,
-                               (f"chosen: {f.modality} radiograph, {f.images} image(s)",),
-                               "radiograph"))
-    return Selection("fracture", tuple(choices), tuple(out))

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from workers.messages import Priority
 from workers.outbox.config import DeliveryConfig
 from workers.rules import Exclusion, RoutingRule
 
@@ -26,8 +25,10 @@ PATIENT_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.73"
 NOOP_FACTORY = "workers.noop:NoopPipeline"
 ICH_FACTORY = "workers.pipelines.ich:IchPipeline"
 STROKE_FACTORY = "workers.pipelines.stroke:StrokePipeline"
+FRACTURE_FACTORY = "workers.pipelines.fracture:FracturePipeline"
 NO_MODEL_FACTORY = "workers.pipelines.unavailable:NoModelPipeline"
-_MODEL_FACTORIES = {"ich": ICH_FACTORY, "stroke": STROKE_FACTORY}
+_MODEL_FACTORIES = {"ich": ICH_FACTORY, "stroke": STROKE_FACTORY,
+                    "fracture": FRACTURE_FACTORY}
 
 
 class _Spec(BaseModel):
@@ -52,12 +53,18 @@ class ModelPipelineSpec(_Spec):
     """A clinical pipeline on the generic runner (`workers.pipelines.<kind>`): its definition
     names the default model; these settings override it per pipeline entry."""
 
-    kind: Literal["ich", "stroke"]
+    kind: Literal["ich", "stroke", "fracture"]
     model: str | None = Field(default=None, description="model registry id")
     critical: tuple[str, ...] | None = Field(
         default=None, description="class keys whose positive result raises the priority signal")
     critical_volume_ml: dict[str, float] | None = Field(
         default=None, description="mask key -> volume (mL) that raises the priority signal")
+    critical_probability: dict[str, float] | None = Field(
+        default=None, description="class key -> probability at or above which its positive "
+        "result raises the priority signal (default: any positive result)")
+    large_core_ml: float | None = Field(
+        default=None, gt=0, description="stroke: a core at or above this volume (mL) is worded "
+        "as a large core (default 70)")
     warmup: bool | None = Field(default=None, description="one forward pass when loaded")
     predict: dict[str, Any] | None = Field(
         default=None, description="extra keyword arguments for the model (e.g. n_models)")
@@ -118,12 +125,12 @@ def _spec_kind(value: Any) -> str:
 
 PipelineSpec = Annotated[
     Annotated[ModelPipelineSpec, Tag("ich")] | Annotated[ModelPipelineSpec, Tag("stroke")]
-    | Annotated[NoModelSpec, Tag("no_model")] | Annotated[NoopSpec, Tag("noop")]
+    | Annotated[ModelPipelineSpec, Tag("fracture")] | Annotated[NoModelSpec, Tag("no_model")] | Annotated[NoopSpec, Tag("noop")]
     | Annotated[CustomSpec, Tag("custom")],
     Discriminator(_spec_kind),
 ]
 """One entry of `workers.pipelines`, typed by its `kind` (ich, stroke, no_model, noop,
-custom)."""
+fracture, custom)."""
 
 
 def _text(tag: str, pattern: str) -> dict[str, Any]:
@@ -157,32 +164,22 @@ def default_exclusions() -> list[Exclusion]:
     return [Exclusion.model_validate(item) for item in raw]
 
 
-FRACTURE_RULE: dict[str, Any] = {
-    "name": "fracture-radiograph", "pipeline": "fracture", "priority": Priority.ROUTINE,
-    "quiet_period_s": 10, "when": {"all": [
-        {"tag": "Modality", "in": ["CR", "DX"]},
-        {"tag": "SOPClassUID", "contains_any": [
-            CR_IMAGE, DX_FOR_PRESENTATION, DX_FOR_PROCESSING]},
-    ]}}
-
-
 def default_rules() -> list[RoutingRule]:
-    """Each pipeline definition's own default rule (stroke, ICH), then fracture's (no model
-    yet). Each head/brain test accepts BodyPartExamined or the descriptions, because
-    BodyPartExamined is often absent (it is Type 3, PS3.3 C.7.3.1)."""
+    """Each pipeline definition's own default rule (stroke, ICH, fracture). Each head/brain
+    test accepts BodyPartExamined or the descriptions, because BodyPartExamined is often absent
+    (it is Type 3, PS3.3 C.7.3.1)."""
+    from workers.pipelines.fracture import FRACTURE
     from workers.pipelines.ich import ICH
     from workers.pipelines.stroke import STROKE
 
-    return [RoutingRule.model_validate(dict(rule))
-            for rule in (STROKE.rule, ICH.rule, FRACTURE_RULE)]
+    return [RoutingRule.model_validate(dict(d.rule)) for d in (STROKE, ICH, FRACTURE)]
 
 
 def default_pipelines() -> dict[str, PipelineSpec]:
     """ich runs the committed demo model (`models/ich-demo`, version 0.2.0); stroke the
     ADC-threshold ischaemic core (`models/stroke-adc-threshold`, rule-based, 0.1.0); fracture
-    has no model yet, so each study routed to it gets a delivered "not analysed: no model is
-    installed" report (never a silent success). `noop` is for wiring tests and the queue
-    benchmark; no default rule routes to it."""
+    the phantom-trained demo detector (`models/fracture-demo`, 0.1.0). `noop` is for wiring
+    tests and the queue benchmark; no default rule routes to it."""
     return {
         "ich": ModelPipelineSpec(kind="ich", model_version="0.2.0", model="ich-demo"),
         "stroke": ModelPipelineSpec(kind="stroke", model_version="0.1.0",

@@ -108,6 +108,27 @@ HEAD = _standard("SCT", "Head")
 SKULL = _standard("SCT", "BoneStructureOfCranium")
 BONE = _standard("SCT", "Bone")
 
+_BODY_PART_KEYWORDS = {
+    # Body Part Examined defined terms (PS3.16 Annex L) -> pydicom's SCT keyword; joints as
+    # the Annex names them (WRIST: wrist joint)
+    "HAND": "Hand", "FINGER": "Finger", "WRIST": "WristJoint", "FOREARM": "Forearm",
+    "RADIUS": "Radius", "ULNA": "Ulna", "ELBOW": "ElbowJoint", "HUMERUS": "Humerus",
+    "ARM": "UpperArm", "UPRARM": "UpperArm", "SHOULDER": "Shoulder", "CLAVICLE": "Clavicle",
+    "FOOT": "Foot", "TOE": "Toe", "ANKLE": "AnkleJoint", "CALCANEUS": "Calcaneus",
+    "LEG": "LowerLeg", "LOWER LEG": "LowerLeg", "LOWLEG": "LowerLeg", "TIBIA": "Tibia",
+    "FIBULA": "Fibula", "KNEE": "Knee", "FEMUR": "Femur", "THIGH": "Thigh", "HIP": "Hip",
+    "PELVIS": "Pelvis", "CHEST": "Chest", "SKULL": "Skull", "SPINE": "Spine",
+    "CSPINE": "CervicalSpine", "TSPINE": "ThoracicSpine", "LSPINE": "LumbarSpine",
+    "SCAPHOID": "Scaphoid",
+}
+
+
+def body_part_site(term: str | None) -> Coded | None:
+    """The SNOMED CT anatomic site of a Body Part Examined term (None when it has none here):
+    the finding site of a detection on a radiograph of that part."""
+    keyword = _BODY_PART_KEYWORDS.get((term or "").strip().upper())
+    return _standard("SCT", keyword) if keyword else None
+
 # --- Procedures reported (LOINC) ---------------------------------------------------------------
 CT_HEAD_WO_CONTRAST = Coded("30799-1", LN, "CT Head WO contrast", "STANDARDS.md")
 MR_BRAIN_WO_CONTRAST = Coded("30657-1", LN, "MR Brain WO contrast", "STANDARDS.md")

@@ -258,7 +258,7 @@ def box_group(
         finding_type=concept(finding.finding),
         finding_category=concept(codes.MORPHOLOGICALLY_ABNORMAL_STRUCTURE),
         algorithm_id=sr_algorithm_identification(ctx),
-        finding_sites=_site(finding.finding_site),
+        finding_sites=_site(finding.finding_site, finding.laterality),
         measurements=[_probability(finding.score)],
         qualitative_evaluations=[_presence(finding.finding, True)],
     )

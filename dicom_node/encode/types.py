@@ -195,6 +195,8 @@ class BoxFinding:
     finding_site: Coded
     finding: Coded = FRACTURE
     property_type: Coded = FRACTURE_MORPHOLOGY
+    laterality: Coded | None = None
+    """Side of the imaged part (the finding site's laterality modifier)."""
 
     def __post_init__(self) -> None:
         _check_label(self.label)

@@ -6,6 +6,7 @@ model segments, KOS, FHIR and HL7; a positive critical class raises the priority
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dicom_node.encode import codes as dcodes
@@ -22,7 +23,7 @@ CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.1"
 
 
-def conclusion(prediction: Prediction) -> str:
+def conclusion(prediction: Prediction, _options: Mapping[str, Any] | None = None) -> str:
     positive = [prediction.result(key).name for key in prediction.positive]
     if not positive:
         return "No intracranial haemorrhage detected by the AI model. AI-generated, not verified."

@@ -3,14 +3,15 @@ FHIR/HL7 findings; DICOM headers -> the FHIR study facts. Pure functions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, time, timedelta
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from dicom_node.encode import codes as dcodes
-from dicom_node.encode.types import Lesion, MaskFinding, ProbabilityFinding
+from dicom_node.encode.types import Box, BoxFinding, Lesion, MaskFinding, ProbabilityFinding
 from dicom_node.index.values import int_value, normalise_date
 from hl7_fhir import codes as fcodes
 from hl7_fhir.types import Coded as FhirCoded
@@ -94,6 +95,78 @@ def fhir_findings(prediction: Prediction, site: dcodes.Coded,
                     laterality=fhir_code(side) if side is not None else None)
         for m in prediction.masks if m.voxel_count > 0
     ]
+    return findings
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the reports say about one radiograph besides its detections: its size (boxes are
+    kept inside it), its anatomic site and the imaged side."""
+
+    rows: int
+    columns: int
+    site: dcodes.Coded
+    laterality: dcodes.Coded | None = None
+
+
+def radiograph_findings(
+    prediction: Prediction, images: Mapping[str, ImageFacts], default_site: dcodes.Coded,
+) -> list[ProbabilityFinding | BoxFinding]:
+    """The image-level finding per class (key image: the most probable image, when positive;
+    site: that image's) and one box finding per detection, on its image, inside its bounds,
+    numbered in order of decreasing score."""
+    found: list[ProbabilityFinding | BoxFinding] = []
+    for result in prediction.classes:
+        key = result.key_slice.slice_id if result.key_slice else None
+        facts = images.get(key) if key else None
+        found.append(ProbabilityFinding(
+            label=result.name, finding=dicom_code(result.code),
+            finding_site=facts.site if facts else default_site,
+            probability=float(result.probability), threshold=float(result.threshold),
+            positive=bool(result.positive),
+            key_sop_instance_uids=(key,) if result.positive and key else ()))
+    codes = {r.key: r for r in prediction.classes}
+    for number, detection in enumerate(prediction.detections, start=1):
+        facts = images[detection.image_id]
+        x0, y0, x1, y1 = detection.box
+        coded = codes.get(detection.label)
+        found.append(BoxFinding(
+            label=f"{detection.label}-{number}"[:48], sop_instance_uid=detection.image_id,
+            box=Box(max(0.0, x0), max(0.0, y0), min(float(facts.columns), x1),
+                    min(float(facts.rows), y1)),
+            score=float(detection.score), finding_site=facts.site,
+            finding=dicom_code(coded.code) if coded else dcodes.FRACTURE,
+            laterality=facts.laterality))
+    return found
+
+
+def fhir_detection_findings(prediction: Prediction, images: Mapping[str, ImageFacts],
+                            default_site: dcodes.Coded,
+                            critical_keys: Sequence[str]) -> list[FhirFinding]:
+    """One Observation per class (site and side of its key image) and one per detection
+    (presence, score, site and side of its image)."""
+    def site_of(image_id: str | None) -> tuple[FhirCoded, FhirCoded | None]:
+        facts = images.get(image_id) if image_id else None
+        if facts is None:
+            return fhir_code(default_site), None
+        side = fhir_code(facts.laterality) if facts.laterality else None
+        return fhir_code(facts.site), side
+
+    findings = []
+    for r in prediction.classes:
+        site, side = site_of(r.key_slice.slice_id if r.key_slice else None)
+        findings.append(FhirFinding(
+            code=fhir_code(r.code), body_site=site, laterality=side, presence=r.positive,
+            probability=round(float(r.probability), 4),
+            critical=bool(r.positive and r.key in critical_keys)))
+    codes = {r.key: r for r in prediction.classes}
+    for detection in prediction.detections:
+        site, side = site_of(detection.image_id)
+        coded = codes.get(detection.label)
+        findings.append(FhirFinding(
+            code=fhir_code(coded.code) if coded else fhir_code(dcodes.FRACTURE),
+            body_site=site, laterality=side, presence=True,
+            probability=round(float(detection.score), 4)))
     return findings
 
 

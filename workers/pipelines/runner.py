@@ -11,15 +11,24 @@ not-analysed report; a deterministic failure anywhere is answered the same way b
 
 Options (from the pipeline's spec; the node fills in `db_url`, `output_dir`, `model_paths`,
 `reporting`): `model` (registry id, default the definition's), `model_version` (must equal the
-card's), `critical` (class keys that raise the priority signal), `critical_volume_ml` (mask key
--> mL), `warmup` (one forward pass at load, default true), `predict` (extra keyword arguments
-for the model, e.g. `{n_models: 4}` for BLAST-CT).
+card's), `critical` (class keys that raise the priority signal), `critical_probability` (class
+key -> the probability at or above which it does; default: any positive result),
+`critical_volume_ml` (mask key -> mL), `warmup` (one forward pass at load, default true),
+`predict` (extra keyword arguments for the model, e.g. `{n_models: 4}` for BLAST-CT), and the
+definition's own wording options (e.g. stroke's `large_core_ml`).
+
+Radiograph definitions (`input: radiographs`) read each chosen image on its own pixel grid
+(`dicom_node.radiograph.read_radiograph`) instead of one volume per role; images the model does
+not read (a body part its card does not list, a photometric it cannot use, pixels that cannot
+be decoded) are left out with their reason, and a study with none left gets the not-analysed
+report naming them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -28,15 +37,17 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from dicom_node.encode import codes as dcodes
 from dicom_node.encode.types import AlgorithmInfo
 from dicom_node.errors import PermanentError as DicomPermanentError
+from dicom_node.radiograph import RadiographImage, RadiographReadError, read_radiograph
 from dicom_node.selection import Selection, study_facts
 from dicom_node.volume import SeriesVolume, read_headers, read_series
 from dicom_node.volume.registration import align_onto
 from dicom_node.volume.sources import on_source_frames
 from inference.errors import PermanentInferenceError
 from inference.registry import ModelRegistry
-from inference.types import Prediction, StudyInput, Volume
+from inference.types import Prediction, Radiograph, StudyInput, Volume
 from workers.errors import PermanentError
 from workers.messages import JobContext, PipelineResult
 from workers.pipelines import mapping
@@ -58,6 +69,9 @@ class StudyPipeline:
         self.critical = tuple(options.get("critical", definition.priority.classes))
         self.critical_volume_ml = {str(k): float(v) for k, v in dict(options.get(
             "critical_volume_ml", definition.priority.mask_volume_ml)).items()}
+        self.critical_probability = {str(k): float(v) for k, v in dict(options.get(
+            "critical_probability", definition.priority.probability)).items()}
+        self.wording = dict(options)
         paths = tuple(Path(p) for p in options.get("model_paths", ("models",)))
         self.registry = ModelRegistry(paths, device=device,
                                       warmup=bool(options.get("warmup", True)))
@@ -91,6 +105,8 @@ class StudyPipeline:
             return self.reporter.not_analysed(
                 context, f"no usable {d.target_label} input ({reasons})", "no_usable_series",
                 headers, summary)
+        if d.input == "radiographs":
+            return self._run_radiographs(context, selection, files, headers, summary)
         registrations: dict[str, Summary] = {}
         try:
             volumes = self._read(selection, files, headers, registrations)
@@ -113,15 +129,90 @@ class StudyPipeline:
         findings = mapping.dicom_findings(prediction, d.finding_site, voxel_mm3,
                                           d.seg_property_type)
         fhir = mapping.fhir_findings(prediction, d.finding_site, self.critical)
-        outputs = self.reporter.write(context, sources, findings, fhir, d.conclusion(prediction))
+        outputs = self.reporter.write(context, sources, findings, fhir,
+                                      d.conclusion(prediction, self.wording))
         positive = list(prediction.positive)
         summary.update({"series": primary.series_instance_uid, "positive": ",".join(positive),
                         "slices": int(primary.voxels.shape[0])})
         for mask in prediction.masks:
             summary[f"{mask.key}_ml"] = round(float(mask.volume_ml), 3)
-        raised = d.priority.raised(prediction, self.critical, self.critical_volume_ml)
+        return self._result(prediction, outputs, summary)
+
+    def _result(self, prediction: Prediction, outputs: tuple[Any, ...],
+                summary: Summary) -> PipelineResult:
+        raised = self.definition.priority.raised(
+            prediction, self.critical, self.critical_volume_ml, self.critical_probability)
         return PipelineResult(outputs=outputs, summary=summary,
-                              priority_flag=d.priority.signal if raised else None)
+                              priority_flag=self.definition.priority.signal if raised else None)
+
+    def _run_radiographs(self, context: JobContext, selection: Selection,
+                         files: Sequence[str], headers: Sequence[Dataset],
+                         summary: Summary) -> PipelineResult:
+        """Each chosen image through the detection model; boxes on their own images."""
+        d = self.definition
+        images, skipped = self._read_radiographs(selection, files, headers)
+        summary["images_skipped"] = len(skipped)
+        if not images:
+            counts = Counter(reason for reason, _ in skipped)
+            detail = "; ".join(sorted({text for _, text in skipped}))
+            return self.reporter.not_analysed(
+                context, f"no {d.target_label} the model reads ({detail})",
+                counts.most_common(1)[0][0] if counts else "no_usable_series", headers, summary)
+        predict_images = getattr(self.model, "predict_images", None)
+        if predict_images is None:
+            raise PermanentError(f"model {self.model_id!r} does not read radiographs",
+                                 reason="model_task_mismatch")
+        prediction: Prediction = predict_images(
+            [Radiograph(array=i.pixels, image_id=i.sop_instance_uid,
+                        pixel_spacing_mm=i.pixel_spacing_mm, body_part=i.body_part,
+                        laterality=i.laterality, view=i.view) for i in images],
+            explain=False, **self.predict_options)
+        facts = {i.sop_instance_uid: mapping.ImageFacts(
+            rows=i.rows, columns=i.columns,
+            site=dcodes.body_part_site(i.body_part) or d.finding_site,
+            laterality=dcodes.LATERALITY.get(i.laterality) if i.laterality else None)
+            for i in images}
+        by_uid = {str(h.get("SOPInstanceUID", "")): h for h in headers}
+        sources = [by_uid[i.sop_instance_uid] for i in images]
+        findings = mapping.radiograph_findings(prediction, facts, d.finding_site)
+        fhir = mapping.fhir_detection_findings(prediction, facts, d.finding_site, self.critical)
+        outputs = self.reporter.write(context, sources, findings, fhir,
+                                      d.conclusion(prediction, self.wording))
+        summary.update({"images": len(images), "detections": len(prediction.detections),
+                        "positive": ",".join(prediction.positive)})
+        return self._result(prediction, outputs, summary)
+
+    def _read_radiographs(self, selection: Selection, files: Sequence[str],
+                          headers: Sequence[Dataset]
+                          ) -> tuple[list[RadiographImage], list[tuple[str, str]]]:
+        """The chosen images the model reads, and (reason code, reason) for every other."""
+        chosen_series = {c.series_instance_uid for c in selection.choices}
+        chosen_uids = {u for c in selection.choices for u in c.sop_instance_uids}
+        parts = self._body_parts()
+        images: list[RadiographImage] = []
+        skipped: list[tuple[str, str]] = []
+        for path, header in zip(files, headers, strict=True):
+            uid = str(header.get("SOPInstanceUID", ""))
+            if str(header.get("SeriesInstanceUID", "")) not in chosen_series or (
+                    chosen_uids and uid not in chosen_uids):
+                continue
+            try:
+                image = read_radiograph(path)
+            except RadiographReadError as exc:
+                skipped.append((exc.reason, str(exc)))
+                continue
+            if parts is not None and image.body_part not in parts:
+                skipped.append(("body_part_not_supported",
+                                f"body part {image.body_part or 'not stated'} is not one the "
+                                f"model reads ({', '.join(sorted(parts))})"))
+                continue
+            images.append(image)
+        return images, skipped
+
+    def _body_parts(self) -> frozenset[str] | None:
+        """Body parts the model's card lists (None: the card does not restrict them)."""
+        parts = getattr(self.registry.card(self.model_id), "body_parts", None)
+        return frozenset(str(p).upper() for p in parts) if parts else None
 
     def not_analysed(self, context: JobContext, reason: str, code: str) -> PipelineResult:
         """The not-analysed report after a deterministic failure of `run`."""

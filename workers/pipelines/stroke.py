@@ -10,7 +10,7 @@ series facts (dicom_node.selection.study_facts), and every series gets its reaso
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -153,8 +153,9 @@ def model_options(facts: Sequence[SeriesFacts], selection: Selection) -> dict[st
     return {"b_value": top} if top is not None and selection.series_for("b0") else {}
 
 
-def conclusion(prediction: Prediction) -> str:
-    """The report sentence: the core volume, lesion count and side, or no core."""
+def conclusion(prediction: Prediction, options: Mapping[str, Any] | None = None) -> str:
+    """The report sentence: the core volume, lesion count and side, or no core; a core at or
+    above `large_core_ml` (option; default 70 mL) is worded as a large core."""
     core = next((m for m in prediction.masks if m.key == "infarct"), None)
     if core is None or core.voxel_count == 0:
         return ("No acute infarct core (ADC restriction) detected by the AI model. "
@@ -168,8 +169,9 @@ def conclusion(prediction: Prediction) -> str:
     if side:
         parts.append(f", {side} hemisphere" if side != "bilateral" else ", both hemispheres")
     text = "".join(parts) + "."
-    if core.volume_ml >= LARGE_CORE_ML:
-        text += f" Large core (at least {LARGE_CORE_ML:g} mL)."
+    large = float((options or {}).get("large_core_ml", LARGE_CORE_ML))
+    if core.volume_ml >= large:
+        text += f" Large core (at least {large:g} mL)."
     return text + " AI-generated, not verified; for prioritisation only."
 
 

@@ -14,7 +14,6 @@ from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
 from dicom_node.selection import (
     IchCriteria,
-    select_fracture,
     select_ich,
     series_facts,
     study_facts,
@@ -28,6 +27,7 @@ from dicom_node.synth import (
 )
 from dicom_node.volume.synth_enhanced import enhanced_series
 from tests.unit.dicom_node.volume.volume_builders import ODD_HEADERS, odd_series
+from workers.pipelines.fracture import select_fracture
 from workers.pipelines.stroke import select_stroke
 
 STUDY = StudyIdentity()
