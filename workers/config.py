@@ -125,7 +125,8 @@ def _spec_kind(value: Any) -> str:
 
 PipelineSpec = Annotated[
     Annotated[ModelPipelineSpec, Tag("ich")] | Annotated[ModelPipelineSpec, Tag("stroke")]
-    | Annotated[ModelPipelineSpec, Tag("fracture")] | Annotated[NoModelSpec, Tag("no_model")] | Annotated[NoopSpec, Tag("noop")]
+    | Annotated[ModelPipelineSpec, Tag("fracture")] | Annotated[NoModelSpec, Tag("no_model")]
+    | Annotated[NoopSpec, Tag("noop")]
     | Annotated[CustomSpec, Tag("custom")],
     Discriminator(_spec_kind),
 ]

@@ -28,11 +28,11 @@ from pydicom.errors import InvalidDicomError
 
 from dicom_node.errors import PermanentError as DicomPermanentError
 from dicom_node.selection import study_facts
-from dicom_node.volume import SeriesVolume, read_series
-from dicom_node.volume.registration import align_onto
+from dicom_node.volume import SeriesVolume
 from inference.errors import InputError
 from inference.evaluation.stroke import SegmentationCase
-from inference.types import StudyInput, Volume
+from inference.types import StudyInput
+from workers.pipelines.runner import model_volume, read_roles
 from workers.pipelines.stroke import STROKE, model_options, select_stroke
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -74,13 +74,13 @@ def dicom_seg_case(case_dir: Path) -> SegmentationCase:
         reasons = "; ".join(r for v in selection.verdicts for r in v.reasons) or "none"
         raise DicomSegCaseError(f"case {name}: no usable MR diffusion input ({reasons})")
     try:
-        volumes = _read_roles(selection, images)
+        volumes = read_roles(STROKE, selection, [f for f, _ in images], headers)
     except DicomPermanentError as exc:
         raise DicomSegCaseError(f"case {name}: series cannot be read: {exc}") from exc
     dwi = volumes[STROKE.primary_role]
     truth = seg_on_grid(seg, dwi, name)
     options: dict[str, Any] = dict(model_options(study_facts(headers), selection))
-    inp = StudyInput({role: _model_volume(v) for role, v in volumes.items()})
+    inp = StudyInput({role: model_volume(v) for role, v in volumes.items()})
     return SegmentationCase(name, inp, truth, options)
 
 
@@ -107,33 +107,6 @@ def _split(case_dir: Path, name: str) -> tuple[Dataset, list[tuple[str, Dataset]
         raise DicomSegCaseError(f"case {name}: the SEG has {len(segments)} segments, "
                                 "expected one (the infarct)")
     return segs[0], images
-
-
-def _read_roles(selection: Any, images: Sequence[tuple[str, Dataset]]
-                ) -> dict[str, SeriesVolume]:
-    """One volume per chosen role, every role after the DWI on the DWI's grid (as the node's
-    runner reads a study)."""
-    by_uid = {str(h.get("SOPInstanceUID", "")): f for f, h in images}
-    by_series: dict[str, list[str]] = {}
-    for f, h in images:
-        by_series.setdefault(str(h.get("SeriesInstanceUID", "")), []).append(f)
-    volumes: dict[str, SeriesVolume] = {}
-    for role in STROKE.roles:
-        choice = selection.series_for(role)
-        if choice is None:
-            continue
-        chosen = ([by_uid[u] for u in choice.sop_instance_uids if u in by_uid]
-                  if choice.sop_instance_uids else by_series[choice.series_instance_uid])
-        volume = read_series(chosen, frames=choice.frames or None)
-        if volumes:
-            volume, _ = align_onto(volume, volumes[STROKE.primary_role])
-        volumes[role] = volume
-    return volumes
-
-
-def _model_volume(volume: SeriesVolume) -> Volume:
-    return Volume(array=volume.voxels, spacing=volume.spacing, affine=volume.affine,
-                  slice_ids=tuple(r.sop_instance_uid for r in volume.slice_refs))
 
 
 def _frame_items(seg: Dataset, k: int) -> Dataset:

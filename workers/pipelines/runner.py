@@ -109,7 +109,7 @@ class StudyPipeline:
             return self._run_radiographs(context, selection, files, headers, summary)
         registrations: dict[str, Summary] = {}
         try:
-            volumes = self._read(selection, files, headers, registrations)
+            volumes = read_roles(d, selection, files, headers, registrations)
         except DicomPermanentError as exc:
             code = getattr(exc, "reason", "unreadable_series")
             return self.reporter.not_analysed(
@@ -117,7 +117,7 @@ class StudyPipeline:
                 code if isinstance(code, str) else "unreadable_series", headers, summary)
         primary = volumes[d.primary_role]
         prediction = self._predict(
-            StudyInput(volumes={role: _model_volume(v) for role, v in volumes.items()}),
+            StudyInput(volumes={role: model_volume(v) for role, v in volumes.items()}),
             {**d.model_options(facts, selection), **self.predict_options})
         for role, report in registrations.items():
             summary.update({f"{role}_{key}": value for key, value in report.items()})
@@ -218,32 +218,6 @@ class StudyPipeline:
         """The not-analysed report after a deterministic failure of `run`."""
         return self.reporter.not_analysed(context, reason, code)
 
-    def _read(self, selection: Selection, files: Sequence[str], headers: Sequence[Dataset],
-              registrations: dict[str, Summary]) -> dict[str, SeriesVolume]:
-        """One volume per role of the definition (the chosen instances, or frames of a
-        multi-frame image); every role after the first is brought onto the primary role's grid:
-        resampled by patient coordinates in one Frame of Reference, registered rigidly across
-        two (each registration's report goes into `registrations` by role)."""
-        by_uid = {str(h.get("SOPInstanceUID", "")): f for f, h in zip(files, headers,
-                                                                        strict=True)}
-        by_series: dict[str, list[str]] = {}
-        for f, h in zip(files, headers, strict=True):
-            by_series.setdefault(str(h.get("SeriesInstanceUID", "")), []).append(f)
-        volumes: dict[str, SeriesVolume] = {}
-        for role in self.definition.roles:
-            choice = selection.series_for(role)
-            if choice is None:
-                continue
-            chosen = ([by_uid[u] for u in choice.sop_instance_uids if u in by_uid]
-                      if choice.sop_instance_uids else by_series[choice.series_instance_uid])
-            volume = read_series(chosen, frames=choice.frames or None)
-            if volumes:
-                volume, report = align_onto(volume, volumes[self.definition.primary_role])
-                if report is not None:
-                    registrations[role] = report.summary()
-            volumes[role] = volume
-        return volumes
-
     def _predict(self, study: StudyInput, options: Mapping[str, Any]) -> Prediction:
         # inference's errors subclass the common failure bases: the job layer classifies them
         # (transient: retried; permanent: a not-analysed report with the card's reason code)
@@ -265,7 +239,38 @@ def _on_mosaics(volume: SeriesVolume, prediction: Prediction
     return list(stored), replace(prediction, masks=masks)
 
 
-def _model_volume(volume: SeriesVolume) -> Volume:
+def read_roles(definition: PipelineDefinition, selection: Selection, files: Sequence[str],
+               headers: Sequence[Dataset], registrations: dict[str, Summary] | None = None,
+               ) -> dict[str, SeriesVolume]:
+    """One volume per role of the definition (the chosen instances, or frames of a
+    multi-frame image); every role after the first is brought onto the primary role's grid:
+    resampled by patient coordinates in one Frame of Reference, registered rigidly across
+    two (each registration's report goes into `registrations` by role).
+
+    Raises:
+        dicom_node.errors.PermanentError: a chosen series cannot be read or aligned.
+    """
+    by_uid = {str(h.get("SOPInstanceUID", "")): f for f, h in zip(files, headers, strict=True)}
+    by_series: dict[str, list[str]] = {}
+    for f, h in zip(files, headers, strict=True):
+        by_series.setdefault(str(h.get("SeriesInstanceUID", "")), []).append(f)
+    volumes: dict[str, SeriesVolume] = {}
+    for role in definition.roles:
+        choice = selection.series_for(role)
+        if choice is None:
+            continue
+        chosen = ([by_uid[u] for u in choice.sop_instance_uids if u in by_uid]
+                  if choice.sop_instance_uids else by_series[choice.series_instance_uid])
+        volume = read_series(chosen, frames=choice.frames or None)
+        if volumes:
+            volume, report = align_onto(volume, volumes[definition.primary_role])
+            if report is not None and registrations is not None:
+                registrations[role] = report.summary()
+        volumes[role] = volume
+    return volumes
+
+
+def model_volume(volume: SeriesVolume) -> Volume:
     """The model's view of a series: voxels, spacing, the LPS affine and the slice ids."""
     return Volume(array=volume.voxels, spacing=volume.spacing, affine=volume.affine,
                   slice_ids=tuple(r.sop_instance_uid for r in volume.slice_refs))
