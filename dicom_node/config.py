@@ -69,7 +69,23 @@ class DicomNodeConfig(BaseModel):
     peers: tuple[Peer, ...] = (Peer(ae_title="INFERNODE_SCU"),)
     tls: TlsConfig | None = Field(
         default=None, description="serve DICOM over TLS (PS3.15 B.1) instead of plain TCP")
-    max_associations: int = Field(default=16, ge=1)
+    max_associations: int = Field(default=16, ge=1, description="established associations")
+    max_pending_associations: int = Field(
+        default=8, ge=1,
+        description="connections that have not yet sent their A-ASSOCIATE-RQ, all addresses")
+    max_pending_per_address: int = Field(
+        default=2, ge=1, description="such pending connections from one source address")
+    artim_s: float = Field(
+        default=5.0, gt=0,
+        description="seconds a new connection has to send its A-ASSOCIATE-RQ (ARTIM)")
+    pdu_deadline_s: float = Field(
+        default=30.0, gt=0, description="seconds a PDU may take from its first byte to its last")
+    stop_grace_s: float = Field(
+        default=5.0, ge=0,
+        description="on shutdown, seconds open associations get to finish before an abort")
+    max_inflated_bytes: int = Field(
+        default=512 * 1024**2, gt=0,
+        description="a Deflated Explicit VR data set inflating beyond this is refused (0xC000)")
     network_timeout_s: float = Field(default=60.0, gt=0)
     acse_timeout_s: float = Field(default=30.0, gt=0)
     dimse_timeout_s: float = Field(default=60.0, gt=0)

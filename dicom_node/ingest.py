@@ -15,17 +15,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 from sqlalchemy.exc import SQLAlchemyError
 
+from dicom_node.config import DicomNodeConfig
 from dicom_node.errors import CannotUnderstand, IndexWriteFailed, OutOfResources, StoreRefused
 from dicom_node.events import InstanceStored
 from dicom_node.index.headers import InstanceHeader, read_header
-from dicom_node.index.parse import PARSE_ERRORS
+from dicom_node.index.parse import PARSE_ERRORS, read_file_meta
 from dicom_node.index.store import (
     ConflictRecord,
     FailureRecord,
@@ -42,6 +45,37 @@ from dicom_node.uids import checked_uid, is_valid_uid
 log = logging.getLogger(__name__)
 
 QuietPeriod = Callable[[InstanceHeader], float]
+
+DEFAULT_MAX_INFLATED_BYTES: int = DicomNodeConfig.model_fields["max_inflated_bytes"].default
+"""Largest inflated size of a deflated data set, unless configured (`dicom.max_inflated_bytes`)."""
+_INFLATE_STEP = 1 << 20
+
+
+class InflatesBeyondLimit(CannotUnderstand):
+    """A deflated data set that inflates beyond the configured limit (a deflate bomb, or more
+    than the node accepts): refused before it is inflated whole (0xC000)."""
+
+    reason_code = "inflate_limit"
+
+
+def check_inflated_size(raw: bytes, limit: int) -> None:
+    """Inflates the data set of `raw` (File Meta + deflated data set, PS3.5 A.5) one megabyte at
+    a time, keeping nothing, and raises InflatesBeyondLimit past `limit` bytes.
+
+    A stream that cannot be inflated is left to the parser, which refuses it with its reason.
+    """
+    _, offset = read_file_meta(raw)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending: bytes | memoryview = memoryview(raw)[offset:]
+    total = 0
+    try:
+        while pending and not inflater.eof:
+            total += len(inflater.decompress(pending, _INFLATE_STEP))
+            if total > limit:
+                raise InflatesBeyondLimit(f"deflated data set inflates beyond {limit} bytes")
+            pending = inflater.unconsumed_tail
+    except zlib.error:
+        return
 
 
 @dataclass(frozen=True)
@@ -115,8 +149,10 @@ class Ingestor:
         quiet_period: QuietPeriod,
         clock: Callable[[], datetime],
         metrics: IngestMetrics | None = None,
+        max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
     ) -> None:
         self.spool = spool
+        self.max_inflated_bytes = max_inflated_bytes
         self.index = index
         self.quiet_period = quiet_period
         self.clock = clock
@@ -137,6 +173,8 @@ class Ingestor:
             received = arrival()
             sop_instance = checked_uid(sop_instance_uid, "Affected SOP Instance UID")
             sop_class = checked_uid(sop_class_uid, "Affected SOP Class UID")
+            if received.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
+                check_inflated_size(received.raw, self.max_inflated_bytes)
             header = read_header(
                 received.raw, expected_sop_class=sop_class, expected_sop_instance=sop_instance,
                 transfer_syntax=received.transfer_syntax_uid,

@@ -2,8 +2,9 @@
 
 The called AE title, the calling AE title and the peer's source address are checked before any
 presentation context is negotiated. A refused peer gets a permanent rejection whose reason says
-which check failed; the concurrency limit gives a transient rejection (pynetdicom's own
-`maximum_associations` check, local-limit-exceeded).
+which check failed; more than `max_associations` established associations give a transient
+rejection (local-limit-exceeded). Connections that have not yet sent their request are bounded
+separately (`scp.guard`), so they never count against established ones.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 from dicom_node.config import DicomNodeConfig
 from dicom_node.metrics import IngestMetrics
+from dicom_node.scp.guard import ConnectionGuard, bound_connection
 
 
 class RejectResult(IntEnum):
@@ -30,12 +32,15 @@ class RejectResult(IntEnum):
 
 class RejectSource(IntEnum):
     SERVICE_USER = 0x01
+    SERVICE_PROVIDER_PRESENTATION = 0x03
 
 
 class RejectReason(IntEnum):
     """Service-user reasons (PS3.8 Table 9-21)."""
 
     NO_REASON_GIVEN = 0x01
+    LOCAL_LIMIT_EXCEEDED = 0x02
+    """With source 3 (service-provider, presentation related)."""
     CALLING_AE_NOT_RECOGNIZED = 0x03
     CALLED_AE_NOT_RECOGNIZED = 0x07
 
@@ -72,41 +77,65 @@ class AccessPolicy:
 
 
 class _ControlledACSE(ACSE):
-    """pynetdicom's ACSE with the node's access policy checked first."""
+    """pynetdicom's ACSE with the node's access policy and association limit checked first."""
 
     def __init__(
-        self, assoc: Association, policy: AccessPolicy, metrics: IngestMetrics | None
+        self, assoc: Association, policy: AccessPolicy, metrics: IngestMetrics | None,
+        guard: ConnectionGuard | None,
     ) -> None:
         super().__init__(assoc)
         self._policy = policy
         self._metrics = metrics
+        self._guard = guard
 
     def _negotiate_as_acceptor(self) -> None:
+        if self._guard is not None:
+            self._guard.settle(self.assoc)  # the request came: no longer pending
         request = cast(A_ASSOCIATE, self.requestor.primitive)
         info = self.assoc.requestor.address_info
         address = info.address if info is not None else ""
         refusal = self._policy.check(
             str(request.calling_ae_title), str(request.called_ae_title), address
         )
+        if refusal is None and self._established() >= self._policy.config.max_associations:
+            self._reject(request, RejectResult.TRANSIENT,
+                         RejectSource.SERVICE_PROVIDER_PRESENTATION,
+                         RejectReason.LOCAL_LIMIT_EXCEEDED, "too_many_associations")
+            return
         if refusal is None:
             super()._negotiate_as_acceptor()
             if self._metrics is not None and self.assoc.is_rejected:
                 self._metrics.rejections.labels(reason="too_many_associations").inc()
             return
+        self._reject(request, RejectResult.PERMANENT, RejectSource.SERVICE_USER, refusal.reason,
+                     refusal.label)
+
+    def _established(self) -> int:
+        """Associations this AE accepted that are established (pending ones not counted)."""
+        return sum(1 for a in self.assoc.ae.active_associations
+                   if a.is_acceptor and a.is_established and a is not self.assoc)
+
+    def _reject(self, request: A_ASSOCIATE, result: RejectResult, source: RejectSource,
+                reason: RejectReason, label: str) -> None:
         if self._metrics is not None:
-            self._metrics.rejections.labels(reason=refusal.label).inc()
+            self._metrics.rejections.labels(reason=label).inc()
         self.requestor.ae_title = request.calling_ae_title
-        self.send_reject(RejectResult.PERMANENT, RejectSource.SERVICE_USER, refusal.reason)
+        self.send_reject(result, source, reason)
         evt.trigger(self.assoc, evt.EVT_REJECTED, {})
         self.assoc.kill()
 
 
 def install_access_control(
-    policy: AccessPolicy, metrics: IngestMetrics | None
-) -> tuple[Any, Any]:
-    """An EVT_CONN_OPEN handler that puts the policy in front of each new association."""
+    policy: AccessPolicy, metrics: IngestMetrics | None, guard: ConnectionGuard | None = None,
+) -> list[tuple[Any, Any]]:
+    """Handlers that put the policy, the association limit and the connection bounds
+    (`scp.guard`) in front of each new connection, and release its pending slot on close."""
 
     def on_open(event: evt.Event) -> None:
-        event.assoc.acse = _ControlledACSE(event.assoc, policy, metrics)
+        event.assoc.acse = _ControlledACSE(event.assoc, policy, metrics, guard)
+        bound_connection(event.assoc, policy.config, guard)
 
-    return (evt.EVT_CONN_OPEN, on_open)
+    handlers: list[tuple[Any, Any]] = [(evt.EVT_CONN_OPEN, on_open)]
+    if guard is not None:
+        handlers.append((evt.EVT_CONN_CLOSE, lambda event: guard.settle(event.assoc)))
+    return handlers

@@ -8,16 +8,20 @@ transfer syntax they arrived in, never decoded on the receive path.
 from __future__ import annotations
 
 import ssl
-from typing import Any
+import threading
+import time
+from typing import Any, cast
 
 from pydicom import uid
 from pydicom import uid as sc
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import DicomNodeConfig, TlsConfig
 from dicom_node.metrics import IngestMetrics
 from dicom_node.scp.access import AccessPolicy, install_access_control
+from dicom_node.scp.guard import ConnectionGuard, GuardedServer
 from dicom_node.scp.storage import StorageSCP
 from dicom_node.scp.verification import VerificationSCP
 
@@ -95,11 +99,14 @@ class DicomServer:
         self.verification = VerificationSCP()
         self.metrics = metrics
         self._server: ThreadedAssociationServer | None = None
+        self._ae: AE | None = None
 
     def build_ae(self) -> AE:
         cfg = self.config
         ae = AE(ae_title=cfg.ae_title)
-        ae.maximum_associations = cfg.max_associations
+        # Established associations are limited by the access control (`max_associations`) and
+        # pending connections by the guard; pynetdicom's own count covers both.
+        ae.maximum_associations = cfg.max_associations + cfg.max_pending_associations
         ae.network_timeout = cfg.network_timeout_s
         ae.acse_timeout = cfg.acse_timeout_s
         ae.dimse_timeout = cfg.dimse_timeout_s
@@ -113,22 +120,28 @@ class DicomServer:
 
     def start(self) -> ThreadedAssociationServer:
         """Binds and serves in background threads; returns the server (its port is bound)."""
+        guard = ConnectionGuard(self.config, self.metrics)
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self.verification.handle_echo),
             (evt.EVT_C_STORE, self.storage.handle_store),
-            install_access_control(AccessPolicy(self.config), self.metrics),
+            *install_access_control(AccessPolicy(self.config), self.metrics, guard),
         ]
         ae = self.build_ae()
         if self.metrics is not None:
             self.metrics.active_associations.set_function(
                 lambda: len([a for a in ae.active_associations if a.is_acceptor])
             )
-        server = ae.start_server(
-            (self.config.host, self.config.port), block=False, evt_handlers=handlers,
+        server = cast(GuardedServer, ae.make_server(
+            (self.config.host, self.config.port), evt_handlers=handlers,
             ssl_context=tls_context(self.config.tls) if self.config.tls else None,
-        )
-        assert server is not None
-        self._server = server
+            server_class=GuardedServer,
+        ))
+        server.guard = guard
+        # As pynetdicom's own non-blocking start_server does: serve in a daemon thread and
+        # register the server with the AE (its shutdown unregisters it).
+        threading.Thread(target=server.serve_forever, name="dicom-accept", daemon=True).start()
+        ae._servers.append(server)
+        self._ae, self._server = ae, server
         return server
 
     @property
@@ -137,7 +150,21 @@ class DicomServer:
             raise RuntimeError("server not started")
         return int(self._server.server_address[1])
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stops accepting, lets in-flight associations finish for `grace_s` (default
+        `stop_grace_s`), then aborts those still open: a store not yet acknowledged is simply
+        not acknowledged, and the sender sends it again."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server = None
+        deadline = time.monotonic() + (self.config.stop_grace_s if grace_s is None else grace_s)
+        while self._acceptors() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for assoc in self._acceptors():
+            assoc.abort()
+
+    def _acceptors(self) -> list[Association]:
+        if self._ae is None:
+            return []
+        return [a for a in self._ae.active_associations if a.is_acceptor]

@@ -124,7 +124,9 @@ def test_transfer_syntax_is_kept_as_received(node_factory, tmp_path, kind):
     [
         ("STRANGER", "INFERNODE", None, "Calling AE Title Not Recognized", "calling_ae"),
         ("INFERNODE_SCU", "WRONGNODE", None, "Called AE Title Not Recognized", "called_ae"),
-        ("INFERNODE_SCU", "INFERNODE", [{"ae_title": "INFERNODE_SCU", "hosts": ["10.9.9.0/24"]}],
+        # The address may connect (another peer uses it), but not as this AE title.
+        ("INFERNODE_SCU", "INFERNODE", [{"ae_title": "INFERNODE_SCU", "hosts": ["10.9.9.0/24"]},
+                                        {"ae_title": "OTHER_SCU", "hosts": ["127.0.0.1"]}],
          "Calling AE Title Not Recognized", "source_address"),
     ],
 )
