@@ -115,8 +115,10 @@ class MethodSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-TASKS = ("ich-classification", "ich-segmentation", "stroke-segmentation", "generic")
-Task = Literal["ich-classification", "ich-segmentation", "stroke-segmentation", "generic"]
+TASKS = ("ich-classification", "ich-segmentation", "stroke-segmentation", "fracture-detection",
+         "generic")
+Task = Literal["ich-classification", "ich-segmentation", "stroke-segmentation",
+               "fracture-detection", "generic"]
 
 
 class ExplainSpec(_Strict):
@@ -134,6 +136,7 @@ class ModelCard(_Strict):
     task: Task
     modality: str
     body_part: str = "HEAD"
+    body_parts: tuple[str, ...] = ()
     manufacturer: str = "InferNode project"
     intended_use: str
     not_for_clinical_use: bool

@@ -68,6 +68,10 @@ CODE_TABLE: dict[str, CodeEntry] = {
         Code("49755003", "SCT", "Morphologically Abnormal Structure"),
         "SNOMED CT; issue 10 (SEG property category of the infarct), as in DICOM CID 7150",
     ),
+    "fracture": CodeEntry(
+        Code("72704001", "SCT", "Fracture"),
+        "SNOMED CT (morphologic abnormality); issue 11 and STANDARDS.md (fracture finding)",
+    ),
 }
 
 

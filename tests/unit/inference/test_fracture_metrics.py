@@ -1,0 +1,124 @@
+"""Detection metrics against hand-computed cases; NMS, decoding and box mapping."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from inference.evaluation.detection import (
+    ImageResult,
+    average_precision,
+    box_iou,
+    coco_ap,
+    detection_report,
+    froc,
+)
+from inference.fracture.decode import LOG_H, LOG_W, decode, nms, targets
+from inference.fracture.preprocess import box_to_input, to_working
+
+A = (10.0, 10.0, 30.0, 30.0)
+B = (100.0, 50.0, 140.0, 90.0)
+
+
+def test_box_iou_by_hand() -> None:
+    assert box_iou(A, A) == 1.0
+    assert box_iou(A, (20.0, 10.0, 40.0, 30.0)) == pytest.approx(200 / 600)
+    assert box_iou(A, B) == 0.0
+
+
+def test_perfect_detector_scores_one() -> None:
+    images = [ImageResult("a", (A,), (A,), (0.9,), 0.9),
+              ImageResult("b", (B,), (B,), (0.8,), 0.8),
+              ImageResult("c", (), (), (), 0.1)]
+    assert average_precision(images, 0.5) == 1.0
+    assert coco_ap(images) == 1.0
+    assert froc(images) == {0.5: 1.0, 1.0: 1.0, 2.0: 1.0, 4.0: 1.0}
+
+
+def test_two_box_case_by_hand() -> None:
+    """Scores 0.9 (hit), 0.8 (false positive), 0.7 (hit); two truth boxes.
+    Recall 0.5, 0.5, 1; precision 1, 0.5, 2/3; envelope 1, 2/3, 2/3. Of the 101 recall
+    points, 0..0.5 (51 points) get 1 and 0.51..1 (50 points) get 2/3."""
+    images = [ImageResult("a", (A,), (A,), (0.9,), 0.9),
+              ImageResult("b", (B,), ((0.0, 0.0, 5.0, 5.0), B), (0.8, 0.7), 0.8)]
+    assert average_precision(images, 0.5) == pytest.approx((51 + 50 * 2 / 3) / 101)
+    # FROC over 2 images: (fp/img, sens) after each score: (0, .5), (.5, .5), (.5, 1).
+    assert froc(images, rates=(0.25, 0.5, 1.0)) == {0.25: 0.5, 0.5: 1.0, 1.0: 1.0}
+
+
+def test_loose_box_counts_at_low_iou_only() -> None:
+    loose = (10.0, 10.0, 40.0, 30.0)  # IoU 2/3 with A
+    images = [ImageResult("a", (A,), (loose,), (0.9,), 0.9)]
+    assert average_precision(images, 0.5) == 1.0
+    assert average_precision(images, 0.7) == 0.0
+    assert coco_ap(images) == pytest.approx(0.4)  # thresholds 0.50 .. 0.65 of ten
+
+
+def test_one_detection_matches_one_truth_box() -> None:
+    images = [ImageResult("a", (A,), (A, A), (0.9, 0.8), 0.9)]
+    # second copy is a false positive: precision 1 then 0.5, recall 1 from the first
+    assert average_precision(images, 0.5) == 1.0
+    assert froc(images, rates=(0.5, 1.0)) == {0.5: 1.0, 1.0: 1.0}
+    missed = [ImageResult("a", (A,), (B,), (0.9,), 0.9)]
+    assert average_precision(missed, 0.5) == 0.0
+
+
+def test_report_image_level_figures() -> None:
+    images = [ImageResult(str(i), (A,) if i < 4 else (), (A,), (0.2 * i,), p)
+              for i, p in enumerate([0.9, 0.8, 0.7, 0.2, 0.1, 0.6, 0.3, 0.05])]
+    rep = detection_report(images, threshold=0.5, n_boot=200)
+    assert rep.counts == {"tp": 3, "fp": 1, "tn": 3, "fn": 1}
+    assert rep.sensitivity.value == 0.75 and rep.specificity.value == 0.75
+    # AUC: positives 0.9, 0.8, 0.7, 0.2 against negatives 0.1, 0.6, 0.3, 0.05: 4+4+4+2 = 14 of 16
+    assert rep.image_auc.value == pytest.approx(14 / 16)
+    lo, hi = rep.image_auc.ci
+    assert lo <= 14 / 16 <= hi
+    d = rep.as_dict()
+    assert {"ap50", "ap50_95", "froc", "image_auc", "sensitivity", "specificity"} <= set(d)
+    assert "sensitivity_at_0.5_fp_per_image" in d["froc"]
+
+
+def test_no_truth_gives_nan_ap() -> None:
+    assert math.isnan(average_precision([ImageResult("a", (), (A,), (0.5,), 0.5)]))
+
+
+def test_nms_drops_overlaps_keeps_the_best() -> None:
+    boxes = np.array([A, (11.0, 11.0, 31.0, 31.0), B])
+    assert nms(boxes, np.array([0.5, 0.9, 0.4]), 0.3) == [1, 2]
+    assert nms(boxes, np.array([0.5, 0.9, 0.4]), 0.95) == [1, 0, 2]
+
+
+def test_targets_decode_back_to_the_boxes() -> None:
+    boxes = [(20.0, 30.0, 44.0, 42.0), (80.0, 70.0, 90.0, 110.0)]
+    heat, logwh, _w = targets(boxes, 128)
+    out = torch.zeros((3, 128, 128))
+    out[0] = torch.logit(torch.from_numpy(heat).clamp(1e-4, 1 - 1e-4))
+    out[LOG_W], out[LOG_H] = torch.from_numpy(logwh[0]), torch.from_numpy(logwh[1])
+    prob, found = decode(out, (128, 128), 0.5, 3, 0.3, 10)
+    assert prob == pytest.approx(1.0, abs=1e-3)
+    assert len(found) == 2
+    for f in found:
+        assert max(box_iou(f[:4], b) for b in boxes) > 0.85
+
+
+def test_working_grid_boxes_map_back_exactly() -> None:
+    """A 3000 x 2500 image on a 384 grid: the working box of a known input box maps back to it."""
+    img = np.zeros((3000, 2500), dtype=np.float32)
+    img[1000:1200, 700:1000] = 1000.0
+    work = to_working(img, 384, (0.5, 99.8))
+    assert work.extent == (384, 320)
+    sy, sx = work.scale
+    truth = (700.0, 1000.0, 1000.0, 1200.0)
+    working_box = (truth[0] * sx, truth[1] * sy, truth[2] * sx, truth[3] * sy)
+    assert box_to_input(working_box, work, img.shape) == pytest.approx(truth)
+    # the bright block sits where the scale says on the working grid
+    rows = np.flatnonzero(work.array.max(axis=1) > 0.5)
+    assert rows[0] == pytest.approx(1000 * sy, abs=1) and rows[-1] == pytest.approx(1200 * sy,
+                                                                                   abs=1)
+    # boxes leaving the image are clipped inside it
+    assert box_to_input((-5.0, -5.0, 400.0, 400.0), work, img.shape) == (0.0, 0.0, 2500.0,
+                                                                       3000.0)
+    assert work.array[:, 320:].max() == 0.0  # padding right of the image
