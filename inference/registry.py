@@ -22,10 +22,11 @@ from .blastct import BlastCtPipeline, blast_ct_card, is_blast_ct_dir, smoke_inpu
 from .cards import CARD_FILE, ModelCard, verify_weights
 from .device import select_device
 from .errors import InferenceError, ModelCardError, ModelNotFoundError
+from .fracture import FracturePipeline, load_fracture
 from .ich.pipeline import IchPipeline
 from .loaders import is_bundle, load_model, read_card
 from .stroke import StrokePipeline, load_stroke
-from .types import ModelInfo, Prediction, StudyInput, Volume
+from .types import ModelInfo, Prediction, Radiograph, StudyInput, Volume
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +164,30 @@ def _smoke_stroke(pipe: StrokePipeline, card: ModelCard) -> str:
             f"({pred.laterality}), {len(pred.lesions)} lesion(s)")
 
 
+def _smoke_fracture(pipe: FracturePipeline, card: ModelCard) -> str:
+    from .evaluation.detection import box_iou
+    from .phantoms.radiograph import RadiographSpec, make_radiograph
+
+    ph = make_radiograph(RadiographSpec(body_part="FOREARM", fractures=1, family="heldout",
+                                        seed=7, rows=640, cols=512))
+    image = Radiograph(array=ph.image, image_id="smoke", body_part=pipe.body_parts[0])
+    pred = pipe.predict_images([image], box_threshold=0.0)
+    probs = pred.slice_probabilities
+    if probs.shape != (1, 1) or not np.isfinite(probs).all():
+        raise InferenceError(f"{card.id}: smoke inference gave bad probabilities")
+    if any(d.box[2] > 512 or d.box[3] > 640 for d in pred.detections):
+        raise InferenceError(f"{card.id}: smoke inference gave a box outside the image")
+    top = pred.detections[0] if pred.detections else None
+    hit = max((box_iou(top.box, t) for t in ph.boxes), default=0.0) if top else 0.0
+    return (f"phantom fracture: image probability {float(probs[0, 0]):.3f}, "
+            f"{len(pred.detections)} box(es), top box IoU {hit:.2f} with the truth")
+
+
 TASKS: dict[str, TaskHandler] = {
     "ich-classification": TaskHandler(_load_ich, _smoke_ich),
     "ich-segmentation": TaskHandler(_load_ich_segmentation, _smoke_ich_segmentation),
     "stroke-segmentation": TaskHandler(load_stroke, _smoke_stroke),
+    "fracture-detection": TaskHandler(load_fracture, _smoke_fracture),
     "generic": TaskHandler(_load_generic, _smoke_generic),
 }
 """Card task -> how to load and smoke-test it. Adding a pipeline adds one entry here (and the

@@ -94,8 +94,10 @@ def verify(
 
 @app.command()
 def train(
-    pipeline: Annotated[str, typer.Argument(help="which demo model: ich | stroke")],
-    out: Annotated[Path, typer.Option("--out", help="model directory to write")],
+    pipeline: Annotated[str, typer.Argument(help="which demo model: ich | stroke | fracture")],
+    out: Annotated[Path | None, typer.Option("--out", help="model directory to write "
+                                                          "(fracture: models/fracture-demo)")
+                   ] = None,
     epochs: Annotated[int | None, typer.Option(help="override the number of epochs")] = None,
     n_train: Annotated[int | None, typer.Option(help="override the training studies")] = None,
     n_test: Annotated[int | None, typer.Option(help="override the held-out test studies")
@@ -107,33 +109,51 @@ def train(
 
     overrides: dict[str, Any] = {k: v for k, v in (("epochs", epochs), ("n_train", n_train),
                                                    ("seed", seed)) if v is not None}
+    if out is None and pipeline != "fracture":
+        console.print("[red]--out is required")
+        raise typer.Exit(2)
     if pipeline == "ich":
+        assert out is not None
         if n_test is not None:
             overrides["n_test"] = n_test
         from inference.training.ich import TrainConfig, train_ich
 
         card = train_ich(out, replace(TrainConfig(), **overrides), log=console.print)
+    elif pipeline == "fracture":
+        from inference.training.fracture import TrainConfig as FractureConfig
+        from inference.training.fracture import train_fracture
+
+        if n_test is not None:
+            overrides["n_test"] = n_test
+        if "epochs" in overrides:  # the detector counts optimiser steps, not epochs
+            overrides["steps"] = overrides.pop("epochs")
+        out = out or Path("models") / "fracture-demo"
+        card = train_fracture(out, replace(FractureConfig(), **overrides), log=console.print)
     elif pipeline == "stroke":
         from inference.training.stroke import TrainConfig as StrokeConfig
         from inference.training.stroke import train_stroke
 
+        assert out is not None
         if n_test is not None:
             overrides["n_test"] = n_test
         card = train_stroke(out, replace(StrokeConfig(), **overrides), log=console.print)
     else:
-        console.print(f"[red]no trainer for {pipeline!r} (available: ich, stroke)")
+        console.print(f"[red]no trainer for {pipeline!r} (available: ich, stroke, fracture)")
         raise typer.Exit(2)
     console.print(f"[green]wrote[/] {out} ({card.id} {card.version})")
 
 
 @app.command()
 def evaluate(
-    target: Annotated[str, typer.Argument(help="a model id, or 'stroke' (then --model)")],
-    model: Annotated[str, typer.Option(help="stroke model id")] = "stroke-adc-threshold",
-    data: Annotated[str, typer.Option(help="'phantoms', or a folder in RSNA or NIfTI layout")
-                    ] = "phantoms",
+    target: Annotated[str, typer.Argument(help="a model id, or 'stroke' / 'fracture' (then "
+                                               "--model)")],
+    model: Annotated[str | None, typer.Option(help="stroke model id (default "
+                                                   "stroke-adc-threshold), fracture model id "
+                                                   "(default fracture-demo)")] = None,
+    data: Annotated[str, typer.Option(help="'phantoms', a folder in RSNA or NIfTI layout, or "
+                                           "a COCO-style JSON (fracture)")] = "phantoms",
     layout: Annotated[str, typer.Option(help="phantoms | rsna | nifti")] = "phantoms",
-    n: Annotated[int, typer.Option(help="phantom studies")] = 60,
+    n: Annotated[int, typer.Option("--n", "-n", help="phantom studies (images)")] = 60,
     seed: Annotated[int, typer.Option(help="phantom seed (use one training never saw)")] = 777,
     family: Annotated[str, typer.Option(help="phantom family: heldout | train (stroke, ICH), "
                                              "original (ICH: the original head CT generator)")
@@ -143,20 +163,27 @@ def evaluate(
     out_json: Annotated[Path | None, typer.Option("--json", help="write the report")] = None,
     write_card: Annotated[bool, typer.Option(help="store the figures as the card's metrics "
                                                   "(stroke)")] = False,
+    body_part: Annotated[str | None, typer.Option(help="fracture, COCO JSON: body part of "
+                                                       "images that do not say (default: "
+                                                       "the card's first)")] = None,
     models: ModelsOption = None,
 ) -> None:
     """Per-class AUC, sensitivity, specificity, accuracy and F1 with 95% CIs (classifiers), or
-    Dice, IoU, lesion F1, volume difference and HD95 with 95% CIs (``stroke``)."""
+    Dice, IoU, lesion F1, volume difference and HD95 with 95% CIs (``stroke``), or AP@0.5,
+    AP@[.5:.95], FROC, image AUC, sensitivity and specificity with 95% CIs (``fracture``)."""
     from inference.errors import InferenceError
 
     reg = _registry(models)
-    model_id = model if target == "stroke" else target
+    defaults = {"stroke": "stroke-adc-threshold", "fracture": "fracture-demo"}
+    model_id = (model or defaults[target]) if target in defaults else target
     try:
         card = reg.card(model_id)
     except InferenceError as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(1) from exc
-    if card.task == "stroke-segmentation":
+    if card.task == "fracture-detection":
+        report = _evaluate_fracture(reg, model_id, data, n, seed, family, body_part)
+    elif card.task == "stroke-segmentation":
         report = _evaluate_stroke(reg, model_id, data, n, seed, family)
         if write_card:
             from inference.cards import write_card as save_card
@@ -167,6 +194,44 @@ def evaluate(
                                       image_dir, family)
     if out_json:
         out_json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+def _evaluate_fracture(reg: ModelRegistry, model_id: str, data: str, n: int, seed: int,
+                       family: str, body_part: str | None) -> dict[str, Any]:
+    from inference.evaluation.detection import (
+        coco_cases,
+        evaluate_detection,
+        phantom_detection_cases,
+    )
+    from inference.fracture import FracturePipeline
+
+    pipe = reg.get(model_id)
+    if not isinstance(pipe, FracturePipeline):
+        console.print(f"[red]{model_id} is not a fracture detection model")
+        raise typer.Exit(2)
+    if data == "phantoms":
+        if family not in ("heldout", "train"):
+            console.print(f"[red]unknown phantom family {family!r} (heldout, train)")
+            raise typer.Exit(2)
+        cases = phantom_detection_cases(n, seed, "heldout" if family == "heldout" else "train")
+        name = f"{family} radiograph phantom family (seed {seed}, {n} images)"
+    else:
+        part = body_part or pipe.card.body_parts[0]
+        cases, name = coco_cases(Path(data), part), f"coco:{data}"
+    report = evaluate_detection(pipe, cases, name, model_id).as_dict()
+    table = Table("metric", "value [95% CI]")
+    rows = [("AP@0.5", report["ap50"]), ("AP@[.5:.95]", report["ap50_95"])]
+    rows += [(k.replace("sensitivity_at_", "FROC sens @ ").replace("_fp_per_image", " FP/img"),
+              v) for k, v in report["froc"].items()]
+    rows += [("image AUC", report["image_auc"]), ("sensitivity", report["sensitivity"]),
+             ("specificity", report["specificity"])]
+    for label, m in rows:
+        table.add_row(label, f"{m['value']} [{m['ci'][0]}, {m['ci'][1]}]")
+    console.print(table)
+    console.print(f"{report['n_images']} images, {report['n_positive_images']} with a fracture, "
+                  f"{report['n_truth_boxes']} truth boxes; image threshold "
+                  f"{report['image_threshold']}")
+    return report
 
 
 def _evaluate_stroke(reg: ModelRegistry, model_id: str, data: str, n: int, seed: int,
