@@ -86,6 +86,8 @@ class DicomNodeConfig(BaseModel):
     max_inflated_bytes: int = Field(
         default=512 * 1024**2, gt=0,
         description="a Deflated Explicit VR data set inflating beyond this is refused (0xC000)")
+    stow_max_body_bytes: int = Field(
+        default=4 * 1024**3, gt=0, description="a STOW-RS request body beyond this gets 413")
     network_timeout_s: float = Field(default=60.0, gt=0)
     acse_timeout_s: float = Field(default=30.0, gt=0)
     dimse_timeout_s: float = Field(default=60.0, gt=0)

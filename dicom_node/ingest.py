@@ -25,7 +25,13 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_node.config import DicomNodeConfig
-from dicom_node.errors import CannotUnderstand, IndexWriteFailed, OutOfResources, StoreRefused
+from dicom_node.errors import (
+    CannotUnderstand,
+    DatasetMismatch,
+    IndexWriteFailed,
+    OutOfResources,
+    StoreRefused,
+)
 from dicom_node.events import InstanceStored
 from dicom_node.index.headers import InstanceHeader, read_header
 from dicom_node.index.parse import PARSE_ERRORS, read_file_meta
@@ -161,9 +167,10 @@ class Ingestor:
 
     def ingest(self, arrival: Callable[[], Arrival], *, calling_ae: str,
                peer_address: str | None, sop_class_uid: str | None,
-               sop_instance_uid: str | None) -> Accepted:
+               sop_instance_uid: str | None, expected_study: str | None = None) -> Accepted:
         """Validates, stores and indexes what `arrival()` returns; the command's UIDs are passed
-        separately (they may be missing or invalid).
+        separately (they may be missing or invalid). With `expected_study` (a STOW-RS request
+        for one study), an instance of another study is refused before it is stored.
 
         Raises StoreRefused (after recording it and keeping the bytes) for every failure.
         """
@@ -180,6 +187,8 @@ class Ingestor:
                 transfer_syntax=received.transfer_syntax_uid,
                 context_sop_class=received.context_sop_class_uid,
             )
+            if expected_study and header.study_instance_uid != expected_study:
+                raise DatasetMismatch("instance belongs to another study than the request")
             with self._locks.hold(sop_instance):
                 accepted = self._store(received, header)
         except _SetAside as moved:

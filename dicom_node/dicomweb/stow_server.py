@@ -9,18 +9,29 @@ PS3.4 B.2.3 0xB006) carries Warning Reason (0008,1196). HTTP status (PS3.18 10.5
 202 some refused or a warning, 409 none stored. Each part goes through the same receive path as a
 C-STORE, so a damaged part is refused, recorded and kept exactly as a damaged C-STORE would be.
 A bearer token from the configured list is required.
+
+The body is streamed to a temporary file in the spool (never held whole in memory) and refused
+with 413 past `max_body_bytes`; splitting, parsing, fsync and indexing run in a worker thread, so
+the event loop (and `/health`) never waits on them; one part is in memory at a time. With a study
+in the URL, a part of another study is refused before anything of it is stored.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import mmap
 import re
-from typing import Any
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from dicom_node.errors import DatasetMismatch, StoreRefused
+from dicom_node.config import DicomNodeConfig
+from dicom_node.errors import StoreRefused
 from dicom_node.index.parse import read_file_meta
 from dicom_node.ingest import Arrival, Ingestor
 from dicom_node.status import Status
@@ -32,29 +43,56 @@ _FAILURE_REASON = "00081197"
 _FAILED_SEQUENCE = "00081198"
 _REFERENCED_SEQUENCE = "00081199"
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
+DEFAULT_MAX_BODY_BYTES: int = DicomNodeConfig.model_fields["stow_max_body_bytes"].default
+"""Largest STOW-RS request body, unless configured (`dicom.stow_max_body_bytes`)."""
+
+
+class Buffer(Protocol):
+    """What the part splitter reads: bytes, or a memory map of a spooled body."""
+
+    def find(self, sub: bytes, start: int = ..., end: int = ...) -> int: ...
+
+    def __getitem__(self, index: slice) -> bytes: ...
+
+    def __len__(self) -> int: ...
+
+
+def _delimiter(content_type: str) -> bytes:
+    match = _BOUNDARY.search(content_type)
+    if not content_type.lower().startswith("multipart/related") or match is None:
+        raise ValueError("expected multipart/related with a boundary")
+    return b"--" + match.group(1).encode("latin-1")
+
+
+def iter_multipart(body: Buffer, content_type: str) -> Iterator[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart/related body (bytes or a memory map of the spooled body) as
+    (headers, payload), one at a time. Raises ValueError."""
+    delimiter = _delimiter(content_type)
+    at = body.find(delimiter)
+    while at >= 0:
+        start = at + len(delimiter)
+        if body[start:start + 2] == b"--":
+            return
+        nxt = body.find(delimiter, start)
+        end = nxt if nxt >= 0 else len(body)
+        if body[start:start + 2] == b"\r\n":
+            start += 2
+        split = body.find(b"\r\n\r\n", start, end)
+        if split < 0:
+            raise ValueError("a part has no header/body separator")
+        headers = {}
+        for line in bytes(body[start:split]).decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
+        stop = end - 2 if body[end - 2:end] == b"\r\n" else end
+        yield headers, bytes(body[split + 4:stop])
+        at = nxt
 
 
 def split_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
     """The parts of a multipart/related body as (headers, payload). Raises ValueError."""
-    match = _BOUNDARY.search(content_type)
-    if not content_type.lower().startswith("multipart/related") or match is None:
-        raise ValueError("expected multipart/related with a boundary")
-    delimiter = b"--" + match.group(1).encode("latin-1")
-    parts = []
-    for chunk in body.split(delimiter)[1:]:
-        if chunk.startswith(b"--"):
-            break
-        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk
-        head, sep, payload = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            raise ValueError("a part has no header/body separator")
-        headers = {}
-        for line in head.decode("latin-1").split("\r\n"):
-            name, _, value = line.partition(":")
-            if name:
-                headers[name.strip().lower()] = value.strip()
-        parts.append((headers, payload[:-2] if payload.endswith(b"\r\n") else payload))
-    return parts
+    return list(iter_multipart(body, content_type))
 
 
 def _item(sop_class: str | None, sop_instance: str | None,
@@ -87,16 +125,31 @@ def _meta_uids(payload: bytes) -> tuple[str | None, str | None, str]:
 class StowService:
     """Stores each part of a STOW-RS request through the `Ingestor`."""
 
-    def __init__(self, ingestor: Ingestor, *, ae_title: str) -> None:
+    def __init__(self, ingestor: Ingestor, *, ae_title: str,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.ingestor = ingestor
         self.ae_title = ae_title
+        self.max_body_bytes = max_body_bytes
 
-    def store(self, parts: list[tuple[dict[str, str], bytes]], *, study_uid: str | None,
+    def store_file(self, path: Path, content_type: str, *, study_uid: str | None, client: str,
+                   peer_address: str | None) -> tuple[int, dict[str, Any]]:
+        """Stores the parts of the spooled body at `path` (blocking: run it off the event loop).
+        Raises ValueError when the body is not multipart/related or holds no part."""
+        with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0,
+                                                   access=mmap.ACCESS_READ) as body:
+            return self.store(iter_multipart(body, content_type), study_uid=study_uid,
+                              client=client, peer_address=peer_address)
+
+    def store(self, parts: Iterable[tuple[dict[str, str], bytes]], *, study_uid: str | None,
               client: str, peer_address: str | None) -> tuple[int, dict[str, Any]]:
+        """Stores each part; the HTTP status and the DICOM JSON response (PS3.18 10.5.3).
+        Raises ValueError when there is no part."""
         referenced: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
         warned = False
+        seen = 0
         for headers, payload in parts:
+            seen += 1
             media = headers.get("content-type", "application/dicom").split(";")[0].strip()
             if media.lower() != "application/dicom":
                 failed.append(_item(None, None, int(Status.SOP_CLASS_NOT_SUPPORTED)))
@@ -114,17 +167,16 @@ class StowService:
                 accepted = self.ingestor.ingest(arrival, calling_ae=client,
                                                 peer_address=peer_address,
                                                 sop_class_uid=sop_class,
-                                                sop_instance_uid=sop_instance)
-                stored = accepted.stored
-                if study_uid and stored.study_instance_uid not in ("", study_uid):
-                    # Stored (it is durable and indexed), but the client addressed another study.
-                    raise DatasetMismatch("instance belongs to another study than the request")
+                                                sop_instance_uid=sop_instance,
+                                                expected_study=study_uid)
             except StoreRefused as exc:
                 failed.append(_item(sop_class, sop_instance, int(exc.status)))
                 continue
             warning = int(accepted.status) if accepted.status != Status.SUCCESS else None
             warned = warned or warning is not None
             referenced.append(_item(sop_class, sop_instance, warning=warning))
+        if not seen:
+            raise ValueError("the request holds no parts")
         body: dict[str, Any] = {}
         if referenced:
             body[_REFERENCED_SEQUENCE] = {"vr": "SQ", "Value": referenced}
@@ -132,6 +184,25 @@ class StowService:
             body[_FAILED_SEQUENCE] = {"vr": "SQ", "Value": failed}
         status = 200 if not (failed or warned) else (202 if referenced else 409)
         return status, body
+
+
+async def _spool_body(request: Request, service: StowService) -> Path:
+    """Streams the request body to a temporary file in the spool; 413 past the limit."""
+    folder = service.ingestor.spool.root / ".tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"stow-{uuid.uuid4().hex}.body"
+    size = 0
+    try:
+        with path.open("wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > service.max_body_bytes:
+                    raise HTTPException(413, f"request body over {service.max_body_bytes} bytes")
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def create_stow_router(service: StowService, tokens: tuple[str, ...]) -> APIRouter:
@@ -150,15 +221,24 @@ def create_stow_router(service: StowService, tokens: tuple[str, ...]) -> APIRout
     async def _store(request: Request, study_uid: str | None,
                      authorization: str | None) -> Response:
         client = _client(authorization)
+        content_type = request.headers.get("content-type", "")
         try:
-            parts = split_multipart(await request.body(), request.headers.get("content-type", ""))
+            _delimiter(content_type)
         except ValueError as exc:
             raise HTTPException(415, str(exc)) from exc
-        if not parts:
-            raise HTTPException(400, "the request holds no parts")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > service.max_body_bytes:
+            raise HTTPException(413, f"request body over {service.max_body_bytes} bytes")
+        path = await _spool_body(request, service)
         peer = request.client.host if request.client else None
-        status, body = service.store(parts, study_uid=study_uid, client=client,
-                                     peer_address=peer)
+        try:
+            status, body = await run_in_threadpool(
+                service.store_file, path, content_type, study_uid=study_uid, client=client,
+                peer_address=peer)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        finally:
+            path.unlink(missing_ok=True)
         return Response(json.dumps(body), status_code=status,
                         media_type="application/dicom+json")
 

@@ -1,0 +1,90 @@
+"""STOW-RS bounded: the body streams to disk under a size limit (413 beyond it, nothing kept),
+storing runs off the event loop (`/health` answers during a large request), and an instance of
+another study than the URL's is refused before anything of it is stored."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from dicom_node.dicomweb.stow_server import StowService, create_stow_router
+from tests.integration.dicom_node.test_stow_ingest import TOKEN, _multipart, web_node  # noqa: F401
+from tests.support.net import free_port
+from tests.support.peers.dcmtk import ct_series
+
+
+def _serve(app: FastAPI) -> tuple[uvicorn.Server, str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def _post(base: str, files: list[Path], study: str | None = None) -> httpx.Response:
+    body, content_type = _multipart([("application/dicom", f.read_bytes()) for f in files])
+    url = f"{base}/dicom-web/studies" + (f"/{study}" if study else "")
+    return httpx.post(url, content=body, timeout=120,
+                      headers={"Content-Type": content_type, "Authorization": f"Bearer {TOKEN}"})
+
+
+def test_a_body_over_the_limit_gets_413_and_leaves_nothing(node_factory, tmp_path: Path):
+    node = node_factory()
+    app = FastAPI()
+    service = StowService(node.ingestor, ae_title="INFERNODE", max_body_bytes=100_000)
+    app.include_router(create_stow_router(service, (TOKEN,)))
+    server, base = _serve(app)
+    try:
+        small = ct_series(tmp_path / "small", slices=1, size=64)   # ~9 KiB
+        big = ct_series(tmp_path / "big", slices=4, size=128)      # ~130 KiB in all
+        assert _post(base, small).status_code == 200
+        assert _post(base, big).status_code == 413
+
+        def chunks():  # no Content-Length: the limit holds while streaming too
+            yield _multipart([("application/dicom", f.read_bytes()) for f in big])[0]
+
+        content_type = _multipart([])[1]
+        r = httpx.post(f"{base}/dicom-web/studies", content=chunks(), timeout=60,
+                       headers={"Content-Type": content_type, "Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 413
+    finally:
+        server.should_exit = True
+    assert node.index.counts()["instances"] == 1
+    assert not list((node.spool.root / ".tmp").iterdir())
+
+
+def test_health_answers_while_a_large_request_is_stored(web_node, tmp_path: Path):  # noqa: F811
+    node, base = web_node
+    files = ct_series(tmp_path / "src", slices=60, size=512)  # ~30 MiB
+    result: dict[str, httpx.Response] = {}
+    sender = threading.Thread(target=lambda: result.update(r=_post(base, files)))
+    sender.start()
+    worst, polls = 0.0, 0
+    while sender.is_alive():
+        started = time.monotonic()
+        assert httpx.get(f"{base}/health", timeout=30).status_code == 200
+        worst, polls = max(worst, time.monotonic() - started), polls + 1
+        time.sleep(0.02)
+    sender.join()
+    assert result["r"].status_code == 200
+    assert node.index.counts()["instances"] == 60
+    assert polls >= 5  # the request lasted long enough for the check to mean something
+    assert worst < 0.75, f"/health took {worst:.2f} s during a STOW-RS request"
+
+
+def test_another_study_is_refused_before_it_is_stored(web_node, tmp_path: Path):  # noqa: F811
+    node, base = web_node
+    files = ct_series(tmp_path / "src", slices=2)
+    r = _post(base, files, study="1.2.826.0.1.3680043.10.1563.404")
+    assert r.status_code == 409
+    assert node.index.counts()["instances"] == 0
+    study_dirs = [p for p in node.spool.root.iterdir() if not p.name.startswith(".")]
+    assert study_dirs == []
