@@ -152,7 +152,10 @@ def evaluate(
                                                    "(default fracture-demo)")] = None,
     data: Annotated[str, typer.Option(help="'phantoms', a folder in RSNA or NIfTI layout, or "
                                            "a COCO-style JSON (fracture)")] = "phantoms",
-    layout: Annotated[str, typer.Option(help="phantoms | rsna | nifti")] = "phantoms",
+    layout: Annotated[str, typer.Option(help="phantoms | rsna | nifti (classifiers); nifti | "
+                                             "dicom-seg (stroke: a folder per case with the "
+                                             "diffusion series and a reference SEG)")
+                      ] = "phantoms",
     n: Annotated[int, typer.Option("--n", "-n", help="phantom studies (images)")] = 60,
     seed: Annotated[int, typer.Option(help="phantom seed (use one training never saw)")] = 777,
     family: Annotated[str, typer.Option(help="phantom family: heldout | train (stroke, ICH), "
@@ -184,7 +187,7 @@ def evaluate(
     if card.task == "fracture-detection":
         report = _evaluate_fracture(reg, model_id, data, n, seed, family, body_part)
     elif card.task == "stroke-segmentation":
-        report = _evaluate_stroke(reg, model_id, data, n, seed, family)
+        report = _evaluate_stroke(reg, model_id, data, n, seed, family, layout)
         if write_card:
             from inference.cards import write_card as save_card
 
@@ -235,7 +238,8 @@ def _evaluate_fracture(reg: ModelRegistry, model_id: str, data: str, n: int, see
 
 
 def _evaluate_stroke(reg: ModelRegistry, model_id: str, data: str, n: int, seed: int,
-                     family: str) -> dict[str, Any]:
+                     family: str, layout: str = "nifti") -> dict[str, Any]:
+    from inference.errors import InputError
     from inference.evaluation.stroke import evaluate_segmentation, nifti_cases, phantom_cases
 
     if data == "phantoms":
@@ -244,6 +248,14 @@ def _evaluate_stroke(reg: ModelRegistry, model_id: str, data: str, n: int, seed:
             raise typer.Exit(2)
         cases = phantom_cases(n, seed, "heldout" if family == "heldout" else "train")
         name = f"{family} phantom family (seed {seed})"
+    elif layout == "dicom-seg":
+        from workers.evaluation import dicom_seg_cases
+
+        try:
+            cases, name = dicom_seg_cases(Path(data)), f"dicom-seg:{data}"
+        except InputError as exc:
+            console.print(f"[red]{exc}")
+            raise typer.Exit(2) from exc
     else:
         cases, name = nifti_cases(Path(data)), f"nifti:{data}"
     report = evaluate_segmentation(reg.get(model_id), cases, name, model_id).as_dict()

@@ -142,3 +142,26 @@ def test_a_case_it_cannot_read_is_named_with_the_reason(cases, tmp_path) -> None
     moved.save_as(elsewhere / "reference-seg.dcm")
     with pytest.raises(DicomSegCaseError, match="matches no DWI slice"):
         dicom_seg_case(elsewhere)
+
+
+def test_the_cli_evaluates_dicom_seg_cases_and_names_a_bad_one(cases, tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from infernode.cli import app
+
+    root, _ = cases
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(app, [
+        "models", "evaluate", "stroke", "--layout", "dicom-seg", "--data", str(root),
+        "--n", "2", "--json", str(out), "--models", str(REPO / "models")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["n_cases"] == 2 and report["dice"]["mean"] >= 0.8
+    empty = tmp_path / "empty"
+    (empty / "case-x").mkdir(parents=True)
+    result = CliRunner().invoke(app, [
+        "models", "evaluate", "stroke", "--layout", "dicom-seg", "--data", str(empty),
+        "--models", str(REPO / "models")])
+    assert result.exit_code == 2 and "case-x" in result.output
