@@ -71,10 +71,12 @@ class DicomNodeConfig(BaseModel):
         default=None, description="serve DICOM over TLS (PS3.15 B.1) instead of plain TCP")
     max_associations: int = Field(default=16, ge=1, description="established associations")
     max_pending_associations: int = Field(
-        default=8, ge=1,
+        default=32, ge=1,
         description="connections that have not yet sent their A-ASSOCIATE-RQ, all addresses")
     max_pending_per_address: int = Field(
-        default=2, ge=1, description="such pending connections from one source address")
+        default=16, ge=1,
+        description="such pending connections from one source address (a PACS opening many "
+                    "associations at once needs as many)")
     artim_s: float = Field(
         default=5.0, gt=0,
         description="seconds a new connection has to send its A-ASSOCIATE-RQ (ARTIM)")

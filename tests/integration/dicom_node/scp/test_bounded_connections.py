@@ -179,3 +179,22 @@ def test_a_pdu_within_the_maximum_still_passes(node_factory, tmp_path: Path):
     assert result.returncode == 0, result.stderr
     with node.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM instances").scalar_one() == 2
+
+
+def test_a_sender_opening_many_associations_at_once_is_served(node_factory, tmp_path: Path):
+    """The pending limits must not refuse a PACS that connects 8 associations at the same time
+    (the default per-address allowance is `max_associations`)."""
+    import subprocess
+
+    from tests.support.peers.dcmtk import DCMTK_BIN
+
+    node = node_factory()
+    files = ct_series(tmp_path / "ct", slices=8, size=32)
+    senders = [subprocess.Popen(
+        [str(DCMTK_BIN / "storescu"), "-aet", "INFERNODE_SCU", "-aec", "INFERNODE",
+         "127.0.0.1", str(node.server.port), str(f)], stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE) for f in files]
+    for sender in senders:
+        assert sender.wait(timeout=60) == 0, sender.stderr.read() if sender.stderr else ""
+    with node.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM instances").scalar_one() == 8
