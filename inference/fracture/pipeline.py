@@ -168,7 +168,10 @@ class FracturePipeline:
             with inference_mode(self.device):
                 for i in range(0, batch.shape[0], step):
                     x = torch.from_numpy(batch[i:i + step])[:, None].to(self.device)
-                    outs.append(self.network(x).float().cpu())
+                    y = self.network(x).float()
+                    if self.params.flip_average:
+                        y = (y + self.network(x.flip(-1)).float().flip(-1)) / 2
+                    outs.append(y.cpu())
         except torch.cuda.OutOfMemoryError as exc:
             raise TransientInferenceError("device out of memory in fracture inference"
                                           ) from exc

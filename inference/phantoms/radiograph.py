@@ -74,12 +74,12 @@ class RadiographFamily:
 
 RADIOGRAPH_FAMILIES: dict[str, RadiographFamily] = {
     "train": RadiographFamily(
-        name="train", long_side=(256, 1024), bone_radius=(0.045, 0.075), cortex=(0.2, 0.35),
-        texture_px=(2.0, 4.0), texture_amp=(0.1, 0.3), bone_density=(0.9, 1.3),
-        tissue_density=(0.15, 0.3), gap=(0.12, 0.3), depth=(0.6, 0.95), tilt_deg=35.0,
-        displacement=(0.0, 0.5), angulation_deg=(0.0, 12.0), incomplete_p=0.3,
-        noise=(0.01, 0.035), noise_corr=(0.0, 0.0), signal_noise=False, blur=(0.5, 1.2),
-        gamma=(0.8, 1.25), bits=(12,), cast_p=0.15, plate_p=0.3, text_p=0.5),
+        name="train", long_side=(256, 1200), bone_radius=(0.045, 0.08), cortex=(0.15, 0.38),
+        texture_px=(1.5, 4.5), texture_amp=(0.08, 0.35), bone_density=(0.75, 1.3),
+        tissue_density=(0.12, 0.35), gap=(0.1, 0.3), depth=(0.55, 0.95), tilt_deg=40.0,
+        displacement=(0.0, 0.5), angulation_deg=(0.0, 12.0), incomplete_p=0.35,
+        noise=(0.01, 0.035), noise_corr=(0.0, 0.0), signal_noise=False, blur=(0.4, 1.3),
+        gamma=(0.75, 1.3), bits=(12,), cast_p=0.2, plate_p=0.35, text_p=0.5),
     "heldout": RadiographFamily(
         name="heldout", long_side=(384, 3000), bone_radius=(0.04, 0.09), cortex=(0.3, 0.45),
         texture_px=(3.5, 6.0), texture_amp=(0.2, 0.4), bone_density=(0.7, 1.0),

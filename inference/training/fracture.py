@@ -43,7 +43,7 @@ class TrainConfig:
     n_train: int = 700
     n_val: int = 60
     n_test: int = 80
-    steps: int = 2000
+    steps: int = 2500
     batch_size: int = 16
     crop: int = 128
     lr: float = 3e-3
