@@ -265,6 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # one uncounted run: start-up work (imports, caches) out of the measured runs
             copy, _ = fresh_copy(files, token, work / "send")
             send(r, copy, 1)
+            r.count()  # storescp: empties its folder
         if args.profile is not None and node in receivers:
             node.start_profile(args.profile)
         for repeat in range(args.repeats):

@@ -27,9 +27,14 @@ class IngestMetrics:
         self.active_associations = Gauge(
             "infernode_active_associations", "Open DICOM associations", registry=registry
         )
+        self.pending_connections = Gauge(
+            "infernode_pending_connections",
+            "Connections that have not yet sent their A-ASSOCIATE-RQ",
+            registry=registry,
+        )
         self.rejections = Counter(
             "infernode_association_rejections_total",
-            "Associations rejected, by reason",
+            "Associations rejected or connections closed at accept, by reason",
             ["reason"],
             registry=registry,
         )

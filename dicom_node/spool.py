@@ -11,11 +11,13 @@ status, reason; no PHI), so the folder explains itself even when the database wa
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dicom_node.errors import OutOfResources
@@ -71,7 +73,8 @@ class Spool:
             final.parent.mkdir(parents=True, exist_ok=True)
             if replace:
                 os.replace(tmp, final)
-            elif not _link_new(tmp, final):
+            elif not _rename_new(tmp, final):
+                tmp.unlink(missing_ok=True)
                 return False
             _fsync_dir(final.parent)
             if new_dirs:
@@ -79,10 +82,9 @@ class Spool:
                 _fsync_dir(final.parent.parent)
                 _fsync_dir(self.root)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)
             reason = exc.strerror or type(exc).__name__
             raise OutOfResources(f"spool write failed: {reason}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
         return True
 
     def remove(self, stored: Path) -> None:
@@ -153,12 +155,43 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _link_new(source: Path, target: Path) -> bool:
-    """Gives `source` the name `target` unless `target` exists (a hard link never replaces)."""
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _renameat2() -> Callable[..., int] | None:
+    """Linux renameat2(2), which can refuse to replace; None where the C library lacks it."""
+    try:
+        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    return function
+
+
+_RENAMEAT2 = _renameat2()
+
+
+def _rename_new(source: Path, target: Path) -> bool:
+    """Renames `source` to `target` unless `target` exists (then False, `source` untouched).
+
+    One renameat2(RENAME_NOREPLACE) call; where the kernel, file system or C library cannot,
+    a hard link (which never replaces) and the removal of `source`.
+    """
+    if _RENAMEAT2 is not None:
+        done = _RENAMEAT2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target),
+                          _RENAME_NOREPLACE)
+        if done == 0:
+            return True
+        error = ctypes.get_errno()
+        if error == errno.EEXIST:
+            return False
+        if error not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise OSError(error, os.strerror(error), str(target))
     try:
         os.link(source, target)
     except FileExistsError:
         return False
+    source.unlink()
     return True
 
 

@@ -131,6 +131,7 @@ class DicomServer:
             self.metrics.active_associations.set_function(
                 lambda: len([a for a in ae.active_associations if a.is_acceptor])
             )
+            self.metrics.pending_connections.set_function(guard.pending)
         server = cast(GuardedServer, ae.make_server(
             (self.config.host, self.config.port), evt_handlers=handlers,
             ssl_context=tls_context(self.config.tls) if self.config.tls else None,

@@ -101,6 +101,7 @@ def test_silent_connections_cannot_lock_scanners_out(node_factory, tmp_path: Pat
         time.sleep(0.3)  # let the accept loop see them all
         open_ones = [s for s in silent if _closed_within(s, 0.2) is None]
         assert len(open_ones) == 2  # the per-address pending limit, the rest closed at once
+        assert node.registry.get_sample_value("infernode_pending_connections") == 2
         # A scanner stores while they hold their pending slots.
         files = ct_series(tmp_path / "ct", slices=3, size=32)
         started = time.monotonic()
@@ -114,6 +115,11 @@ def test_silent_connections_cannot_lock_scanners_out(node_factory, tmp_path: Pat
             waited = _closed_within(sock, 6.0)
             assert waited is not None and waited < 5.0
         assert _rejections(node, "pending_limit") == 28
+        deadline = time.monotonic() + 2
+        while node.registry.get_sample_value("infernode_pending_connections") and (
+                time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert node.registry.get_sample_value("infernode_pending_connections") == 0
     finally:
         for sock in silent:
             sock.close()
