@@ -45,10 +45,26 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     return keep
 
 
+def smooth_sizes(out: torch.Tensor, window: int) -> torch.Tensor:
+    """Log width/height maps averaged over ``window`` x ``window`` pixels, weighted by the
+    heatmap probability (3, H, W in, 2, H, W out)."""
+    sizes = out[[LOG_W, LOG_H]].float()
+    if window <= 1:
+        return sizes
+    weight = torch.sigmoid(out[HEAT].float())[None, None]
+    pad = window // 2
+    num = F.avg_pool2d(sizes[None] * weight, window, stride=1, padding=pad,
+                       count_include_pad=False)
+    den = F.avg_pool2d(weight, window, stride=1, padding=pad, count_include_pad=False)
+    return (num / den.clamp(min=1e-6))[0]
+
+
 def decode(out: torch.Tensor, extent: tuple[int, int], min_score: float, kernel: int,
-           iou_threshold: float, max_detections: int) -> tuple[float, list[WorkingBox]]:
+           iou_threshold: float, max_detections: int, size_window: int = 1
+           ) -> tuple[float, list[WorkingBox]]:
     """(image probability, boxes on the working grid highest first) from one image's output
-    (3, size, size); only the image's ``extent`` (rows, cols) is searched, not the padding."""
+    (3, size, size); only the image's ``extent`` (rows, cols) is searched, not the padding.
+    Each box's size is the heatmap-weighted mean over ``size_window`` pixels around its peak."""
     h, w = extent
     heat = torch.sigmoid(out[HEAT].float())[:h, :w]
     prob = float(heat.max()) if heat.numel() else 0.0
@@ -60,8 +76,9 @@ def decode(out: torch.Tensor, extent: tuple[int, int], min_score: float, kernel:
     scores = heat[ys, xs]
     top = torch.argsort(scores, descending=True)[: 4 * max_detections]
     ys, xs, scores = ys[top], xs[top], scores[top]
-    bw = torch.exp(out[LOG_W].float()[ys, xs]).clamp(1.0, 4.0 * max(h, w))
-    bh = torch.exp(out[LOG_H].float()[ys, xs]).clamp(1.0, 4.0 * max(h, w))
+    sizes = smooth_sizes(out, size_window)
+    bw = torch.exp(sizes[0][ys, xs]).clamp(1.0, 4.0 * max(h, w))
+    bh = torch.exp(sizes[1][ys, xs]).clamp(1.0, 4.0 * max(h, w))
     cx, cy = xs.float() + 0.5, ys.float() + 0.5
     boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1).numpy()
     boxes = boxes.astype(np.float64)

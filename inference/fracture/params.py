@@ -20,6 +20,8 @@ class FractureParams(BaseModel):
     ``peak_kernel``: side of the max-pool window that finds heatmap peaks (odd).
     ``max_detections``: at most this many boxes per image.
     ``normalise_percentiles``: (low, high) intensity percentiles mapped to 0 and 1.
+    ``size_window``: side of the window (odd) over which each peak's log box size is averaged,
+    weighted by the heatmap (steadier sizes than the peak pixel alone; 1 = the peak only).
     ``flip_average``: average the outputs of the image and its left-right mirror (test-time
     augmentation: steadier peaks and sizes for twice the compute).
     """
@@ -34,6 +36,7 @@ class FractureParams(BaseModel):
     max_detections: int = Field(default=20, ge=1)
     normalise_percentiles: tuple[float, float] = (0.5, 99.8)
     batch_images: int = Field(default=8, ge=1)
+    size_window: int = Field(default=5, ge=1)
     flip_average: bool = True
 
 

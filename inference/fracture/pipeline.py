@@ -188,7 +188,7 @@ class FracturePipeline:
         dets: list[Detection] = []
         for i, (img, work) in enumerate(zip(kept, works, strict=True)):
             prob, boxes = decode(outs[i], work.extent, p.min_score, p.peak_kernel, p.nms_iou,
-                                 p.max_detections)
+                                 p.max_detections, p.size_window)
             probs[i, 0] = prob
             for x0, y0, x1, y1, score in boxes:
                 if score < floor:

@@ -122,3 +122,17 @@ def test_working_grid_boxes_map_back_exactly() -> None:
     assert box_to_input((-5.0, -5.0, 400.0, 400.0), work, img.shape) == (0.0, 0.0, 2500.0,
                                                                        3000.0)
     assert work.array[:, 320:].max() == 0.0  # padding right of the image
+
+
+def test_box_size_is_the_heat_weighted_mean_around_the_peak() -> None:
+    """Size 20 x 10 at the peak, 40 x 40 one pixel away where the heat is half: a 3 x 3
+    window gives the weighted mean of the logs; window 1 the peak's own size."""
+    out = torch.full((3, 32, 32), -20.0)
+    out[0, 16, 16], out[0, 16, 17] = 20.0, 0.0  # probabilities ~1 and 0.5
+    out[LOG_W], out[LOG_H] = float(np.log(40.0)), float(np.log(40.0))
+    out[LOG_W, 16, 16], out[LOG_H, 16, 16] = float(np.log(20.0)), float(np.log(10.0))
+    _p, peak_only = decode(out, (32, 32), 0.5, 3, 0.3, 5, size_window=1)
+    assert peak_only[0][2] - peak_only[0][0] == pytest.approx(20.0, rel=1e-4)
+    _p, smoothed = decode(out, (32, 32), 0.9, 3, 0.3, 5, size_window=3)
+    w = float(np.exp((np.log(20.0) + 0.5 * np.log(40.0)) / 1.5))
+    assert smoothed[0][2] - smoothed[0][0] == pytest.approx(w, rel=1e-3)
