@@ -7,6 +7,7 @@ the default is the project's ``models`` folder plus the BLAST-CT weights beside 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -240,8 +241,14 @@ def _evaluate_fracture(reg: ModelRegistry, model_id: str, data: str, n: int, see
 def _evaluate_stroke(reg: ModelRegistry, model_id: str, data: str, n: int, seed: int,
                      family: str, layout: str = "nifti") -> dict[str, Any]:
     from inference.errors import InputError
-    from inference.evaluation.stroke import evaluate_segmentation, nifti_cases, phantom_cases
+    from inference.evaluation.stroke import (
+        SegmentationCase,
+        evaluate_segmentation,
+        nifti_cases,
+        phantom_cases,
+    )
 
+    cases: Iterable[SegmentationCase]
     if data == "phantoms":
         if family not in ("heldout", "train"):
             console.print(f"[red]unknown phantom family {family!r}")
