@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -90,6 +91,10 @@ class DicomNodeConfig(BaseModel):
         description="a Deflated Explicit VR data set inflating beyond this is refused (0xC000)")
     stow_max_body_bytes: int = Field(
         default=4 * 1024**3, gt=0, description="a STOW-RS request body beyond this gets 413")
+    protocol_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING",
+        description="level of the DICOM protocol library's logger (pynetdicom); at INFO it "
+                    "writes lines for every instance, which costs receive time")
     network_timeout_s: float = Field(default=60.0, gt=0)
     acse_timeout_s: float = Field(default=30.0, gt=0)
     dimse_timeout_s: float = Field(default=60.0, gt=0)

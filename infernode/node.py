@@ -82,7 +82,8 @@ class Node:
                                   settings.dicom.quiet_period_s)
 
         ingestor = Ingestor(
-            spool, index, quiet_period=quiet_period, clock=utc_now, metrics=metrics
+            spool, index, quiet_period=quiet_period, clock=utc_now, metrics=metrics,
+            max_inflated_bytes=settings.dicom.max_inflated_bytes,
         )
         storage = StorageSCP(ingestor)
         server = DicomServer(settings.dicom, storage, metrics=metrics)

@@ -35,7 +35,8 @@ def create_app(node: Node) -> FastAPI:
     if node.settings.web.stow_tokens:
         from dicom_node.dicomweb.stow_server import StowService, create_stow_router
 
-        service = StowService(node.ingestor, ae_title=node.settings.dicom.ae_title)
+        service = StowService(node.ingestor, ae_title=node.settings.dicom.ae_title,
+                              max_body_bytes=node.settings.dicom.stow_max_body_bytes)
         app.include_router(create_stow_router(service, node.settings.web.stow_tokens))
     return app
 

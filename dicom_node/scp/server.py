@@ -7,6 +7,7 @@ transfer syntax they arrived in, never decoded on the receive path.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Any, cast
 
 from pydicom import uid
 from pydicom import uid as sc
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -84,6 +85,15 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
     return context
 
 
+def configure_protocol_logging(level: str) -> None:
+    """Sets pynetdicom's logger to `level`. Above INFO its standard per-message handlers are
+    not bound to new associations either: they build summaries of every PDU and DIMSE message
+    (and log each C-STORE request at INFO), work the receive path would pay for nothing."""
+    numeric = logging.getLevelName(level)
+    logging.getLogger("pynetdicom").setLevel(numeric)
+    _config.LOG_HANDLER_LEVEL = "standard" if numeric <= logging.INFO else "none"
+
+
 class DicomServer:
     """Starts and stops the listener; the SCP handlers are passed in."""
 
@@ -120,6 +130,7 @@ class DicomServer:
 
     def start(self) -> ThreadedAssociationServer:
         """Binds and serves in background threads; returns the server (its port is bound)."""
+        configure_protocol_logging(self.config.protocol_log_level)
         guard = ConnectionGuard(self.config, self.metrics)
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self.verification.handle_echo),
