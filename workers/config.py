@@ -185,7 +185,8 @@ def default_pipelines() -> dict[str, PipelineSpec]:
         "ich": ModelPipelineSpec(kind="ich", model_version="0.2.0", model="ich-demo"),
         "stroke": ModelPipelineSpec(kind="stroke", model_version="0.1.0",
                                     model="stroke-adc-threshold"),
-        "fracture": NoModelSpec(kind="no_model", model_version="fracture-none-1"),
+        "fracture": ModelPipelineSpec(kind="fracture", model_version="0.1.0",
+                                      model="fracture-demo"),
         "noop": NoopSpec(),
     }
 

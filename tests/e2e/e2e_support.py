@@ -25,7 +25,7 @@ from tests.integration.workers.outbox.outbox_support import (  # noqa: F401 - re
     HttpPeer,
     http_peer,
 )
-from tests.support.peers.dcmtk import storescu
+from tests.support.peers.dcmtk import run, storescu
 from tests.support.peers.orthanc import OrthancServer
 from tests.support.waiting import wait_until  # noqa: F401 - re-exported
 from workers.db import jobs as job_table
@@ -155,10 +155,16 @@ def settled(node: Node, studies: set[str]) -> bool:
 
 
 def send_and_settle(node: Node, studies: Mapping[str, Sequence[Path]], calling: str,
-                    what: str, timeout: float = 600) -> None:
-    """C-STOREs each study's files to the node with DCMTK storescu as `calling`, then waits
-    until every study is `settled`."""
+                    what: str, timeout: float = 600, own_syntax: bool = False) -> None:
+    """C-STOREs each study's files to the node with DCMTK storescu as `calling` (with
+    `own_syntax`, DCMTK dcmsend, which proposes each file's own transfer syntax: JPEG, JPEG-LS,
+    JPEG 2000, RLE, deflate), then waits until every study is `settled`."""
     for uid, files in studies.items():
+        if own_syntax:
+            sent = run(["dcmsend", "-aet", calling, "-aec", "INFERNODE", "127.0.0.1",
+                        str(node.server.port), *map(str, files)], timeout=300)
+            assert sent.returncode == 0, (uid, sent.stderr[-2000:])
+            continue
         sent = storescu(node.server.port, list(files), calling=calling)
         assert sent.returncode == 0, (uid, sent.stdout[-2000:])
     wait_until(lambda: settled(node, set(studies)), timeout=timeout, what=what)

@@ -95,7 +95,8 @@ CASES: tuple[Case, ...] = (
     Case("long-reason", "ich", "not_analysed", _contrast, extra_series=14),
     # a DWI without b=0 images and without an ADC map: nothing to measure the core on
     Case("stroke-dwi-only", "stroke", "not_analysed", lambda ds: None, modality="MR"),
-    Case("fracture-no-model", "fracture", "not_analysed", lambda ds: None, modality="DX"),
+    # a flat hand radiograph: read by the fracture model (a result, nothing found in it)
+    Case("fracture-flat-hand", "fracture", "result", lambda ds: None, modality="DX"),
 )
 
 

@@ -109,7 +109,7 @@ def write_radiograph(path: str | Path, image: np.ndarray, spec: RadiographSpec |
             _dcmtk(_DCMTK_ENCODERS[spec.transfer_syntax], native, target)
         return target
     if spec.transfer_syntax == "jpeg2000":
-        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg", generate_instance_uid=False)
         ds.LossyImageCompression = "00"
     elif spec.transfer_syntax == "deflate":
         ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian

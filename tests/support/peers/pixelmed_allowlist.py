@@ -23,9 +23,10 @@ def measurement_groups(sr: Dataset) -> list[Dataset]:
 
 
 def _is_tid1501_group(path: Path, match: re.Match[str]) -> bool:
-    """The group the message names (1.8.N) is a TID 1501 group: no Referenced Segment."""
+    """The group the message names (1.8.N) is a TID 1501 group: no Referenced Segment
+    (121191, TID 1411) and no Image Region (111030, TID 1410)."""
     group = measurement_groups(dcmread(path))[int(match.group("group")) - 1]
-    return not any(i.ConceptNameCodeSequence[0].CodeValue == "121191"
+    return not any(i.ConceptNameCodeSequence[0].CodeValue in ("121191", "111030")
                    for i in group.ContentSequence)
 
 
@@ -74,6 +75,16 @@ ALLOWED: tuple[Allowed, ...] = (
                    r"1\.8\.(?P<group>\d+): .*: Missing conditional content item$"),
         "PS3.16 TID 1500 row 8 (TID 1410 / 1411 / 1501 groups may be mixed): PixelMed matches "
         "a TID 1501 group against TID 1411 and misses its region / segment rows.",
+        _is_tid1501_group,
+    ),
+    Allowed(
+        pixelmed.SR_VALIDATOR,
+        re.compile(r"^Error: Template 1410 PlanarROIMeasurements/\[Row 1\] CONTAINER "
+                   r'\(125007,DCM,"Measurement Group"\)/\[Row (5|7)\] .*: within '
+                   r"1\.8\.(?P<group>\d+): .*: Missing conditional content item$"),
+        "PS3.16 TID 1500 row 8 (TID 1410 / 1411 / 1501 groups may be mixed): PixelMed matches "
+        "a TID 1501 group (the image-level finding of a radiograph) against TID 1410 and "
+        "misses its region rows.",
         _is_tid1501_group,
     ),
     Allowed(
