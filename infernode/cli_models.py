@@ -151,11 +151,15 @@ def evaluate(
     model: Annotated[str | None, typer.Option(help="stroke model id (default "
                                                    "stroke-adc-threshold), fracture model id "
                                                    "(default fracture-demo)")] = None,
-    data: Annotated[str, typer.Option(help="'phantoms', a folder in RSNA or NIfTI layout, or "
-                                           "a COCO-style JSON (fracture)")] = "phantoms",
+    data: Annotated[str, typer.Option(help="'phantoms', a folder in RSNA or NIfTI layout, a "
+                                           "COCO-style JSON (fracture), or a folder of DICOM "
+                                           "cases (--layout dicom-seg / dicom-sr)")
+                    ] = "phantoms",
     layout: Annotated[str, typer.Option(help="phantoms | rsna | nifti (classifiers); nifti | "
                                              "dicom-seg (stroke: a folder per case with the "
-                                             "diffusion series and a reference SEG)")
+                                             "diffusion series and a reference SEG); coco | "
+                                             "dicom-sr (fracture: a folder per case with "
+                                             "CR/DX images and a reference TID 1500 SR)")
                       ] = "phantoms",
     n: Annotated[int, typer.Option("--n", "-n", help="phantom studies (images)")] = 60,
     seed: Annotated[int, typer.Option(help="phantom seed (use one training never saw)")] = 777,
@@ -167,9 +171,10 @@ def evaluate(
     out_json: Annotated[Path | None, typer.Option("--json", help="write the report")] = None,
     write_card: Annotated[bool, typer.Option(help="store the figures as the card's metrics "
                                                   "(stroke)")] = False,
-    body_part: Annotated[str | None, typer.Option(help="fracture, COCO JSON: body part of "
-                                                       "images that do not say (default: "
-                                                       "the card's first)")] = None,
+    body_part: Annotated[str | None, typer.Option(help="fracture: body part of images that "
+                                                       "do not say (COCO default: the card's "
+                                                       "first; DICOM: none, such an image is "
+                                                       "an error)")] = None,
     models: ModelsOption = None,
 ) -> None:
     """Per-class AUC, sensitivity, specificity, accuracy and F1 with 95% CIs (classifiers), or
@@ -186,7 +191,7 @@ def evaluate(
         console.print(f"[red]{exc}")
         raise typer.Exit(1) from exc
     if card.task == "fracture-detection":
-        report = _evaluate_fracture(reg, model_id, data, n, seed, family, body_part)
+        report = _evaluate_fracture(reg, model_id, data, n, seed, family, body_part, layout)
     elif card.task == "stroke-segmentation":
         report = _evaluate_stroke(reg, model_id, data, n, seed, family, layout)
         if write_card:
@@ -201,8 +206,11 @@ def evaluate(
 
 
 def _evaluate_fracture(reg: ModelRegistry, model_id: str, data: str, n: int, seed: int,
-                       family: str, body_part: str | None) -> dict[str, Any]:
+                       family: str, body_part: str | None, layout: str = "coco"
+                       ) -> dict[str, Any]:
+    from inference.errors import InputError
     from inference.evaluation.detection import (
+        DetectionCase,
         coco_cases,
         evaluate_detection,
         phantom_detection_cases,
@@ -217,12 +225,29 @@ def _evaluate_fracture(reg: ModelRegistry, model_id: str, data: str, n: int, see
         if family not in ("heldout", "train"):
             console.print(f"[red]unknown phantom family {family!r} (heldout, train)")
             raise typer.Exit(2)
-        cases = phantom_detection_cases(n, seed, "heldout" if family == "heldout" else "train")
+        cases: Iterable[DetectionCase] = phantom_detection_cases(
+            n, seed, "heldout" if family == "heldout" else "train")
         name = f"{family} radiograph phantom family (seed {seed}, {n} images)"
-    else:
+    elif layout == "dicom-sr":
+        from workers.evaluation import dicom_sr_cases, dicom_sr_detection_cases
+
+        try:
+            images = dicom_sr_cases(Path(data), body_part, pipe.card.body_parts)
+        except InputError as exc:
+            console.print(f"[red]{exc}")
+            raise typer.Exit(2) from exc
+        cases, name = dicom_sr_detection_cases(images), f"dicom-sr:{data}"
+    elif layout in ("coco", "phantoms"):
         part = body_part or pipe.card.body_parts[0]
         cases, name = coco_cases(Path(data), part), f"coco:{data}"
-    report = evaluate_detection(pipe, cases, name, model_id).as_dict()
+    else:
+        console.print(f"[red]unknown fracture layout {layout!r} (coco, dicom-sr)")
+        raise typer.Exit(2)
+    try:
+        report = evaluate_detection(pipe, cases, name, model_id).as_dict()
+    except InputError as exc:  # an image that cannot be read, named by its case
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from exc
     table = Table("metric", "value [95% CI]")
     rows = [("AP@0.5", report["ap50"]), ("AP@[.5:.95]", report["ap50_95"])]
     rows += [(k.replace("sensitivity_at_", "FROC sens @ ").replace("_fp_per_image", " FP/img"),
