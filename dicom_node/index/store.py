@@ -4,13 +4,17 @@ through `values.fit`, so odd header values are stored the same way on SQLite and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, Table, bindparam, case, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.expression import Executable
 
+from dicom_node.index.group import GroupCommitter
 from dicom_node.index.headers import InstanceHeader
 from dicom_node.index.records import (
     ConflictRecord,
@@ -56,6 +60,13 @@ class IndexStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._add_instance, self._upsert_study, self._upsert_series = _statements(engine)
+        self._count_duplicate = (
+            update(instances)
+            .where(instances.c.sop_instance_uid == bindparam("uid"))
+            .values(duplicates=instances.c.duplicates + 1)
+        )
+        self._committer: GroupCommitter[_Rows, bool] = GroupCommitter(self._write)
 
     def is_stored(self, sop_instance_uid: str) -> bool:
         with self.engine.connect() as conn:
@@ -96,114 +107,31 @@ class IndexStore:
         receipt: Receipt,
         quiet_period_s: float,
     ) -> bool:
-        """Indexes one stored instance and restarts its series' completion timer.
+        """Indexes one stored instance and restarts its series' completion timer; returns once
+        the row is committed (with the rows of other associations that arrived meanwhile: one
+        transaction and one commit for all of them, `group.GroupCommitter`).
 
         Returns False when the SOP Instance UID was already indexed (a duplicate: counted, not
         stored again). An instance for a series that was already complete reopens the series and
         its study (a late instance: completion fires again as an amendment).
         """
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(instances).values(fit(instances, dict(
-                        sop_instance_uid=header.sop_instance_uid,
-                        sop_class_uid=header.sop_class_uid,
-                        series_instance_uid=header.series_instance_uid,
-                        study_instance_uid=header.study_instance_uid,
-                        instance_number=header.instance_number,
-                        transfer_syntax_uid=header.transfer_syntax_uid,
-                        image_type="\\".join(header.image_type) or None,
-                        path=path,
-                        size_bytes=size_bytes,
-                        calling_ae=receipt.calling_ae,
-                        received_at=receipt.at,
-                        duplicates=0,
-                        content_sha256=header.content_sha256,
-                    )))
-                )
-                self._touch_study(conn, header, receipt.at)
-                self._touch_series(conn, header, size_bytes, receipt, quiet_period_s)
-        except IntegrityError:
-            # Another association indexed the same instance first.
-            self.count_duplicate(header.sop_instance_uid)
-            return False
-        return True
+        return self._committer.submit(_rows(header, path, size_bytes, receipt, quiet_period_s))
 
-    @staticmethod
-    def _touch_study(conn: Connection, header: InstanceHeader, at: datetime) -> None:
-        changed = conn.execute(
-            update(studies)
-            .where(studies.c.study_instance_uid == header.study_instance_uid)
-            .values(last_received_at=at, state="receiving")
-        ).rowcount
-        if not changed:
-            conn.execute(
-                insert(studies).values(fit(studies, dict(
-                    study_instance_uid=header.study_instance_uid,
-                    patient_id=header.patient_id,
-                    accession_number=header.accession_number,
-                    study_date=normalise_date(header.study_date),
-                    first_received_at=at,
-                    last_received_at=at,
-                    state="receiving",
-                    completions=0,
-                )))
-            )
-
-    @staticmethod
-    def _touch_series(
-        conn: Connection,
-        header: InstanceHeader,
-        size_bytes: int,
-        receipt: Receipt,
-        quiet_period_s: float,
-    ) -> None:
-        complete_after = receipt.at + timedelta(seconds=quiet_period_s)
-        current = conn.execute(
-            select(series.c.state).where(
-                series.c.series_instance_uid == header.series_instance_uid
-            )
-        ).first()
-        if current is None:
-            expected = header.images_in_acquisition
-            conn.execute(
-                insert(series).values(fit(series, dict(
-                    series_instance_uid=header.series_instance_uid,
-                    study_instance_uid=header.study_instance_uid,
-                    modality=header.modality,
-                    body_part_examined=header.body_part_examined,
-                    series_description=header.series_description,
-                    protocol_name=header.protocol_name,
-                    image_type="\\".join(header.image_type) or None,
-                    series_number=header.series_number,
-                    slice_thickness=header.slice_thickness,
-                    calling_ae=receipt.calling_ae,
-                    called_ae=receipt.called_ae,
-                    instance_count=1,
-                    expected_count=expected if expected and expected > 1 else None,
-                    bytes_received=size_bytes,
-                    first_received_at=receipt.at,
-                    last_received_at=receipt.at,
-                    quiet_period_s=quiet_period_s,
-                    complete_after=complete_after,
-                    state="receiving",
-                    late_instances=0,
-                )))
-            )
-            return
-        late = 1 if current.state == "complete" else 0
-        conn.execute(
-            update(series)
-            .where(series.c.series_instance_uid == header.series_instance_uid)
-            .values(
-                instance_count=series.c.instance_count + 1,
-                bytes_received=series.c.bytes_received + size_bytes,
-                last_received_at=receipt.at,
-                complete_after=complete_after,
-                state="receiving",
-                late_instances=series.c.late_instances + late,
-            )
-        )
+    def _write(self, batch: Sequence[_Rows]) -> list[bool]:
+        """One transaction for `batch`: per instance an insert that does nothing on a known SOP
+        Instance UID (then the duplicate is counted instead), and an upsert each of its study
+        and series row. No exception decides anything: the rows alone do."""
+        fresh: list[bool] = []
+        with self.engine.begin() as conn:
+            for rows in batch:
+                added = conn.execute(self._add_instance, rows.instance).rowcount == 1
+                if added:
+                    conn.execute(self._upsert_study, rows.study)
+                    conn.execute(self._upsert_series, rows.series)
+                else:
+                    conn.execute(self._count_duplicate, {"uid": rows.uid})
+                fresh.append(added)
+        return fresh
 
     def record_failure(self, record: FailureRecord, at: datetime) -> None:
         """Keeps why an instance was refused (no PHI: UIDs, codes and reasons only)."""
@@ -253,6 +181,102 @@ class IndexStore:
                 "failures": conn.scalar(select(func.count()).select_from(ingest_failures)) or 0,
                 "conflicts": conn.scalar(select(func.count()).select_from(ingest_conflicts)) or 0,
             }
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """The parameters of one instance's three statements."""
+
+    uid: str
+    instance: dict[str, Any]
+    study: dict[str, Any]
+    series: dict[str, Any]
+
+
+def _rows(header: InstanceHeader, path: str, size_bytes: int, receipt: Receipt,
+          quiet_period_s: float) -> _Rows:
+    at = receipt.at
+    image_type = "\\".join(header.image_type) or None
+    expected = header.images_in_acquisition
+    return _Rows(
+        uid=header.sop_instance_uid,
+        instance=fit(instances, {
+            "sop_instance_uid": header.sop_instance_uid,
+            "sop_class_uid": header.sop_class_uid,
+            "series_instance_uid": header.series_instance_uid,
+            "study_instance_uid": header.study_instance_uid,
+            "instance_number": header.instance_number,
+            "transfer_syntax_uid": header.transfer_syntax_uid,
+            "image_type": image_type, "path": path, "size_bytes": size_bytes,
+            "calling_ae": receipt.calling_ae, "received_at": at, "duplicates": 0,
+            "content_sha256": header.content_sha256,
+        }),
+        study=fit(studies, {
+            "study_instance_uid": header.study_instance_uid,
+            "patient_id": header.patient_id,
+            "accession_number": header.accession_number,
+            "study_date": normalise_date(header.study_date),
+            "first_received_at": at, "last_received_at": at, "state": "receiving",
+            "completions": 0,
+        }),
+        series=fit(series, {
+            "series_instance_uid": header.series_instance_uid,
+            "study_instance_uid": header.study_instance_uid,
+            "modality": header.modality,
+            "body_part_examined": header.body_part_examined,
+            "series_description": header.series_description,
+            "protocol_name": header.protocol_name,
+            "image_type": image_type,
+            "series_number": header.series_number,
+            "slice_thickness": header.slice_thickness,
+            "calling_ae": receipt.calling_ae, "called_ae": receipt.called_ae,
+            "instance_count": 1,
+            "expected_count": expected if expected and expected > 1 else None,
+            "bytes_received": size_bytes, "first_received_at": at, "last_received_at": at,
+            "quiet_period_s": quiet_period_s,
+            "complete_after": at + timedelta(seconds=quiet_period_s),
+            "state": "receiving", "late_instances": 0,
+        }),
+    )
+
+
+def _statements(engine: Engine) -> tuple[Executable, Executable, Executable]:
+    """The three statements of an instance, built once (SQLite and PostgreSQL both have
+    INSERT ... ON CONFLICT): the instance row unless its SOP Instance UID is indexed; the study
+    row, or on a known study its last arrival and state; the series row, or on a known series
+    its counts, completion timer and state (a late instance when it had been complete)."""
+    dialect = engine.dialect.name
+    make: Callable[[Table], Any]
+    if dialect == "sqlite":
+        make = sqlite_insert
+    elif dialect == "postgresql":
+        make = pg_insert
+    else:
+        raise ValueError(f"the index needs SQLite or PostgreSQL, not {dialect}")
+    # rowcount of an INSERT is kept only when asked for (preserve_rowcount): it says whether the
+    # instance row was added.
+    add_instance = make(instances).on_conflict_do_nothing(
+        index_elements=[instances.c.sop_instance_uid]).execution_options(preserve_rowcount=True)
+    study = make(studies)
+    upsert_study = study.on_conflict_do_update(
+        index_elements=[studies.c.study_instance_uid],
+        set_={"last_received_at": study.excluded.last_received_at, "state": "receiving"},
+    )
+    row = make(series)
+    upsert_series = row.on_conflict_do_update(
+        index_elements=[series.c.series_instance_uid],
+        set_={
+            "instance_count": series.c.instance_count + 1,
+            "bytes_received": series.c.bytes_received + row.excluded.bytes_received,
+            "last_received_at": row.excluded.last_received_at,
+            "complete_after": row.excluded.complete_after,
+            "state": "receiving",
+            # SET expressions see the row as it was: complete before this instance = late.
+            "late_instances": series.c.late_instances
+            + case((series.c.state == "complete", 1), else_=0),
+        },
+    )
+    return add_instance, upsert_study, upsert_series
 
 
 def differences(header: InstanceHeader, stored: StoredInstance) -> tuple[str, ...]:

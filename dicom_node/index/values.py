@@ -109,19 +109,43 @@ def _raw_bytes(ds: Dataset, keyword: str) -> bytes | None:
 
 def fit(table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` made to fit `table`'s column types (see the module docstring)."""
+    limits = _limits(table)
     fitted: dict[str, Any] = {}
     for name, value in values.items():
-        kind = table.c[name].type
+        limit = limits[name]
         if isinstance(value, str):
             value = value.replace("\x00", "")
-            if isinstance(kind, String) and kind.length is not None:
-                value = value[: kind.length]
+            if isinstance(limit, int):
+                value = value[:limit]
         elif isinstance(value, bool):
             pass
-        elif isinstance(value, int) and isinstance(kind, Integer):
-            low, high = INT64 if isinstance(kind, BigInteger) else INT32
-            value = value if low <= value <= high else None
-        elif isinstance(value, float) and isinstance(kind, Float):
+        elif isinstance(value, int) and isinstance(limit, tuple):
+            value = value if limit[0] <= value <= limit[1] else None
+        elif isinstance(value, float) and limit is _FLOAT:
             value = value if math.isfinite(value) else None
         fitted[name] = value
     return fitted
+
+
+_FLOAT = object()
+_LIMITS: dict[Table, dict[str, object]] = {}
+
+
+def _limits(table: Table) -> dict[str, object]:
+    """Per column of `table`, what `fit` checks: a string's length, an integer's bounds, a
+    float's finiteness, or nothing. Worked out once per table (fit runs for every instance)."""
+    known = _LIMITS.get(table)
+    if known is None:
+        known = {}
+        for column in table.c:
+            kind = column.type
+            if isinstance(kind, String):
+                known[column.name] = kind.length
+            elif isinstance(kind, Integer):
+                known[column.name] = INT64 if isinstance(kind, BigInteger) else INT32
+            elif isinstance(kind, Float):
+                known[column.name] = _FLOAT
+            else:
+                known[column.name] = None
+        _LIMITS[table] = known
+    return known
