@@ -6,12 +6,22 @@ Empty frames are omitted (highdicom's ``omit_empty_frames``): each remaining fra
 own Plane Position and Derivation Image references (PS3.3 C.7.6.16), so viewers place frames by
 position and source image, never by index. Works for a series of single-frame images, one
 multi-frame image, or a single 2D radiograph.
+
+A multi-frame source read in part (the b=1000 frames of an Enhanced MR diffusion image whose
+b=0 frames lie at the same positions) cannot be handed to highdicom as is: it refuses a source
+with two frames at one plane position, because a SEG frame's position would not say which of
+them it was derived from. The masks of such a source hold voxels only on the frames the volume
+was read from (``dicom_node.volume.sources.on_source_frames``), so the SEG is built from those
+frames' own plane positions and each frame then references exactly the source frame its mask
+lies on (Derivation Image functional group, PS3.3 C.7.6.16.2.6 and A.51.5; its Referenced Frame
+Number is required when the reference is to some frames of a multi-frame image, Table 10-3).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
@@ -101,10 +111,12 @@ def encode_seg(
             )
     # Stacked-segments layout (frames, rows, columns, segments): segments may overlap.
     pixels = np.stack([f.frames for f in segmented], axis=-1).astype(np.uint8)
+    read = _read_frames(sources[0], pixels) if len(sources) == 1 else None
     when = ctx.clock()
     seg = hd.seg.Segmentation(
         source_images=list(sources),
-        pixel_array=pixels,
+        pixel_array=pixels if read is None else pixels[read.indices],
+        plane_positions=None if read is None else read.positions,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[_description(ctx, i + 1, f) for i, f in enumerate(segmented)],
         series_instance_uid=ctx.uids.uid("seg.series"),
@@ -122,6 +134,8 @@ def encode_seg(
         content_creator_name=None,
         specific_character_set=None,  # written by finish
     )
+    if read is not None:
+        _reference_read_frames(seg, read)
     # Content Creator's Name (0070,0084) is Type 2 in the Segmentation Image module (PS3.3
     # C.8.20.2, via Content Identification C.10.9); highdicom omits it when None. No person
     # created the content: present and empty.
@@ -137,6 +151,77 @@ def encode_seg(
         _without_frame_of_reference(seg, sources[0])
     finish(seg, ctx, when, sources[0], original)
     return seg
+
+
+@dataclass(frozen=True)
+class _ReadFrames:
+    """The frames of a multi-frame source that carry mask voxels: their 0-based indices, their
+    plane positions (as highdicom takes them) and their positions as coordinates (mm)."""
+
+    indices: np.ndarray
+    positions: list[hd.PlanePositionSequence]
+    coordinates: np.ndarray
+
+
+def _frame_positions(source: Dataset) -> list[hd.PlanePositionSequence] | None:
+    """Plane Position (Patient) of each frame of a multi-frame image in a Frame of Reference,
+    None for any other source (single frame, projection, slide, no per-frame positions)."""
+    frames = int(source.get("NumberOfFrames", 1) or 1)
+    if frames < 2 or "FrameOfReferenceUID" not in source:
+        return None
+    per_frame = source.get("PerFrameFunctionalGroupsSequence")
+    if not per_frame or any("PlanePositionSequence" not in item for item in per_frame):
+        return None
+    return list(hd.utils.get_plane_positions_of_image(source))
+
+
+def _coordinates(positions: Sequence[hd.PlanePositionSequence]) -> np.ndarray:
+    return np.array([[float(v) for v in p[0].ImagePositionPatient] for p in positions])
+
+
+def _read_frames(source: Dataset, pixels: np.ndarray) -> _ReadFrames | None:
+    """The frames with voxels when `source` is one multi-frame image with several frames at one
+    plane position (None otherwise: highdicom places the frames itself).
+
+    Raises:
+        ValueError: two frames at one position both carry voxels; which source frame a SEG
+            frame there derives from would be ambiguous.
+    """
+    positions = _frame_positions(source)
+    if positions is None:
+        return None
+    coordinates = _coordinates(positions)
+    if len(_distinct(coordinates)) == len(coordinates):
+        return None
+    indices = np.flatnonzero(pixels.any(axis=(1, 2, 3)))
+    if len(_distinct(coordinates[indices])) != len(indices):
+        raise ValueError("mask voxels on two frames of the source at one plane position; "
+                         "the SEG cannot say which frame it derives from")
+    return _ReadFrames(indices, [positions[i] for i in indices], coordinates[indices])
+
+
+def _distinct(coordinates: np.ndarray) -> set[tuple[float, ...]]:
+    """Positions as compared: to 1 µm, far below any slice spacing."""
+    return {tuple(np.round(c, 3)) for c in coordinates}
+
+
+def _reference_read_frames(seg: hd.seg.Segmentation, read: _ReadFrames) -> None:
+    """Makes each SEG frame reference the one source frame its mask came from.
+
+    highdicom matched each SEG frame to every source frame at its position (the read frame and
+    the unread ones beside it, e.g. b=0 and b=1000); the frame it derives from is the read one
+    nearest in position."""
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        position = np.array([float(v) for v in
+                             item.PlanePositionSequence[0].ImagePositionPatient])
+        distances = np.linalg.norm(read.coordinates - position, axis=1)
+        nearest = int(np.argmin(distances))
+        if distances[nearest] > 1e-3:  # highdicom copies the source frame's position
+            raise ValueError("a SEG frame lies at no position of the frames it was drawn on")
+        derivation = item.DerivationImageSequence[0]
+        reference = derivation.SourceImageSequence[0]
+        reference.ReferencedFrameNumber = int(read.indices[nearest]) + 1
+        derivation.SourceImageSequence = [reference]
 
 
 def _laterality(source: Dataset) -> str | None:

@@ -6,10 +6,11 @@ images gives one frame per slice; a multi-frame image read in part (the b=1000 f
 Enhanced MR diffusion image) gives its full frame count, the unread frames empty; a Siemens
 mosaic gives its mosaic frame with each slice back in its tile (`volume.mosaic`).
 
-Limit: when the unread frames of a multi-frame image share positions with the read ones (b=0
-and b=1000 interleaved), highdicom refuses that image as SEG source (duplicate plane positions);
-such a SEG is built from the volume's own plane positions instead (highdicom's
-`plane_positions`), which references, per position, a source frame found by position.
+When the unread frames of a multi-frame image share positions with the read ones (b=0 and
+b=1000 interleaved), highdicom refuses that image as SEG source as it stands (duplicate plane
+positions). `dicom_node.encode.seg` then builds the SEG from the plane positions of the frames
+that carry voxels (highdicom's ``plane_positions``) and has each SEG frame reference its own
+source frame by Referenced Frame Number: which is why the unread frames are left empty here.
 """
 
 from __future__ import annotations
