@@ -122,9 +122,11 @@ class StudyPipeline:
         for role, report in registrations.items():
             summary.update({f"{role}_{key}": value for key, value in report.items()})
         sources = [primary.headers[r.header_index] for r in primary.slice_refs]
-        if any(r.tile is not None for r in primary.slice_refs):
-            # mosaic slices: the SEG's frames are the stored mosaics, masks packed into tiles
-            sources, prediction = _on_mosaics(primary, prediction)
+        if any(r.tile is not None or r.frame_number is not None for r in primary.slice_refs):
+            # mosaic slices or frames of a multi-frame image (read in part, e.g. its b=1000
+            # frames): the SEG's frames are the stored ones, masks laid back where each slice
+            # came from (unread frames empty)
+            sources, prediction = _on_stored_frames(primary, prediction)
         voxel_mm3 = float(primary.spacing[0] * primary.spacing[1] * primary.spacing[2])
         findings = mapping.dicom_findings(prediction, d.finding_site, voxel_mm3,
                                           d.seg_property_type)
@@ -230,9 +232,10 @@ class StudyPipeline:
                              weights_sha256=card.weights_sha256)
 
 
-def _on_mosaics(volume: SeriesVolume, prediction: Prediction
-                ) -> tuple[list[Dataset], Prediction]:
-    """The stored mosaic images as sources, and each mask packed into their tiles."""
+def _on_stored_frames(volume: SeriesVolume, prediction: Prediction
+                      ) -> tuple[list[Dataset], Prediction]:
+    """The stored images as sources, and each mask laid on their frames (mosaic tiles, or the
+    frames of a multi-frame image)."""
     stored, _ = on_source_frames(volume, np.zeros(volume.shape, np.uint8))
     masks = tuple(replace(m, mask=on_source_frames(volume, m.mask)[1])
                   for m in prediction.masks)
