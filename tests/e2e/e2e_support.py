@@ -170,6 +170,17 @@ def send_and_settle(node: Node, studies: Mapping[str, Sequence[Path]], calling: 
     wait_until(lambda: settled(node, set(studies)), timeout=timeout, what=what)
 
 
+def content_items(item: Any, code: str) -> list[Any]:
+    """SR content items (any depth) whose concept name has code value `code`."""
+    found = []
+    for child in item.get("ContentSequence", []):
+        names = child.get("ConceptNameCodeSequence")
+        if names and names[0].CodeValue == code:
+            found.append(child)
+        found += content_items(child, code)
+    return found
+
+
 def job_result(row: dict[str, Any]) -> dict[str, Any]:
     """A job row's result as a dict (SQLite hands JSON back as text)."""
     value = row["result"]

@@ -31,6 +31,7 @@ from infernode.node import Node
 from tests.e2e.e2e_support import (
     REPO,
     NodePlan,
+    content_items,
     dciodvfy_errors,
     deliveries,
     download_series,
@@ -77,16 +78,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 def _case(run: Run, name: str) -> WrittenStroke:
     return next(s for s in run.studies if s.case.name == name)
 
-
-def _items(item: Any, code: str) -> list[Any]:
-    """Content items (any depth) whose concept name has code value `code`."""
-    found = []
-    for child in item.get("ContentSequence", []):
-        names = child.get("ConceptNameCodeSequence")
-        if names and names[0].CodeValue == code:
-            found.append(child)
-        found += _items(child, code)
-    return found
 
 
 @functools.cache
@@ -150,14 +141,14 @@ def test_results_in_the_pacs_are_valid_and_measure_the_core(
     sr = pydicom.dcmread(by_modality["SR"])
     if not positive:
         # "no acute finding": the target is stated absent (SCT 272519000)
-        absent = [i for i in _items(sr, "432504007") if i.ValueType == "CODE"]
+        absent = [i for i in content_items(sr, "432504007") if i.ValueType == "CODE"]
         assert any(i.ConceptCodeSequence[0].CodeValue == "272519000" for i in absent)
         return
     check = subprocess.run(["dcentvfy", str(study.files[-1]), str(by_modality["SEG"]),
                             str(by_modality["SR"])], capture_output=True, text=True,
                            timeout=120, check=False)
     assert [ln for ln in check.stderr.splitlines() if ln.startswith("Error")] == []
-    [volume] = [v for v in _items(sr, "118565006") if not _items(v, "56851009")
+    [volume] = [v for v in content_items(sr, "118565006") if not content_items(v, "56851009")
                 and v.ValueType == "NUM"][:1]
     measured = _number(volume)
     # the phantom's truth: the model's own accuracy (infernode models evaluate stroke reports
@@ -167,9 +158,9 @@ def test_results_in_the_pacs_are_valid_and_measure_the_core(
         # on the acquisition grid the DICOM path adds nothing: the SR says what the model says
         # on the phantom's own arrays
         assert measured == pytest.approx(_direct_ml(study), rel=0.01)
-    [count] = _items(sr, "246206008")
+    [count] = content_items(sr, "246206008")
     assert int(_number(count)) == len(study.case.lesions)
-    sides = {i.ConceptCodeSequence[0].CodeMeaning for i in _items(sr, "272741003")}
+    sides = {i.ConceptCodeSequence[0].CodeMeaning for i in content_items(sr, "272741003")}
     expected = {lesion.hemisphere.capitalize() for lesion in study.case.lesions}
     assert expected <= sides
 

@@ -46,6 +46,7 @@ from infernode.node import Node
 from tests.e2e.e2e_support import (
     REPO,
     NodePlan,
+    content_items,
     dciodvfy_errors,
     download_series,
     job_result,
@@ -221,16 +222,6 @@ def _direct_mask(study: Study) -> np.ndarray:
     return np.asarray(prediction.masks[0].mask, dtype=bool)
 
 
-def _items(item: Any, code: str) -> list[Any]:
-    """Content items (any depth) whose concept name has code value `code`."""
-    found = []
-    for child in item.get("ContentSequence", []):
-        names = child.get("ConceptNameCodeSequence")
-        if names and names[0].CodeValue == code:
-            found.append(child)
-        found += _items(child, code)
-    return found
-
 
 NAMES = [c.name for c in CASES]
 
@@ -313,7 +304,7 @@ def test_seg_decodes_back_to_the_mask_the_model_makes(run: Run, name: str) -> No
 def test_sr_volume_is_the_phantom_truth(run: Run, name: str) -> None:
     study = run.study(name)
     sr = pydicom.dcmread(run.outputs(study)["SR"])
-    [volume] = [v for v in _items(sr, "118565006") if not _items(v, "56851009")
+    [volume] = [v for v in content_items(sr, "118565006") if not content_items(v, "56851009")
                 and v.ValueType == "NUM"][:1]
     measured = float(volume.MeasuredValueSequence[0].NumericValue)
     assert measured == pytest.approx(study.truth_ml, rel=0.05)
