@@ -173,8 +173,9 @@ class Node(Receiver):
 
     name, aet = "node", "INFERNODE"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, device: str = "auto") -> None:
         self.folder = folder
+        self.device = device
         self.port = free_port()
         self.db = folder / "node.db"
         self.spy: subprocess.Popen[bytes] | None = None
@@ -187,7 +188,7 @@ class Node(Receiver):
             "database": {"url": f"sqlite:///{self.db}"},
             "dicom": {"port": self.port, "spool_dir": str(self.folder / "spool"),
                       "min_free_bytes": 0},
-            "web": {"enabled": False}, "workers": {"rules": []},
+            "web": {"enabled": False}, "workers": {"rules": [], "device": self.device},
         }))
         log = (self.folder / "node.log").open("ab")
         self.process = subprocess.Popen(
@@ -254,7 +255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=args.tmp))
     token = new_token()
     files = template(work / "template", args.slices, args.size, token)
-    node = Node(work / "node")
+    node = Node(work / "node", args.node_device)
     receivers: list[Receiver] = [r for r in (StoreScp(work / "storescp"), Orthanc(work / "orthanc"),
                                              node) if r.name in args.receivers]
     rates: dict[str, dict[int, list[float]]] = {
@@ -305,6 +306,7 @@ def summary(args: argparse.Namespace, rates: dict[str, dict[int, list[float]]],
     return {"bench": "ingest", "slices": args.slices, "size": args.size,
             "repeats": args.repeats, "images_per_s": median, "ratios": ratios,
             "node_peak_rss_mb": None if rss is None else round(rss, 1),
+            "node_device": args.node_device,
             "cpus": os.cpu_count()}
 
 
@@ -317,6 +319,9 @@ def main() -> None:
                         default=[1, 4])
     parser.add_argument("--receivers", type=lambda s: s.split(","),
                         default=["storescp", "orthanc", "node"])
+    parser.add_argument("--node-device", default="auto", choices=["auto", "cpu"],
+                        help="the node's workers.device: auto imports torch into the node "
+                             "process at its first job poll, cpu never does")
     parser.add_argument("--quick", action="store_true", help="60 slices, 2 repeats")
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of the node")
     parser.add_argument("--tmp", type=Path, help="where receivers store (default: TMPDIR)")
