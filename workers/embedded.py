@@ -79,7 +79,7 @@ class EmbeddedRunner:
 
     def _step(self, name: str) -> bool:
         context = claim_next(self._engine, self._cfg, self._queues, name,
-                             self._registry.device, self._clock())
+                             lambda: self._registry.device, self._clock())
         if context is None:
             return False
         run_claimed(self._engine, self._cfg, self._registry, context, self._clock)

@@ -180,10 +180,14 @@ def claim(engine: Engine, cfg: WorkersConfig, job_id: str, worker: str, device: 
 
 
 def claim_next(engine: Engine, cfg: WorkersConfig, queues: Sequence[str], worker: str,
-               device: str, now: datetime) -> JobContext | None:
+               device: str | Callable[[], str], now: datetime) -> JobContext | None:
     """Start the most urgent due job of `queues` (stat first, then oldest). PostgreSQL skips rows
     another claimer holds (FOR UPDATE SKIP LOCKED); SQLite serialises writers, and the
-    conditional UPDATE in `_start` makes a lost race a no-op."""
+    conditional UPDATE in `_start` makes a lost race a no-op.
+
+    A plain read comes first, so an idle poll takes no lock (on SQLite, not the write lock the
+    ingest commits need). `device` may be a callable, asked only once a job is due (finding the
+    device imports torch: an idle embedded worker then costs the receiving process nothing)."""
     query = (
         select(jobs).where(
             jobs.c.state == JobState.QUEUED.value, jobs.c.queue.in_(list(queues)),
@@ -191,6 +195,11 @@ def claim_next(engine: Engine, cfg: WorkersConfig, queues: Sequence[str], worker
         ).order_by(jobs.c.priority.desc(), jobs.c.queued_at, jobs.c.id).limit(1)
     )
     # "stat" sorts after "routine" alphabetically, so descending puts stat first
+    with engine.connect() as conn:
+        if conn.execute(query).first() is None:
+            return None
+    if callable(device):
+        device = device()
     if engine.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     for _ in range(3):

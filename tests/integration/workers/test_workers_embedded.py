@@ -74,3 +74,27 @@ def test_embedded_node_killed_mid_job_resumes_after_restart(tmp_path: Path,
     assert [a["outcome"] for a in detail["attempt_history"]] == ["transient", "succeeded"]
     assert detail["attempt_history"][0]["reason"] == "worker_lost"
     assert sorted(record_lines(tmp_path, "finished.log")) == sorted([job.id, waiting.id])
+
+
+def test_an_idle_embedded_worker_does_not_load_torch(tmp_path: Path) -> None:
+    # the receiving process runs the embedded worker: polling an empty queue must not import
+    # torch (about 60 MB); a fresh interpreter shows what the poll itself loads
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pathlib import Path
+from tests.integration.workers.workers_support import make_config
+from workers.db import make_engine, metadata
+from workers.embedded import EmbeddedRunner
+engine = make_engine("sqlite:///{tmp_path / 'idle.db'}")
+metadata.create_all(engine)
+runner = EmbeddedRunner(engine, make_config(Path("{tmp_path}"), None, device="auto"))
+assert runner.run_pending() == 0
+print("torch" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=Path(__file__).resolve().parents[3])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
