@@ -1,9 +1,13 @@
 """Centre-heatmap detection head outputs to boxes (CenterNet: Zhou et al., "Objects as
-Points", 2019), with non-maximum suppression implemented here (no torchvision).
+Points", 2019, with FCOS-style edge distances: Tian et al., 2019), with non-maximum
+suppression implemented here (no torchvision).
 
-The network's three output channels on the working grid are: 0 the centre heatmap logit,
-1 and 2 log(box width) and log(box height) in working pixels. A box's score is its centre's
-heatmap probability; an image's probability is its highest heatmap value.
+The network's five output channels on the working grid are: 0 the centre heatmap logit,
+1 to 4 the log distances (working pixels) from the pixel centre to the box's left, top, right
+and bottom edges. Every pixel near a centre predicts the whole box, so a peak one pixel off
+still gives the right box, and the sizes are not one value per object pulled to the mean.
+A box's score is its centre's heatmap probability; an image's probability is its highest
+heatmap value.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-HEAT, LOG_W, LOG_H = 0, 1, 2
-OUT_CHANNELS = 3
+HEAT, LOG_L, LOG_T, LOG_R, LOG_B = 0, 1, 2, 3, 4
+EDGES = [LOG_L, LOG_T, LOG_R, LOG_B]
+OUT_CHANNELS = 5
 
 WorkingBox = tuple[float, float, float, float, float]  # x0, y0, x1, y1, score
 
@@ -45,15 +50,25 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     return keep
 
 
-def smooth_sizes(out: torch.Tensor, window: int) -> torch.Tensor:
-    """Log width/height maps averaged over ``window`` x ``window`` pixels, weighted by the
-    heatmap probability (3, H, W in, 2, H, W out)."""
-    sizes = out[[LOG_W, LOG_H]].float()
+def box_maps(out: torch.Tensor, limit: float) -> torch.Tensor:
+    """Each pixel's predicted box (x0, y0, x1, y1) in working pixels: (4, H, W) from the
+    network output (5, H, W); distances clamped to ``limit``."""
+    d = torch.exp(out[EDGES].float().clamp(max=float(np.log(limit))))
+    h, w = out.shape[-2:]
+    ys = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w) + 0.5
+    xs = torch.arange(w, dtype=torch.float32)[None, :].expand(h, w) + 0.5
+    return torch.stack([xs - d[0], ys - d[1], xs + d[2], ys + d[3]])
+
+
+def smooth_boxes(out: torch.Tensor, window: int, limit: float) -> torch.Tensor:
+    """Each pixel's box averaged over ``window`` x ``window`` pixels, weighted by the heatmap
+    probability ((5, H, W) in, (4, H, W) out): neighbours of a peak vote on its edges."""
+    boxes = box_maps(out, limit)
     if window <= 1:
-        return sizes
+        return boxes
     weight = torch.sigmoid(out[HEAT].float())[None, None]
     pad = window // 2
-    num = F.avg_pool2d(sizes[None] * weight, window, stride=1, padding=pad,
+    num = F.avg_pool2d(boxes[None] * weight, window, stride=1, padding=pad,
                        count_include_pad=False)
     den = F.avg_pool2d(weight, window, stride=1, padding=pad, count_include_pad=False)
     return (num / den.clamp(min=1e-6))[0]
@@ -63,8 +78,9 @@ def decode(out: torch.Tensor, extent: tuple[int, int], min_score: float, kernel:
            iou_threshold: float, max_detections: int, size_window: int = 1
            ) -> tuple[float, list[WorkingBox]]:
     """(image probability, boxes on the working grid highest first) from one image's output
-    (3, size, size); only the image's ``extent`` (rows, cols) is searched, not the padding.
-    Each box's size is the heatmap-weighted mean over ``size_window`` pixels around its peak."""
+    (5, size, size); only the image's ``extent`` (rows, cols) is searched, not the padding.
+    Each box is the heatmap-weighted mean of the boxes predicted over ``size_window`` pixels
+    around its peak."""
     h, w = extent
     heat = torch.sigmoid(out[HEAT].float())[:h, :w]
     prob = float(heat.max()) if heat.numel() else 0.0
@@ -76,36 +92,46 @@ def decode(out: torch.Tensor, extent: tuple[int, int], min_score: float, kernel:
     scores = heat[ys, xs]
     top = torch.argsort(scores, descending=True)[: 4 * max_detections]
     ys, xs, scores = ys[top], xs[top], scores[top]
-    sizes = smooth_sizes(out, size_window)
-    bw = torch.exp(sizes[0][ys, xs]).clamp(1.0, 4.0 * max(h, w))
-    bh = torch.exp(sizes[1][ys, xs]).clamp(1.0, 4.0 * max(h, w))
-    cx, cy = xs.float() + 0.5, ys.float() + 0.5
-    boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1).numpy()
-    boxes = boxes.astype(np.float64)
+    grid = smooth_boxes(out, size_window, 2.0 * max(h, w))
+    boxes = grid[:, ys, xs].T.numpy().astype(np.float64)
+    boxes[:, 2] = np.maximum(boxes[:, 2], boxes[:, 0] + 1.0)
+    boxes[:, 3] = np.maximum(boxes[:, 3], boxes[:, 1] + 1.0)
     sc = scores.numpy().astype(np.float64)
     keep = nms(boxes, sc, iou_threshold)[:max_detections]
     return prob, [(float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]),
                    float(boxes[i, 3]), float(sc[i])) for i in keep]
 
 
+def flip_output(out: torch.Tensor) -> torch.Tensor:
+    """The output of a left-right mirrored input, mapped back onto the original image: the
+    maps mirrored and the left and right distances swapped ((n, 5, H, W))."""
+    back = out.flip(-1)
+    return back[:, [HEAT, LOG_R, LOG_T, LOG_L, LOG_B]]
+
+
 def targets(boxes: list[tuple[float, float, float, float]], size: int
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training targets on a (size, size) grid for working-grid boxes: the centre heatmap
-    (an anisotropic Gaussian per box, max where they overlap), log width/height, and the
-    weight of the size loss (the heatmap where > 0.3: the size is learnt around centres)."""
+    (an anisotropic Gaussian per box, max where they overlap), the log distances from each
+    pixel centre to the four edges of its box (4, size, size), and the weight of the box
+    loss (the heatmap where > 0.3 and the pixel lies inside its box: boxes are learnt around
+    centres)."""
     heat = np.zeros((size, size), dtype=np.float32)
-    logwh = np.zeros((2, size, size), dtype=np.float32)
+    dist = np.zeros((4, size, size), dtype=np.float32)
+    inside = np.zeros((size, size), dtype=bool)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
     for x0, y0, x1, y1 in boxes:
         bw, bh = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         sx, sy = max(bw / 6, 1.0), max(bh / 6, 1.0)
         g = np.exp(-((xx - cx) ** 2 / (2 * sx ** 2) + (yy - cy) ** 2 / (2 * sy ** 2)))
-        ci, cj = min(int(cy), size - 1), min(int(cx), size - 1)
+        ci, cj = min(max(int(cy), 0), size - 1), min(max(int(cx), 0), size - 1)
         g[ci, cj] = 1.0
         better = g > heat
         heat = np.where(better, g, heat)
-        logwh[0][better] = np.log(bw)
-        logwh[1][better] = np.log(bh)
-    weight = (heat > 0.3).astype(np.float32) * heat
-    return heat, logwh, weight
+        edges = (xx - x0, yy - y0, x1 - xx, y1 - yy)
+        for k, e in enumerate(edges):
+            dist[k][better] = np.log(np.maximum(e, 0.5))[better]
+        inside = np.where(better, (xx > x0) & (xx < x1) & (yy > y0) & (yy < y1), inside)
+    weight = ((heat > 0.3) & inside).astype(np.float32) * heat
+    return heat, dist, weight

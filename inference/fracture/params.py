@@ -20,8 +20,9 @@ class FractureParams(BaseModel):
     ``peak_kernel``: side of the max-pool window that finds heatmap peaks (odd).
     ``max_detections``: at most this many boxes per image.
     ``normalise_percentiles``: (low, high) intensity percentiles mapped to 0 and 1.
-    ``size_window``: side of the window (odd) over which each peak's log box size is averaged,
-    weighted by the heatmap (steadier sizes than the peak pixel alone; 1 = the peak only).
+    ``size_window``: side of the window (odd) over which the boxes predicted around each peak
+    are averaged, weighted by the heatmap (steadier edges than the peak pixel alone; 1 = the
+    peak's own box).
     ``flip_average``: average the outputs of the image and its left-right mirror (test-time
     augmentation: steadier peaks and sizes for twice the compute).
     """

@@ -38,7 +38,7 @@ from ..types import (
     Timings,
     Volume,
 )
-from .decode import OUT_CHANNELS, decode
+from .decode import OUT_CHANNELS, decode, flip_output
 from .params import FractureParams, parse_fracture_params
 from .preprocess import Working, box_to_input, to_working
 
@@ -170,7 +170,7 @@ class FracturePipeline:
                     x = torch.from_numpy(batch[i:i + step])[:, None].to(self.device)
                     y = self.network(x).float()
                     if self.params.flip_average:
-                        y = (y + self.network(x.flip(-1)).float().flip(-1)) / 2
+                        y = (y + flip_output(self.network(x.flip(-1)).float())) / 2
                     outs.append(y.cpu())
         except torch.cuda.OutOfMemoryError as exc:
             raise TransientInferenceError("device out of memory in fracture inference"

@@ -42,23 +42,32 @@ def test_card_and_verify(registry: ModelRegistry, pipe: FracturePipeline) -> Non
 
 
 def test_boxes_land_on_held_out_fractures(pipe: FracturePipeline) -> None:
-    """Held-out phantoms with one fracture: the top box overlaps the drawn fracture in most,
-    and fracture images score higher than normal ones."""
+    """Held-out phantoms with one fracture: the top box (whatever its score) fits the drawn
+    fracture (IoU >= 0.5) in most; at the card's threshold half or more are called with a
+    box on the fracture (IoU >= 0.3) and at most one normal image is called (held-out image
+    sensitivity is 0.60 and specificity 1.00 at that threshold, see docs/MODELS.md);
+    fracture images score higher than normal ones."""
     specs = [s for s in radiograph_cohort(40, 4711, "heldout", normal_fraction=0.5)]
     broken = [s for s in specs if s.fractures == 1][:8]
     normal = [s for s in specs if s.fractures == 0][:8]
-    hits, p_broken, p_normal = 0, [], []
+    fitted, called, p_broken, p_normal = 0, 0, [], []
     for spec in broken:
         ph = make_radiograph(spec)
-        pred = pipe.predict_images([ph.radiograph("b")])
-        p_broken.append(pred.result("fracture").probability)
-        if pred.detections and box_iou(pred.detections[0].box, ph.boxes[0]) >= 0.3:
-            hits += 1
+        pred = pipe.predict_images([ph.radiograph("b")], box_threshold=0.0)
+        res = pred.result("fracture")
+        p_broken.append(res.probability)
+        top = box_iou(pred.detections[0].box, ph.boxes[0]) if pred.detections else 0.0
+        fitted += top >= 0.5
+        called += res.positive and any(
+            d.score >= pipe.box_threshold and box_iou(d.box, ph.boxes[0]) >= 0.3
+            for d in pred.detections)
     for spec in normal:
         ph = make_radiograph(spec)
         p_normal.append(pipe.predict_images([ph.radiograph("n")]).result("fracture").probability)
-    assert hits >= 5, (hits, p_broken)
-    assert np.mean(p_broken) > np.mean(p_normal) + 0.1, (p_broken, p_normal)
+    assert fitted >= 5, (fitted, p_broken)
+    assert called >= 4, (called, p_broken)
+    assert sum(p >= pipe.card.labels[0].threshold for p in p_normal) <= 1, p_normal
+    assert np.mean(p_broken) > np.mean(p_normal) + 0.2, (p_broken, p_normal)
 
 
 def test_prediction_shape_and_study_fields(pipe: FracturePipeline) -> None:

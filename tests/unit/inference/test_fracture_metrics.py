@@ -16,7 +16,14 @@ from inference.evaluation.detection import (
     detection_report,
     froc,
 )
-from inference.fracture.decode import LOG_H, LOG_W, decode, nms, targets
+from inference.fracture.decode import (
+    EDGES,
+    OUT_CHANNELS,
+    decode,
+    flip_output,
+    nms,
+    targets,
+)
 from inference.fracture.preprocess import box_to_input, to_working
 
 A = (10.0, 10.0, 30.0, 30.0)
@@ -91,17 +98,62 @@ def test_nms_drops_overlaps_keeps_the_best() -> None:
     assert nms(boxes, np.array([0.5, 0.9, 0.4]), 0.95) == [1, 0, 2]
 
 
+def _output(heat: np.ndarray, dist: np.ndarray) -> torch.Tensor:
+    """A network output that reproduces training targets exactly."""
+    out = torch.zeros((OUT_CHANNELS, *heat.shape))
+    out[0] = torch.logit(torch.from_numpy(heat).clamp(1e-4, 1 - 1e-4))
+    out[EDGES] = torch.from_numpy(dist)
+    return out
+
+
 def test_targets_decode_back_to_the_boxes() -> None:
     boxes = [(20.0, 30.0, 44.0, 42.0), (80.0, 70.0, 90.0, 110.0)]
-    heat, logwh, _w = targets(boxes, 128)
-    out = torch.zeros((3, 128, 128))
-    out[0] = torch.logit(torch.from_numpy(heat).clamp(1e-4, 1 - 1e-4))
-    out[LOG_W], out[LOG_H] = torch.from_numpy(logwh[0]), torch.from_numpy(logwh[1])
-    prob, found = decode(out, (128, 128), 0.5, 3, 0.3, 10)
-    assert prob == pytest.approx(1.0, abs=1e-3)
-    assert len(found) == 2
-    for f in found:
-        assert max(box_iou(f[:4], b) for b in boxes) > 0.85
+    heat, dist, weight = targets(boxes, 128)
+    assert weight.max() > 0 and (weight > 0).sum() < (heat > 0.3).sum() + 1
+    out = _output(heat, dist)
+    for window in (1, 3, 5):
+        prob, found = decode(out, (128, 128), 0.5, 3, 0.3, 10, size_window=window)
+        assert prob == pytest.approx(1.0, abs=1e-3)
+        assert len(found) == 2
+        for f in found:  # every pixel near a centre predicts its box's edges exactly
+            assert max(box_iou(f[:4], b) for b in boxes) > 0.98
+
+
+def test_a_peak_off_the_centre_still_gives_the_box() -> None:
+    """Edge distances: the box predicted at a pixel beside the centre is the same box."""
+    box = (20.0, 30.0, 44.0, 42.0)
+    heat, dist, _w = targets([box], 64)
+    heat[36, 32], heat[36, 33] = 0.7, 1.0  # the peak one pixel right of the centre
+    prob, found = decode(_output(heat, dist), (64, 64), 0.5, 3, 0.3, 5)
+    assert len(found) == 1 and found[0][:4] == pytest.approx(box, abs=1e-3)
+
+
+def test_box_is_the_heat_weighted_mean_around_the_peak() -> None:
+    """Box (10, 10, 30, 20) predicted at the peak, a box 4 px further right one pixel away
+    where the heat is half: a 3 x 3 window gives the weighted mean of the edges; window 1 the
+    peak's own box."""
+    out = torch.full((OUT_CHANNELS, 32, 32), -20.0)
+    out[0, 16, 16], out[0, 16, 17] = 20.0, 0.0  # probabilities ~1 and 0.5
+    c = 16.5
+    out[EDGES, 16, 16] = torch.log(torch.tensor([c - 10, c - 10, 30 - c, 20 - c]))
+    c2 = 17.5  # the neighbour's pixel centre (x); same row
+    out[EDGES, 16, 17] = torch.log(torch.tensor([c2 - 14, c - 10, 34 - c2, 20 - c]))
+    _p, peak_only = decode(out, (32, 32), 0.5, 3, 0.3, 5, size_window=1)
+    assert peak_only[0][:4] == pytest.approx((10.0, 10.0, 30.0, 20.0), abs=1e-4)
+    _p, smoothed = decode(out, (32, 32), 0.9, 3, 0.3, 5, size_window=3)
+    shift = 4 * 0.5 / 1.5
+    assert smoothed[0][:4] == pytest.approx((10 + shift, 10.0, 30 + shift, 20.0), abs=1e-3)
+
+
+def test_mirrored_output_maps_back_onto_the_image() -> None:
+    """The output for a left-right mirrored image, passed through flip_output, decodes to the
+    original image's box (left and right distances swap)."""
+    box = (20.0, 30.0, 44.0, 42.0)
+    mirrored = (64 - box[2], box[1], 64 - box[0], box[3])
+    heat, dist, _w = targets([mirrored], 64)
+    back = flip_output(_output(heat, dist)[None])[0]
+    _p, found = decode(back, (64, 64), 0.5, 3, 0.3, 5)
+    assert len(found) == 1 and box_iou(found[0][:4], box) > 0.98
 
 
 def test_working_grid_boxes_map_back_exactly() -> None:
@@ -122,17 +174,3 @@ def test_working_grid_boxes_map_back_exactly() -> None:
     assert box_to_input((-5.0, -5.0, 400.0, 400.0), work, img.shape) == (0.0, 0.0, 2500.0,
                                                                        3000.0)
     assert work.array[:, 320:].max() == 0.0  # padding right of the image
-
-
-def test_box_size_is_the_heat_weighted_mean_around_the_peak() -> None:
-    """Size 20 x 10 at the peak, 40 x 40 one pixel away where the heat is half: a 3 x 3
-    window gives the weighted mean of the logs; window 1 the peak's own size."""
-    out = torch.full((3, 32, 32), -20.0)
-    out[0, 16, 16], out[0, 16, 17] = 20.0, 0.0  # probabilities ~1 and 0.5
-    out[LOG_W], out[LOG_H] = float(np.log(40.0)), float(np.log(40.0))
-    out[LOG_W, 16, 16], out[LOG_H, 16, 16] = float(np.log(20.0)), float(np.log(10.0))
-    _p, peak_only = decode(out, (32, 32), 0.5, 3, 0.3, 5, size_window=1)
-    assert peak_only[0][2] - peak_only[0][0] == pytest.approx(20.0, rel=1e-4)
-    _p, smoothed = decode(out, (32, 32), 0.9, 3, 0.3, 5, size_window=3)
-    w = float(np.exp((np.log(20.0) + 0.5 * np.log(40.0)) / 1.5))
-    assert smoothed[0][2] - smoothed[0][0] == pytest.approx(w, rel=1e-3)
