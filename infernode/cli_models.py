@@ -104,6 +104,11 @@ def train(
     n_test: Annotated[int | None, typer.Option(help="override the held-out test studies")
                       ] = None,
     seed: Annotated[int | None, typer.Option(help="override the seed")] = None,
+    lr: Annotated[float | None, typer.Option(help="fracture: peak learning rate")] = None,
+    fit_minutes: Annotated[float | None, typer.Option(
+        help="fracture: wall-time budget of the fit (the schedule still ends properly)")] = None,
+    init_from: Annotated[Path | None, typer.Option(
+        help="fracture: a weights.pt of the same architecture to continue from")] = None,
 ) -> None:
     """Train a demo model on phantoms (CPU, minutes) and write weights + model card."""
     from dataclasses import replace
@@ -128,6 +133,9 @@ def train(
             overrides["n_test"] = n_test
         if "epochs" in overrides:  # the detector counts optimiser steps, not epochs
             overrides["steps"] = overrides.pop("epochs")
+        overrides.update({k: v for k, v in (("lr", lr), ("fit_minutes", fit_minutes),
+                                            ("init_from", str(init_from) if init_from else None))
+                          if v is not None})
         out = out or Path("models") / "fracture-demo"
         card = train_fracture(out, replace(FractureConfig(), **overrides), log=console.print)
     elif pipeline == "stroke":

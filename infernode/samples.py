@@ -1,6 +1,6 @@
-"""Sample studies for the demo: head CT phantoms (one with a haemorrhage, one without) and an
-MR stroke study (DWI b=0/b=1000 and the ADC map, an infarct in the left hemisphere), written
-as DICOM series."""
+"""Sample studies for the demo: head CT phantoms (one with a haemorrhage, one without), an
+MR stroke study (DWI b=0/b=1000 and the ADC map, an infarct in the left hemisphere) and a
+wrist radiograph with a fracture (DX), written as DICOM series."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ from dicom_node.synth import (
     SYNTH_UID_ROOT,
     SeriesSpec,
     StudyIdentity,
+    radiograph,
     volume_series,
     write_series,
 )
 from inference.phantoms.head_ct import PhantomSpec, make_head_ct
 from inference.phantoms.mr_stroke import StrokeLesionSpec, StrokePhantomSpec, make_stroke_mr
+from inference.phantoms.radiograph import RadiographSpec, make_radiograph
 from inference.types import Volume
 
 BPlacement = Callable[[Dataset, float], None]
@@ -88,10 +90,15 @@ SAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+DEMO_RADIOGRAPH = RadiographSpec(body_part="WRIST", fractures=1, family="train", seed=7,
+                                 rows=768, cols=640)
+"""The demo's wrist radiograph: one drawn fracture."""
+
+
 def write_sample_studies(folder: Path, *, with_mr: bool = True
                          ) -> list[tuple[StudyIdentity, str]]:
-    """Writes the sample studies under `folder` (the MR stroke study too unless `with_mr` is
-    false); returns each identity with what it shows."""
+    """Writes the sample studies under `folder` (the MR stroke study and the wrist
+    radiograph too unless `with_mr` is false); returns each identity with what it shows."""
     studies = []
     for i, (label, subtypes) in enumerate(SAMPLES):
         identity = StudyIdentity(
@@ -122,4 +129,15 @@ def write_sample_studies(folder: Path, *, with_mr: bool = True
                               frame_of_reference_uid=generate_uid(SYNTH_UID_ROOT))
     write_series(series, str(folder / "study3"))
     studies.append((identity, "acute infarct (MR diffusion)"))
+    identity = StudyIdentity(patient_id="DEMO-0004", patient_name="Demo^Patient4",
+                             accession_number="DEMOACC004", study_description="XR WRIST")
+    wrist = make_radiograph(DEMO_RADIOGRAPH)
+    scaled = (wrist.image - wrist.image.min()) / max(float(np.ptp(wrist.image)), 1e-6)
+    xray = radiograph(np.round(scaled * 4095).astype(np.uint16), wrist.pixel_spacing_mm,
+                      identity=identity, spec=SeriesSpec(
+                          modality="DX", series_description="Wrist PA", body_part="WRIST",
+                          image_type=("ORIGINAL", "PRIMARY")))
+    xray.ImageLaterality = "L" if wrist.laterality == "left" else "R"
+    write_series([xray], str(folder / "study4"))
+    studies.append((identity, "wrist fracture (radiograph)"))
     return studies

@@ -16,11 +16,12 @@ def test_demo_analyses_the_sample_studies_and_reports_them(tmp_path):
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert "DEMOACC001" in out and "DEMOACC002" in out and "DEMOACC003" in out
+    assert all(f"DEMOACC00{i}" in out for i in (1, 2, 3, 4))
     assert "critical: ICH suspected" in out  # the subdural phantom
     assert "no ICH detected" in out  # the normal phantom
     assert "critical: acute infarct suspected" in out  # the MR stroke phantom
     assert "positive: infarct (infarct" in out  # with its core volume in mL
+    assert "fracture suspected (positive: fracture)" in out  # the wrist radiograph
     assert "not routed" not in out
     if os.path.exists("/usr/sbin/Orthanc"):
         assert "demo-pacs: 3 delivered" in out  # SEG + SR + KOS of each positive study
@@ -28,3 +29,4 @@ def test_demo_analyses_the_sample_studies_and_reports_them(tmp_path):
         assert "PACS study DEMOACC002: 33 instances" in out  # 32 images + SR
         # 32 b=0 + 32 b=1000 + 32 ADC images + SEG + SR + KOS
         assert "PACS study DEMOACC003: 99 instances" in out
+        assert "PACS study DEMOACC004: 3 instances" in out  # the radiograph + SR + KOS

@@ -67,3 +67,12 @@ def test_tiny_training_run_writes_a_verifiable_model(tmp_path: Path) -> None:
     assert card.training_data["config"]["steps"] == 3
     assert card.metrics["family"] == "heldout" and card.metrics["n_images"] == 4
     assert reg.verify("fracture-demo").files_checked == 1
+    # a second stage continues from the first one's weights, as the committed demo was made
+    again = tmp_path / "stage2" / "fracture-demo"
+    res = runner.invoke(app, ["train", "fracture", "--out", str(again), "--epochs", "2",
+                              "--n-train", "6", "--n-test", "4", "--lr", "0.001",
+                              "--init-from", str(out / "weights.pt")])
+    assert res.exit_code == 0, res.output
+    config = ModelRegistry([again.parent], device="cpu").card("fracture-demo").training_data[
+        "config"]
+    assert config["lr"] == 0.001 and config["init_from"] == str(out / "weights.pt")
