@@ -9,6 +9,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+def peer_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A peer's socket address as an IP (a zone index dropped, an IPv4-mapped IPv6 address as
+    its IPv4 address); None when it is not an IP address."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
 class Peer(BaseModel):
     """A sender allowed to associate: its calling AE title and the addresses it may come from."""
 
@@ -30,13 +41,9 @@ class Peer(BaseModel):
         """True when `ae_title` is this peer's and `address` lies in one of its networks."""
         if ae_title.strip() != self.ae_title:
             return False
-        try:
-            ip = ipaddress.ip_address(address.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in ipaddress.ip_network(h, strict=False) for h in self.hosts)
+        ip = peer_ip(address)
+        return ip is not None and any(ip in ipaddress.ip_network(h, strict=False)
+                                      for h in self.hosts)
 
 
 class TlsConfig(BaseModel):

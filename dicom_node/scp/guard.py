@@ -28,7 +28,7 @@ from typing import Any
 from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
 
-from dicom_node.config import DicomNodeConfig
+from dicom_node.config import DicomNodeConfig, peer_ip
 from dicom_node.metrics import IngestMetrics
 
 MAX_ASSOCIATION_PDU = 1 << 20
@@ -60,13 +60,8 @@ class ConnectionGuard:
         """True when some configured peer may connect from `address` (or any may)."""
         if not self.config.require_known_peers:
             return True
-        try:
-            ip = ipaddress.ip_address(address.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self._networks)
+        ip = peer_ip(address)
+        return ip is not None and any(ip in net for net in self._networks)
 
     def admit(self, sock: object, address: str) -> bool:
         """Called at accept: True keeps the connection as pending, False closes it."""
