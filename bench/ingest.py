@@ -321,7 +321,7 @@ def main() -> None:
                         default=["storescp", "orthanc", "node"])
     parser.add_argument("--node-device", default="auto", choices=["auto", "cpu"],
                         help="the node's workers.device: auto imports torch into the node "
-                             "process at its first job poll, cpu never does")
+                             "process when its first job is due, cpu never does")
     parser.add_argument("--quick", action="store_true", help="60 slices, 2 repeats")
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of the node")
     parser.add_argument("--tmp", type=Path, help="where receivers store (default: TMPDIR)")
