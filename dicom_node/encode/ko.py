@@ -3,7 +3,7 @@ a result, e.g. the slices with the largest haemorrhage, titled (113000, DCM, "Of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import highdicom as hd
 import numpy as np
@@ -42,14 +42,29 @@ def key_image_uids(sources: Sequence[Dataset], findings: Sequence[Finding]) -> l
     return list(dict.fromkeys(chosen))
 
 
+def key_frames(sources: Sequence[Dataset], findings: Sequence[Finding]) -> dict[str, int]:
+    """SOP Instance UID -> the 1-based frame of a multi-frame source that shows a positive
+    mask finding best (its largest area), for the one-multi-frame-source case (an Enhanced MR
+    read in part): a viewer opens the key image at that frame instead of frame 1."""
+    if len(sources) != 1 or int(sources[0].get("NumberOfFrames", 1) or 1) < 2:
+        return {}
+    masks = [f for f in findings if isinstance(f, MaskFinding) and f.positive]
+    if not masks:
+        return {}
+    areas = masks[0].frames.reshape(masks[0].frames.shape[0], -1).sum(axis=1)
+    return {str(sources[0].SOPInstanceUID): int(np.argmax(areas)) + 1}
+
+
 def encode_kos(
     sources: Sequence[Dataset],
     key_sop_instance_uids: Sequence[str],
     ctx: EncodeContext,
     description: str | None = None,
+    frames: Mapping[str, int] | None = None,
 ) -> hd.ko.KeyObjectSelectionDocument:
     """A KOS referencing the key images (given by SOP Instance UID, all among `sources`),
-    selected by the algorithm as device observer.
+    selected by the algorithm as device observer; `frames` names the key frame of a
+    multi-frame key image (Referenced Frame Number, PS3.3 C.17.3.2.4 Image Reference Macro).
 
     Raises:
         ValueError: no key image, or a key image that is not among the sources.
@@ -86,8 +101,20 @@ def encode_kos(
         specific_character_set=None,  # written by finish
     )
     _without_image_concept_names(kos)
+    _with_key_frames(kos, frames or {})
     finish(kos, ctx, when, selected[0], original)
     return kos
+
+
+def _with_key_frames(kos: Dataset, frames: Mapping[str, int]) -> None:
+    """Adds Referenced Frame Number to the IMAGE items of multi-frame key images."""
+    for item in kos.ContentSequence:
+        if item.ValueType != "IMAGE":
+            continue
+        reference = item.ReferencedSOPSequence[0]
+        frame = frames.get(str(reference.ReferencedSOPInstanceUID))
+        if frame is not None:
+            reference.ReferencedFrameNumber = frame
 
 
 def _without_image_concept_names(kos: Dataset) -> None:

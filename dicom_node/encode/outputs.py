@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-from dicom_node.encode.ko import encode_kos, key_image_uids
+from dicom_node.encode.ko import encode_kos, key_frames, key_image_uids
 from dicom_node.encode.seg import encode_seg, segmented_findings
 from dicom_node.encode.sr import encode_sr
 from dicom_node.encode.types import EncodeContext, Finding, MaskFinding, NotAnalysed
@@ -44,5 +44,5 @@ def encode_outputs(
     seg = encode_seg(sources, masks, ctx) if segmented_findings(masks) else None
     sr = encode_sr(sources, findings, ctx, seg=seg)
     keys = key_image_uids(sources, findings) if with_kos else []
-    kos = encode_kos(sources, keys, ctx) if keys else None
+    kos = encode_kos(sources, keys, ctx, frames=key_frames(sources, findings)) if keys else None
     return EncodedOutputs(sr=sr, seg=seg, kos=kos)

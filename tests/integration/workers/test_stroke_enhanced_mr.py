@@ -310,3 +310,16 @@ def test_sr_volume_is_the_phantom_truth(run: Run, name: str) -> None:
     assert measured == pytest.approx(study.truth_ml, rel=0.05)
     direct = float(_direct_mask(study).sum()) * float(np.prod(SPACING)) / 1000.0
     assert measured == pytest.approx(direct, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_kos_opens_the_b1000_frame_with_the_largest_core(run: Run, name: str) -> None:
+    study = run.study(name)
+    kos = pydicom.dcmread(run.outputs(study)["KO"])
+    [image] = [i for i in kos.ContentSequence if i.ValueType == "IMAGE"]
+    reference = image.ReferencedSOPSequence[0]
+    assert reference.ReferencedSOPInstanceUID == study.enhanced.SOPInstanceUID
+    frame = int(reference.ReferencedFrameNumber)
+    assert frame % 2 == 0  # a b=1000 frame
+    areas = _direct_mask(study).reshape(SHAPE[0], -1).sum(axis=1)
+    assert frame == 2 * (int(np.argmax(areas)) + 1)
