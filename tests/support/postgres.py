@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,22 @@ def fresh_schema(prefix: str = "t") -> Iterator[str]:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
         yield schema_url(schema)
     finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+        try:
+            _drop(admin, schema)
+        finally:
+            admin.dispose()
+
+
+def _drop(admin: sa.Engine, schema: str, attempts: int = 5) -> None:
+    """Drops the schema; a connection of the test's own node that is still finishing a write
+    (a handler thread ending after its association) can make PostgreSQL pick the DROP as a
+    deadlock victim: it is retried once that write is done."""
+    for attempt in range(attempts):
+        try:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            return
+        except sa.exc.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))

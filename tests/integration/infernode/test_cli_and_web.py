@@ -81,7 +81,7 @@ def test_metrics_endpoint_counts_instances_and_rejections(tmp_path):
         node.stop()
 
 
-def test_node_on_postgresql_stores_and_indexes(node_factory, pg_url, tmp_path):
+def test_node_on_postgresql_stores_and_indexes(pg_url, node_factory, tmp_path):
     node = node_factory(db_url=pg_url)
     files = ct_series(tmp_path / "src", slices=4)
     assert storescu(node.server.port, files).returncode == 0

@@ -22,9 +22,11 @@ DCMTK_STATUS = re.compile(r"DIMSE Status\s*:\s*0x([0-9a-fA-F]{4})")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def node(request, node_factory):
+def node(request):
+    # the schema first, so that it is dropped after the node has stopped (fixtures are torn
+    # down in reverse order): a running node's assembly thread still writes to it
     url = None if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    return node_factory(url)
+    return request.getfixturevalue("node_factory")(url)
 
 
 def send(node, path: Path) -> int:
