@@ -35,11 +35,16 @@ def key_image_uids(sources: Sequence[Dataset], findings: Sequence[Finding]) -> l
         elif isinstance(finding, BoxFinding):
             chosen.append(finding.sop_instance_uid)
         elif isinstance(finding, MaskFinding):
-            frames = finding.frames
-            index = int(np.argmax(frames.reshape(frames.shape[0], -1).sum(axis=1)))
+            index = _largest_frame(finding)
             source = sources[index] if len(sources) > 1 else sources[0]
             chosen.append(str(source.SOPInstanceUID))
     return list(dict.fromkeys(chosen))
+
+
+def _largest_frame(finding: MaskFinding) -> int:
+    """0-based index of the mask frame with the largest area."""
+    frames = finding.frames
+    return int(np.argmax(frames.reshape(frames.shape[0], -1).sum(axis=1)))
 
 
 def key_frames(sources: Sequence[Dataset], findings: Sequence[Finding]) -> dict[str, int]:
@@ -51,8 +56,7 @@ def key_frames(sources: Sequence[Dataset], findings: Sequence[Finding]) -> dict[
     masks = [f for f in findings if isinstance(f, MaskFinding) and f.positive]
     if not masks:
         return {}
-    areas = masks[0].frames.reshape(masks[0].frames.shape[0], -1).sum(axis=1)
-    return {str(sources[0].SOPInstanceUID): int(np.argmax(areas)) + 1}
+    return {str(sources[0].SOPInstanceUID): _largest_frame(masks[0]) + 1}
 
 
 def encode_kos(

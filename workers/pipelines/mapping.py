@@ -114,7 +114,10 @@ def radiograph_findings(
 ) -> list[ProbabilityFinding | BoxFinding]:
     """The image-level finding per class (key image: the most probable image, when positive;
     site: that image's) and one box finding per detection, on its image, inside its bounds,
-    numbered in order of decreasing score."""
+    numbered in order of decreasing score, coded as its class on the model card.
+
+    Raises:
+        KeyError: a detection of a class the prediction does not have."""
     found: list[ProbabilityFinding | BoxFinding] = []
     for result in prediction.classes:
         key = result.key_slice.slice_id if result.key_slice else None
@@ -125,17 +128,15 @@ def radiograph_findings(
             probability=float(result.probability), threshold=float(result.threshold),
             positive=bool(result.positive),
             key_sop_instance_uids=(key,) if result.positive and key else ()))
-    codes = {r.key: r for r in prediction.classes}
     for number, detection in enumerate(prediction.detections, start=1):
         facts = images[detection.image_id]
         x0, y0, x1, y1 = detection.box
-        coded = codes.get(detection.label)
         found.append(BoxFinding(
             label=f"{detection.label}-{number}"[:48], sop_instance_uid=detection.image_id,
             box=Box(max(0.0, x0), max(0.0, y0), min(float(facts.columns), x1),
                     min(float(facts.rows), y1)),
             score=float(detection.score), finding_site=facts.site,
-            finding=dicom_code(coded.code) if coded else dcodes.FRACTURE,
+            finding=dicom_code(prediction.result(detection.label).code),
             laterality=facts.laterality))
     return found
 
@@ -159,12 +160,10 @@ def fhir_detection_findings(prediction: Prediction, images: Mapping[str, ImageFa
             code=fhir_code(r.code), body_site=site, laterality=side, presence=r.positive,
             probability=round(float(r.probability), 4),
             critical=bool(r.positive and r.key in critical_keys)))
-    codes = {r.key: r for r in prediction.classes}
     for detection in prediction.detections:
         site, side = site_of(detection.image_id)
-        coded = codes.get(detection.label)
         findings.append(FhirFinding(
-            code=fhir_code(coded.code) if coded else fhir_code(dcodes.FRACTURE),
+            code=fhir_code(prediction.result(detection.label).code),
             body_site=site, laterality=side, presence=True,
             probability=round(float(detection.score), 4)))
     return findings

@@ -40,7 +40,12 @@ from pydicom.dataset import Dataset
 from dicom_node.encode import codes as dcodes
 from dicom_node.encode.types import AlgorithmInfo
 from dicom_node.errors import PermanentError as DicomPermanentError
-from dicom_node.radiograph import RadiographImage, RadiographReadError, read_radiograph
+from dicom_node.radiograph import (
+    RadiographImage,
+    RadiographReadError,
+    find_body_part,
+    read_radiograph,
+)
 from dicom_node.selection import Selection, study_facts
 from dicom_node.volume import SeriesVolume, read_headers, read_series
 from dicom_node.volume.registration import align_onto
@@ -187,10 +192,12 @@ class StudyPipeline:
     def _read_radiographs(self, selection: Selection, files: Sequence[str],
                           headers: Sequence[Dataset]
                           ) -> tuple[list[RadiographImage], list[tuple[str, str]]]:
-        """The chosen images the model reads, and (reason code, reason) for every other."""
+        """The chosen images the model reads (their card's body parts; None listed: any), and
+        (reason code, reason) for every other."""
         chosen_series = {c.series_instance_uid for c in selection.choices}
         chosen_uids = {u for c in selection.choices for u in c.sop_instance_uids}
-        parts = self._body_parts()
+        listed = self.registry.card(self.model_id).body_parts
+        parts = frozenset(p.upper() for p in listed) if listed else None
         images: list[RadiographImage] = []
         skipped: list[tuple[str, str]] = []
         for path, header in zip(files, headers, strict=True):
@@ -198,23 +205,19 @@ class StudyPipeline:
             if str(header.get("SeriesInstanceUID", "")) not in chosen_series or (
                     chosen_uids and uid not in chosen_uids):
                 continue
-            try:
-                image = read_radiograph(path)
-            except RadiographReadError as exc:
-                skipped.append((exc.reason, str(exc)))
-                continue
-            if parts is not None and image.body_part not in parts:
+            # the body part is a header fact: an image of a part the card does not list is
+            # left out before its pixels are decoded
+            part = find_body_part(header)[0]
+            if parts is not None and part not in parts:
                 skipped.append(("body_part_not_supported",
-                                f"body part {image.body_part or 'not stated'} is not one the "
+                                f"body part {part or 'not stated'} is not one the "
                                 f"model reads ({', '.join(sorted(parts))})"))
                 continue
-            images.append(image)
+            try:
+                images.append(read_radiograph(path))
+            except RadiographReadError as exc:
+                skipped.append((exc.reason, str(exc)))
         return images, skipped
-
-    def _body_parts(self) -> frozenset[str] | None:
-        """Body parts the model's card lists (None: the card does not restrict them)."""
-        parts = getattr(self.registry.card(self.model_id), "body_parts", None)
-        return frozenset(str(p).upper() for p in parts) if parts else None
 
     def not_analysed(self, context: JobContext, reason: str, code: str) -> PipelineResult:
         """The not-analysed report after a deterministic failure of `run`."""
