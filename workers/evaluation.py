@@ -60,19 +60,24 @@ class DicomSegCaseError(InputError):
     """A case folder that cannot be evaluated; the message names the case and the reason."""
 
 
+def _case_dirs(folder: Path, error: type[InputError]) -> list[Path]:
+    """The case sub-folders of ``folder`` in name order; `error` when there are none."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise error(f"{root}: not a folder")
+    dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    if not dirs:
+        raise error(f"{root}: no case sub-folders")
+    return dirs
+
+
 def dicom_seg_cases(folder: Path) -> list[SegmentationCase]:
     """One case per sub-folder of ``folder`` (name order), read by :func:`dicom_seg_case`.
 
     Raises:
         DicomSegCaseError: ``folder`` has no case sub-folder, or a case cannot be read.
     """
-    root = Path(folder)
-    if not root.is_dir():
-        raise DicomSegCaseError(f"{root}: not a folder")
-    dirs = sorted(p for p in root.iterdir() if p.is_dir())
-    if not dirs:
-        raise DicomSegCaseError(f"{root}: no case sub-folders")
-    return [dicom_seg_case(d) for d in dirs]
+    return [dicom_seg_case(d) for d in _case_dirs(folder, DicomSegCaseError)]
 
 
 def dicom_seg_case(case_dir: Path) -> SegmentationCase:
@@ -238,13 +243,8 @@ def dicom_sr_cases(folder: Path, body_part: str | None = None,
     Raises:
         DicomSrCaseError: no case sub-folder, or a case that :func:`dicom_sr_case` refuses.
     """
-    root = Path(folder)
-    if not root.is_dir():
-        raise DicomSrCaseError(f"{root}: not a folder")
-    dirs = sorted(p for p in root.iterdir() if p.is_dir())
-    if not dirs:
-        raise DicomSrCaseError(f"{root}: no case sub-folders")
-    return [im for d in dirs for im in dicom_sr_case(d, body_part, body_parts)]
+    return [im for d in _case_dirs(folder, DicomSrCaseError)
+            for im in dicom_sr_case(d, body_part, body_parts)]
 
 
 def dicom_sr_case(case_dir: Path, body_part: str | None = None,
