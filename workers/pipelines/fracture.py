@@ -18,14 +18,12 @@ from dicom_node.encode import codes as dcodes
 from dicom_node.encode.types import Pipeline as EncodePipeline
 from dicom_node.selection import Choice, Selection, SeriesFacts, Verdict, non_image_reasons
 from inference.types import Prediction
+from workers.config import CR_IMAGE, DX_FOR_PRESENTATION, DX_FOR_PROCESSING
 from workers.pipelines.definition import PipelineDefinition, Priority
 
 if TYPE_CHECKING:
     from workers.pipelines.runner import StudyPipeline
 
-CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
-DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
-DX_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"
 _RADIOGRAPH_CLASSES = {CR_IMAGE, DX_FOR_PRESENTATION, DX_FOR_PROCESSING}
 
 
