@@ -32,6 +32,8 @@ def _version_locations() -> list[str]:
         folder = Path(module.__file__ or "").parent / "migrations"
         if folder.is_dir() and any(folder.glob("*.py")):
             found.append(str(folder))
+    # The composition root's own tables (audit trail, console users and sessions).
+    found.append(str(Path(__file__).parent / "migrations" / "versions"))
     return found
 
 

@@ -14,6 +14,13 @@ command -v dciodvfy >/dev/null 2>&1 || need_apt+=(dicom3tools)
 [ -e /usr/share/java/pixelmed.jar ] || need_apt+=(libpixelmed-java)
 command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# The console's browser tests (headless chromium driven by Selenium).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# deploy/ checks and the audit trail's syslog receiver: promtool, kubectl kustomize, rsyslogd.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
+command -v rsyslogd >/dev/null 2>&1 || need_apt+=(rsyslog)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   echo "setup: installing Debian packages: ${need_apt[*]}"

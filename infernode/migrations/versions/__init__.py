@@ -1,0 +1,1 @@
+"""Alembic revisions of this package (branch named after it)."""
