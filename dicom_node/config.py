@@ -112,6 +112,11 @@ class DicomNodeConfig(BaseModel):
         ge=0,
         description="Below this much free space in the spool every C-STORE is refused (0xA700)",
     )
+    spool_warning_free_bytes: int = Field(
+        default=5_000_000_000, ge=0,
+        description="Below this much free space in the spool the node warns (log line, gauge "
+                    "infernode_spool_free_bytes under infernode_spool_warning_free_bytes), "
+                    "before min_free_bytes refuses C-STOREs")
     quiet_period_s: float = Field(
         default=10.0, gt=0, description="Default quiet period after which a series is complete"
     )

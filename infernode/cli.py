@@ -177,12 +177,14 @@ def demo(
 
 
 def _register_subcommands() -> None:
-    from infernode import cli_deliveries, cli_jobs, cli_models
+    from infernode import cli_deliveries, cli_jobs, cli_models, cli_retention
 
     app.add_typer(cli_jobs.app, name="jobs", help="Jobs: list, show, retry, dead letters")
     app.add_typer(cli_deliveries.app, name="deliveries",
                   help="Deliveries: list, show, dead-letters, replay, retry")
     app.add_typer(cli_models.app, name="models", help="Model registry: list, show, verify...")
+    app.add_typer(cli_retention.app, name="retention",
+                  help="Retention: delete studies whose work ended, sweep orphan files")
     app.command("route", help="Explain which routing rules match a study")(cli_jobs.route)
     app.command("worker", help="Run a Celery worker for some pipelines")(cli_jobs.worker)
 

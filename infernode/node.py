@@ -16,9 +16,11 @@ from dicom_node.index.headers import InstanceHeader
 from dicom_node.index.store import IndexStore
 from dicom_node.ingest import Ingestor
 from dicom_node.metrics import IngestMetrics
+from dicom_node.retention import SpoolWatch
 from dicom_node.scp.server import DicomServer
 from dicom_node.scp.storage import StorageSCP
 from dicom_node.spool import Spool
+from infernode.cli_retention import Retention, RetentionMetrics
 from infernode.db import create_engine, migrate
 from infernode.settings import Settings
 from infernode.wiring import workers_config
@@ -50,6 +52,7 @@ class Node:
     embedded: EmbeddedRunner | None
     reconciler: Reconciler
     delivery: DeliveryRunner
+    retention: Retention | None = None
     ready_handlers: list[Callable[[StudyReady], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -112,6 +115,10 @@ class Node:
         handlers.append(submit)
         register_metrics(registry, engine)
         assembler = StudyAssembler(engine, dispatch, clock=utc_now, metrics=metrics)
+        retention = Retention(
+            engine, spool, wcfg.retention, settings.data_dir / "outputs",
+            metrics=RetentionMetrics(registry),
+            watch=SpoolWatch(spool, settings.dicom.spool_warning_free_bytes, registry))
         return cls(
             settings=settings,
             engine=engine,
@@ -126,6 +133,7 @@ class Node:
             embedded=embedded,
             reconciler=Reconciler(engine, wcfg, transport),
             delivery=delivery,
+            retention=retention,
         )
 
     def start(self) -> None:
@@ -139,6 +147,11 @@ class Node:
         )
         thread.start()
         self._threads.append(thread)
+        if self.retention is not None:
+            sweeper = threading.Thread(target=self.retention.loop, args=(self._stop, utc_now),
+                                       name="retention", daemon=True)
+            sweeper.start()
+            self._threads.append(sweeper)
         self.reconciler.start()
         self.delivery.start()
         if self.embedded is not None:

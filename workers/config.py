@@ -191,6 +191,28 @@ def default_pipelines() -> dict[str, PipelineSpec]:
     }
 
 
+class RetentionConfig(BaseModel):
+    """When received instances and outputs are deleted (docs/OPERATIONS.md, "Retention and
+    disk"). A study qualifies `days` after its work ended: every job succeeded, failed
+    permanently or was superseded, and every delivery of its outputs was delivered. A study with
+    a queued or running job, a dead-lettered job or a dead or pending delivery is kept until an
+    operator acts. `days` None (the default) keeps studies; `pipelines` overrides it per
+    pipeline (a study routed to several keeps the longest; None among them keeps it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    days: float | None = Field(default=None, gt=0, description="None: never delete studies")
+    pipelines: dict[str, float | None] = Field(
+        default_factory=dict, description="pipeline -> days (None: keep its studies)")
+    interval_s: float = Field(default=3600.0, gt=0, description="seconds between sweeps")
+    orphan_grace_s: float = Field(
+        default=3600.0, gt=0, description="age after which a temporary spool file or an "
+        "output file without an outputs row is an orphan")
+    rejected_days: float | None = Field(
+        default=None, gt=0, description="kept refused instances older than this are deleted "
+        "(default: `days`)")
+
+
 class WorkersConfig(BaseModel):
     """Settings of routing, the job queue and workers.
 
@@ -221,6 +243,7 @@ class WorkersConfig(BaseModel):
     rules: list[RoutingRule] = Field(default_factory=default_rules)
     exclusions: list[Exclusion] = Field(default_factory=default_exclusions)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkersConfig:
@@ -232,6 +255,9 @@ class WorkersConfig(BaseModel):
         unknown = {r.pipeline for r in self.rules} - set(self.pipelines)
         if unknown:
             raise ValueError(f"rules name unknown pipelines: {sorted(unknown)}")
+        unkept = set(self.retention.pipelines) - set(self.pipelines)
+        if unkept:
+            raise ValueError(f"retention names unknown pipelines: {sorted(unkept)}")
         unserved = set(self.queues) - set(self.pipelines)
         if unserved:
             raise ValueError(f"queues name unknown pipelines: {sorted(unserved)}")

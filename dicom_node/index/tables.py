@@ -29,6 +29,9 @@ studies = Table(
     Column("state", String(16), nullable=False, default="receiving", index=True),
     Column("completions", Integer, nullable=False, default=0),
     Column("completed_at", DateTime(timezone=True)),
+    # Retention: set when the study's files were deleted (its series and instance rows go, this
+    # row stays as the tombstone); an instance arriving later makes the study live again.
+    Column("deleted_at", DateTime(timezone=True)),
 )
 
 series = Table(
