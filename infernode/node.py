@@ -22,6 +22,7 @@ from dicom_node.scp.storage import StorageSCP
 from dicom_node.spool import Spool
 from infernode.cli_retention import Retention, RetentionMetrics
 from infernode.db import create_engine, migrate
+from infernode.security import CertificateExpiryCollector, configured_certificates
 from infernode.settings import Settings
 from infernode.wiring import workers_config
 from workers.embedded import EmbeddedRunner
@@ -114,6 +115,7 @@ class Node:
 
         handlers.append(submit)
         register_metrics(registry, engine)
+        registry.register(CertificateExpiryCollector(configured_certificates(settings)))
         assembler = StudyAssembler(engine, dispatch, clock=utc_now, metrics=metrics)
         retention = Retention(
             engine, spool, wcfg.retention, settings.data_dir / "outputs",

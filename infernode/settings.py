@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dicom_node.config import DicomNodeConfig
@@ -46,6 +46,37 @@ class WebConfig(BaseModel):
         description="bearer tokens accepted by the read-only FHIR facade (/fhir); "
         "none configured: only /fhir/metadata answers",
     )
+    api_tokens: tuple[str, ...] = Field(
+        default=(),
+        description="bearer tokens for /metrics, /api/*, /docs, /openapi.json, /redoc; required "
+        "when `host` is not a loopback address (none configured then: those paths answer 401)",
+    )
+    tls_certfile: Path | None = Field(
+        default=None, description="PEM certificate (chain) of the web port; with the key: HTTPS")
+    tls_keyfile: Path | None = Field(default=None, description="PEM private key of tls_certfile")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebConfig:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together")
+        return self
+
+
+class HealthConfig(BaseModel):
+    """Thresholds of `/health/ready` (docs/OPERATIONS.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spool_min_free_bytes: int | None = Field(
+        default=None, ge=0,
+        description="free bytes the spool's filesystem must keep for the node to be ready; "
+        "None: dicom.min_free_bytes (where C-STORE starts refusing)")
+    max_delivery_dead_letters: int = Field(
+        default=0, ge=0, description="dead-lettered deliveries tolerated before not ready")
+    max_oldest_queued_s: float = Field(
+        default=3600.0, gt=0, description="age of the oldest queued job tolerated before not ready")
+    probe_timeout_s: float = Field(
+        default=2.0, gt=0, description="how long the broker and worker probes may wait")
 
 
 class Settings(BaseSettings):
@@ -63,6 +94,7 @@ class Settings(BaseSettings):
     workers: WorkersConfig = WorkersConfig()
     inference: InferenceConfig = InferenceConfig()
     reporting: ReportingConfig = ReportingConfig()
+    health: HealthConfig = HealthConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -15,11 +15,15 @@ if TYPE_CHECKING:
 
 
 def create_app(node: Node) -> FastAPI:
-    app = FastAPI(title="InferNode", version="0.1.0")
+    from infernode.health import create_health_router
+    from infernode.security import SecurityMiddleware, is_loopback
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    cfg = node.settings.web
+    app = FastAPI(title="InferNode", version="0.1.0")
+    app.add_middleware(SecurityMiddleware, tokens=cfg.api_tokens,
+                       require_token=not is_loopback(cfg.host),
+                       tls=cfg.tls_certfile is not None)
+    app.include_router(create_health_router(node))
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -44,7 +48,8 @@ def create_app(node: Node) -> FastAPI:
 def start_web(node: Node) -> uvicorn.Server:
     cfg = node.settings.web
     server = uvicorn.Server(
-        uvicorn.Config(create_app(node), host=cfg.host, port=cfg.port, log_level="warning")
+        uvicorn.Config(create_app(node), host=cfg.host, port=cfg.port, log_level="warning",
+                       ssl_certfile=cfg.tls_certfile, ssl_keyfile=cfg.tls_keyfile)
     )
     thread = threading.Thread(target=server.run, name="web", daemon=True)
     thread.start()

@@ -45,7 +45,8 @@ class EmbeddedRunner:
         self._engine, self._cfg, self._clock = engine, cfg, clock
         self._on_finished = on_finished
         self._registry = registry or PipelineRegistry(cfg.pipelines, cfg.device)
-        self._queues = worker_queues(list(pipelines) or cfg.served_pipelines())
+        self._served = list(pipelines) or cfg.served_pipelines()
+        self._queues = worker_queues(self._served)
         self._name = f"embedded@{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -58,6 +59,16 @@ class EmbeddedRunner:
                          for i in range(self._cfg.embedded_threads)]
         for thread in self._threads:
             thread.start()
+
+    def alive(self) -> bool:
+        """True while its worker threads run (the node's readiness counts them as workers of
+        every pipeline this runner serves)."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    @property
+    def pipelines(self) -> list[str]:
+        """The pipelines whose queues this runner claims from."""
+        return list(self._served)
 
     def wake(self) -> None:
         """Poll now (call after creating jobs, to save up to one poll interval)."""
