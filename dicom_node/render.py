@@ -69,7 +69,9 @@ def _first(value: Any) -> float | None:
         return float(value)
 
 
-def _window(ds: Dataset, frame: int) -> tuple[float, float] | None:
+def header_window(ds: Dataset, frame: int) -> tuple[float, float] | None:
+    """(center, width) of the image's first window, or its frame's (enhanced images); None
+    when it has none."""
     source = _item(ds, frame, "FrameVOILUTSequence") or ds
     center = _first(source.get("WindowCenter"))
     width = _first(source.get("WindowWidth"))
@@ -78,7 +80,9 @@ def _window(ds: Dataset, frame: int) -> tuple[float, float] | None:
     return center, width
 
 
-def _rescale(ds: Dataset, frame: int, pixels: np.ndarray) -> np.ndarray:
+def rescaled(ds: Dataset, frame: int, pixels: np.ndarray) -> np.ndarray:
+    """Stored values through Rescale Slope / Intercept (the frame's Pixel Value
+    Transformation in enhanced images), as float."""
     source = _item(ds, frame, "PixelValueTransformationSequence") or ds
     slope = _first(source.get("RescaleSlope"))
     intercept = _first(source.get("RescaleIntercept"))
@@ -132,8 +136,8 @@ def display_image(ds: Dataset, frame: int | None = None) -> np.ndarray:
             rgb = rgb * (255.0 / float(rgb.max()))
         luma = rgb @ np.array([0.299, 0.587, 0.114])
         return np.rint(np.clip(luma, 0, 255)).astype(np.uint8)
-    values = _rescale(ds, index, pixels)
-    center_width = _window(ds, index) or robust_window(values)
+    values = rescaled(ds, index, pixels)
+    center_width = header_window(ds, index) or robust_window(values)
     out = window_uint8(values, *center_width)
     if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
         out = 255 - out
