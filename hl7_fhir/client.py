@@ -235,6 +235,41 @@ class FhirClient:
         classify(response, "FHIR server")
         return _transaction_result(response)
 
+    def final_reports(self, since: str, *, page_size: int = 100,
+                      max_pages: int = 50) -> list[dict[str, Any]]:
+        """DiagnosticReports with status final, corrected or amended updated at or after
+        `since` (a FHIR instant), following the search Bundle's `next` links on the same base
+        (FHIR R4 3.1.1.4 search, `_lastUpdated=ge`). Raises the delivery error types."""
+        url: str | None = f"{self.base_url}/DiagnosticReport"
+        params: dict[str, str] | None = {"status": "final,corrected,amended",
+                                         "_lastUpdated": f"ge{since}", "_count": str(page_size)}
+        found: list[dict[str, Any]] = []
+        for _page in range(max_pages):
+            if url is None:
+                break
+            auth_header, _fresh = self._authorization()
+            try:
+                response = self._http.get(url, params=params,
+                                          headers={"Accept": FHIR_JSON} | auth_header)
+            except httpx.TimeoutException as exc:
+                raise TransientDeliveryError("FHIR server timed out") from exc
+            except httpx.TransportError as exc:
+                raise TransientDeliveryError(
+                    f"FHIR server unreachable: {type(exc).__name__}") from exc
+            classify(response, "FHIR server")
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise TransientDeliveryError("FHIR search answered without JSON") from exc
+            found += [e["resource"] for e in body.get("entry") or []
+                      if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+            url = next((str(link.get("url")) for link in body.get("link") or []
+                        if link.get("relation") == "next"), None)
+            if url is not None and not url.startswith(self.base_url):
+                break  # a next link to another server is not followed with our token
+            params = None
+        return found
+
 
 def _transaction_result(response: httpx.Response) -> TransactionResult:
     try:

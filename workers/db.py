@@ -156,6 +156,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-# The outbox's tables live on this same metadata; importing them here makes `metadata` complete
-# for every user (migration checks, create_all in tests) whatever they imported first.
+# The outbox's and monitoring's tables live on this same metadata; importing them here makes
+# `metadata` complete for every user (migration checks, create_all in tests) whatever they
+# imported first.
+import workers.monitoring.tables  # noqa: E402, F401
 import workers.outbox.tables  # noqa: E402, F401

@@ -55,6 +55,7 @@ from inference.registry import ModelRegistry
 from inference.types import Prediction, Radiograph, StudyInput, Volume
 from workers.errors import PermanentError
 from workers.messages import JobContext, PipelineResult
+from workers.monitoring import features as monitoring
 from workers.pipelines import mapping
 from workers.pipelines.definition import PipelineDefinition
 from workers.pipelines.report import NodeFacts, Reporter, ReportSpec, Summary
@@ -105,6 +106,9 @@ class StudyPipeline:
         facts = study_facts(headers)
         selection = d.select(facts)
         summary: Summary = {"selection": json.dumps(selection.record())}
+        # monitoring facts (scanner, hashed accession); the input's own once it is read
+        summary[monitoring.MONITORING_KEY] = monitoring.encode(
+            monitoring.header_features(headers[0] if headers else None))
         if not selection.ok:
             reasons = "; ".join(r for v in selection.verdicts for r in v.reasons) or "none"
             return self.reporter.not_analysed(
@@ -141,6 +145,9 @@ class StudyPipeline:
         positive = list(prediction.positive)
         summary.update({"series": primary.series_instance_uid, "positive": ",".join(positive),
                         "slices": int(primary.voxels.shape[0])})
+        summary[monitoring.MONITORING_KEY] = monitoring.encode(monitoring.input_features(
+            primary.headers[0], primary.voxels,
+            score=max(prediction.study_probabilities.values(), default=None)))
         for mask in prediction.masks:
             summary[f"{mask.key}_ml"] = round(float(mask.volume_ml), 3)
         return self._result(prediction, outputs, summary)
@@ -187,6 +194,9 @@ class StudyPipeline:
                                       d.conclusion(prediction, self.wording))
         summary.update({"images": len(images), "detections": len(prediction.detections),
                         "positive": ",".join(prediction.positive)})
+        summary[monitoring.MONITORING_KEY] = monitoring.encode(monitoring.input_features(
+            sources[0], [i.pixels for i in images],
+            score=max(prediction.study_probabilities.values(), default=None)))
         return self._result(prediction, outputs, summary)
 
     def _read_radiographs(self, selection: Selection, files: Sequence[str],
