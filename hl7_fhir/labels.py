@@ -45,8 +45,9 @@ class Label:
 
 
 DEFAULT_NEGATIONS = ("no", "not", "without", "negative for", "no evidence of", "no sign of",
-                     "no signs of", "free of", "absence of", "absent", "ruled out", "rules out",
-                     "excluded", "resolved", "nor")
+                     "no signs of", "free of", "absence of", "ruled out", "rules out", "nor")
+DEFAULT_POST_NEGATIONS = ("ruled out", "excluded", "is not seen", "not seen", "not identified",
+                          "not present", "absent", "has resolved", "resolved")
 _PIVOTS = ("but", "however", "although", "except", "apart from", "though")
 
 
@@ -63,6 +64,10 @@ class LabelRules(BaseModel):
         "words or phrases naming the finding (case-insensitive, whole words)"))
     negations: list[str] = Field(default_factory=lambda: list(DEFAULT_NEGATIONS), description=(
         "cues before a keyword (same sentence, within negation_window words) that negate it"))
+    post_negations: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_POST_NEGATIONS), description=(
+            "cues after a keyword (same sentence, within negation_window words) that negate "
+            "it: \"haemorrhage is not seen\", \"fracture excluded\""))
     negation_window: int = Field(default=6, ge=1, le=20)
     normal_phrases: list[str] = Field(default_factory=lambda: [
         "no acute intracranial abnormality", "no acute abnormality", "normal study",
@@ -83,8 +88,18 @@ def _find(words: Sequence[str], phrase: Sequence[str]) -> list[int]:
     return [i for i in range(len(words) - n + 1) if list(words[i:i + n]) == list(phrase)]
 
 
-def _negated(words: Sequence[str], start: int, rules: LabelRules) -> bool:
-    """A negation cue ends within the window before `start`, with no pivot word between."""
+def _negated(words: Sequence[str], start: int, length: int, rules: LabelRules) -> bool:
+    """A negation cue ends within the window before the keyword at `start`, or one begins
+    within the window after it, with no pivot word between."""
+    after = list(words[start + length:start + length + rules.negation_window + 3])
+    for pivot in _PIVOTS:
+        hits = _find(after, _words(pivot))
+        if hits:
+            after = after[:hits[0]]
+    for cue in rules.post_negations:
+        hits = _find(after, _words(cue))
+        if hits and hits[0] < rules.negation_window:
+            return True
     lo = max(0, start - rules.negation_window - 3)
     before = list(words[lo:start])
     for pivot in _PIVOTS:
@@ -122,7 +137,8 @@ def label_report(report: FinalReport, rules: LabelRules) -> Label:
         words = _words(sentence)
         for keyword in rules.keywords:
             for start in _find(words, _words(keyword)):
-                (negated if _negated(words, start, rules) else affirmed).append(keyword)
+                negation = _negated(words, start, len(_words(keyword)), rules)
+                (negated if negation else affirmed).append(keyword)
     if affirmed:
         return Label(True, f"keyword {affirmed[0]}", tuple(sorted(set(affirmed))))
     if negated:
