@@ -76,6 +76,20 @@ def serve(
     node.stop()
 
 
+def config_findings(settings: Settings) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(errors, warnings) of valid settings, each (dotted key, message): what `check-config`
+    prints after the file parsed, and what the console's Configuration page shows."""
+    problems = []
+    spool = settings.dicom.spool_dir
+    parent = next((p for p in [spool, *spool.parents] if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        problems.append(("dicom.spool_dir", "no existing parent folder"))
+    warnings = []
+    if not settings.dicom.require_known_peers:
+        warnings.append(("dicom.require_known_peers", "any peer may store"))
+    return problems, warnings
+
+
 @app.command("check-config")
 def check_config(
     file: Annotated[Path, typer.Argument(help="settings file to check")],
@@ -87,13 +101,9 @@ def check_config(
         for key, message in exc.problems:
             console.print(f"[red]error[/red] {key}: {message}")
         raise typer.Exit(1) from exc
-    problems = []
-    spool = settings.dicom.spool_dir
-    parent = next((p for p in [spool, *spool.parents] if p.exists()), None)
-    if parent is None or not parent.is_dir():
-        problems.append(("dicom.spool_dir", "no existing parent folder"))
-    if not settings.dicom.require_known_peers:
-        console.print("[yellow]warning[/yellow] dicom.require_known_peers: any peer may store")
+    problems, warnings = config_findings(settings)
+    for key, message in warnings:
+        console.print(f"[yellow]warning[/yellow] {key}: {message}")
     for key, message in problems:
         console.print(f"[red]error[/red] {key}: {message}")
     if problems:
@@ -178,11 +188,13 @@ def demo(
 
 def _register_subcommands() -> None:
     from infernode import cli_deliveries, cli_jobs, cli_models, cli_retention
+    from infernode.console import cli as cli_console
 
     app.add_typer(cli_jobs.app, name="jobs", help="Jobs: list, show, retry, dead letters")
     app.add_typer(cli_deliveries.app, name="deliveries",
                   help="Deliveries: list, show, dead-letters, replay, retry")
     app.add_typer(cli_models.app, name="models", help="Model registry: list, show, verify...")
+    app.add_typer(cli_console.app, name="console", help="Operator console: hash-password")
     app.add_typer(cli_retention.app, name="retention",
                   help="Retention: delete studies whose work ended, sweep orphan files")
     app.command("route", help="Explain which routing rules match a study")(cli_jobs.route)

@@ -21,6 +21,7 @@ from dicom_node.scp.server import DicomServer
 from dicom_node.scp.storage import StorageSCP
 from dicom_node.spool import Spool
 from infernode.cli_retention import Retention, RetentionMetrics
+from infernode.console.switches import apply_switches
 from infernode.db import create_engine, migrate
 from infernode.security import CertificateExpiryCollector, configured_certificates
 from infernode.settings import Settings
@@ -109,7 +110,8 @@ class Node:
                     else EmbeddedRunner(engine, wcfg, on_finished=delivery.wake))
 
         def submit(event: StudyReady) -> None:
-            on_study_ready(engine, wcfg, event, transport=transport)
+            # Pipelines an administrator disabled on the console get no new jobs.
+            on_study_ready(engine, apply_switches(engine, wcfg), event, transport=transport)
             if embedded is not None:
                 embedded.wake()
 

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from dicom_node.config import DicomNodeConfig
 from hl7_fhir.config import ReportingConfig
 from inference.config import InferenceConfig
+from infernode.console.config import ConsoleConfig
 from workers.config import WorkersConfig
 
 
@@ -94,6 +95,7 @@ class Settings(BaseSettings):
     workers: WorkersConfig = WorkersConfig()
     inference: InferenceConfig = InferenceConfig()
     reporting: ReportingConfig = ReportingConfig()
+    console: ConsoleConfig = ConsoleConfig()
     health: HealthConfig = HealthConfig()
 
     @classmethod

@@ -42,6 +42,10 @@ def create_app(node: Node) -> FastAPI:
         service = StowService(node.ingestor, ae_title=node.settings.dicom.ae_title,
                               max_body_bytes=node.settings.dicom.stow_max_body_bytes)
         app.include_router(create_stow_router(service, node.settings.web.stow_tokens))
+    if node.settings.console.enabled:
+        from infernode.console.app import create_console_router
+
+        app.include_router(create_console_router(node))
     return app
 
 
