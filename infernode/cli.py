@@ -39,6 +39,9 @@ def _logging(level: str) -> None:
     # SQLAlchemy's statement echo at INFO would print SQL parameters (patient IDs, accession
     # numbers); the engines hide them too, this keeps the statements themselves out.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    from infernode.logs import install
+
+    install()  # pydicom's warnings summarised, library exception messages withheld
 
 
 @app.command()
@@ -205,6 +208,9 @@ _register_subcommands()
 
 
 def main() -> None:
+    from infernode.logs import install
+
+    install()
     app()
 
 
