@@ -165,6 +165,10 @@ class Ingestor:
         self.metrics = metrics
         self._locks = _UidLocks()
 
+    def uid_lock(self, sop_instance_uid: str) -> threading.Lock:
+        """The lock that serialises work on one SOP Instance UID (recovery takes it too)."""
+        return self._locks.hold(sop_instance_uid)
+
     def ingest(self, arrival: Callable[[], Arrival], *, calling_ae: str,
                peer_address: str | None, sop_class_uid: str | None,
                sop_instance_uid: str | None, expected_study: str | None = None) -> Accepted:

@@ -17,11 +17,11 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from dicom_node.errors import OutOfResources
-from dicom_node.uids import checked_uid
+from dicom_node.uids import checked_uid, is_valid_uid
 
 
 class Spool:
@@ -52,6 +52,15 @@ class Spool:
             / checked_uid(series_uid, "SeriesInstanceUID")
             / f"{checked_uid(sop_uid, 'SOPInstanceUID')}.dcm"
         )
+
+    def series_folders(self) -> Iterator[tuple[str, str, Path]]:
+        """(study UID, series UID, folder) of every series folder in the spool proper; the
+        dot-folders (`.tmp/`, `.rejected/`) and any name that is not a UID are passed over."""
+        for study in _subfolders(self.root):
+            if is_valid_uid(study.name):
+                for series in _subfolders(study):
+                    if is_valid_uid(series.name):
+                        yield study.name, series.name, series
 
     def check_space(self, incoming_bytes: int) -> None:
         """Raises OutOfResources when storing `incoming_bytes` would cross the watermark."""
@@ -142,6 +151,15 @@ class Spool:
         if record is not None:
             text = json.dumps(dict(record), default=str, sort_keys=True)
             _write_synced(target.with_suffix(".json"), text.encode())
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(Path(e.path) for e in entries
+                          if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+    except FileNotFoundError:
+        return []
 
 
 def _write_synced(path: Path, data: bytes) -> None:

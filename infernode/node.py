@@ -16,6 +16,7 @@ from dicom_node.index.headers import InstanceHeader
 from dicom_node.index.store import IndexStore
 from dicom_node.ingest import Ingestor
 from dicom_node.metrics import IngestMetrics
+from dicom_node.recovery import recover_unindexed
 from dicom_node.retention import SpoolWatch
 from dicom_node.scp.server import DicomServer
 from dicom_node.scp.storage import StorageSCP
@@ -142,6 +143,8 @@ class Node:
 
     def start(self) -> None:
         self.spool.prepare()
+        # Before the listener accepts: index spool files whose rows a crash or power loss took.
+        recover_unindexed(self.ingestor)
         self.server.start()
         thread = threading.Thread(
             target=self.assembler.run,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, case, func, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import Executable
@@ -67,6 +67,12 @@ class IndexStore:
             .values(duplicates=instances.c.duplicates + 1)
         )
         self._committer: GroupCommitter[_Rows, bool] = GroupCommitter(self._write)
+        self.spool_is_journal = engine.dialect.name == "sqlite"
+        """SQLite: an instance row is committed without its own WAL fsync (synchronous=NORMAL
+        for that transaction only). The spool file it points to was fsynced before, and
+        start-up recovery (`dicom_node.recovery`) indexes every spool file whose row a power
+        loss took; a process crash (kill -9) loses no committed row in WAL mode either way.
+        PostgreSQL keeps synchronous commits: its server can fail without the node restarting."""
 
     def is_stored(self, sop_instance_uid: str) -> bool:
         with self.engine.connect() as conn:
@@ -122,16 +128,33 @@ class IndexStore:
         Instance UID (then the duplicate is counted instead), and an upsert each of its study
         and series row. No exception decides anything: the rows alone do."""
         fresh: list[bool] = []
-        with self.engine.begin() as conn:
-            for rows in batch:
-                added = conn.execute(self._add_instance, rows.instance).rowcount == 1
-                if added:
-                    conn.execute(self._upsert_study, rows.study)
-                    conn.execute(self._upsert_series, rows.series)
-                else:
-                    conn.execute(self._count_duplicate, {"uid": rows.uid})
-                fresh.append(added)
+        with self.engine.connect() as conn:
+            if self.spool_is_journal:
+                _synchronous(conn, "NORMAL")
+            try:
+                with conn.begin():
+                    for rows in batch:
+                        added = conn.execute(self._add_instance, rows.instance).rowcount == 1
+                        if added:
+                            conn.execute(self._upsert_study, rows.study)
+                            conn.execute(self._upsert_series, rows.series)
+                        else:
+                            conn.execute(self._count_duplicate, {"uid": rows.uid})
+                        fresh.append(added)
+            finally:
+                if self.spool_is_journal:
+                    _synchronous(conn, "FULL")
         return fresh
+
+    def indexed_in_series(self, series_instance_uid: str) -> set[str]:
+        """SOP Instance UIDs indexed under a series (start-up recovery compares the spool's
+        folder of the series with them)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(instances.c.sop_instance_uid)
+                .where(instances.c.series_instance_uid == series_instance_uid)
+            ).all()
+        return {r.sop_instance_uid for r in rows}
 
     def record_failure(self, record: FailureRecord, at: datetime) -> None:
         """Keeps why an instance was refused (no PHI: UIDs, codes and reasons only)."""
@@ -181,6 +204,14 @@ class IndexStore:
                 "failures": conn.scalar(select(func.count()).select_from(ingest_failures)) or 0,
                 "conflicts": conn.scalar(select(func.count()).select_from(ingest_conflicts)) or 0,
             }
+
+
+def _synchronous(conn: Connection, level: str) -> None:
+    """Sets SQLite's `synchronous` on this pooled connection, outside any transaction (a raw
+    driver call, so SQLAlchemy does not begin one for a PRAGMA)."""
+    driver = conn.connection.driver_connection
+    if driver is not None:
+        driver.execute(f"PRAGMA synchronous={level}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from io import BytesIO
 from typing import cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode_file_meta
 
 from dicom_node.events import InstanceStored
 from dicom_node.ingest import Arrival, Ingestor, refusal_for
@@ -51,17 +53,18 @@ class StorageSCP:
         """The EVT_C_STORE handler: returns the status data set, never raises."""
         request = cast(C_STORE, event.request)
         calling_ae = str(event.assoc.requestor.ae_title).strip()
+        called_ae = str(event.assoc.acceptor.ae_title).strip()
         info = event.assoc.requestor.address_info
         peer_address = info.address if info is not None else None
 
         def arrival() -> Arrival:
             return Arrival(
-                raw=event.encoded_dataset(include_meta=True),
+                raw=file_bytes(event, calling_ae, called_ae),
                 sop_class_uid=str(request.AffectedSOPClassUID),
                 sop_instance_uid=str(request.AffectedSOPInstanceUID),
                 transfer_syntax_uid=str(event.context.transfer_syntax),
                 calling_ae=calling_ae,
-                called_ae=str(event.assoc.acceptor.ae_title).strip(),
+                called_ae=called_ae,
                 peer_address=peer_address,
                 context_sop_class_uid=str(event.context.abstract_syntax),
             )
@@ -80,6 +83,20 @@ class StorageSCP:
         if self.on_stored is not None:
             self.on_stored(accepted.stored)
         return status_dataset(accepted.status, accepted.comment)
+
+
+def file_bytes(event: evt.Event, calling_ae: str, called_ae: str) -> bytes:
+    """The received data set as a DICOM file (PS3.10 7.1): preamble, File Meta Information with
+    the Sending and Receiving AE Titles (0002,0017/0018), so that start-up recovery can index a
+    spool file whose index row was lost with the sender it came from, then the data set bytes
+    exactly as received (never decoded here)."""
+    meta = event.file_meta
+    if calling_ae:
+        meta.SendingApplicationEntityTitle = calling_ae
+    if called_ae:
+        meta.ReceivingApplicationEntityTitle = called_ae
+    stream = cast(BytesIO, cast(C_STORE, event.request).DataSet).getvalue()
+    return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), stream))
 
 
 def _text(value: object) -> str | None:

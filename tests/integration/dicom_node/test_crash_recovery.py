@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -39,6 +40,10 @@ def _wait_for_echo(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 def test_kill_9_mid_association_loses_nothing_acknowledged(tmp_path):
+    """Every acknowledged instance has its committed row after kill -9 (SQLite WAL keeps
+    commits made without their own fsync across a process crash). Then the rows of the last
+    ten are removed, as a power loss does to rows committed without a WAL fsync: the restart's
+    spool recovery indexes them again from the fsynced files, with their sender."""
     port = free_port()
     db = tmp_path / "node.db"
     config = tmp_path / "node.yaml"
@@ -78,6 +83,13 @@ def test_kill_9_mid_association_loses_nothing_acknowledged(tmp_path):
     proc.wait()
     thread.join(timeout=60)
     assert 20 <= len(acknowledged) < len(files), "the kill did not land mid-association"
+    with sqlite3.connect(db) as conn:
+        committed = {uid for (uid,) in conn.execute("SELECT sop_instance_uid FROM instances")}
+        assert set(acknowledged) <= committed
+        conn.executemany("DELETE FROM instances WHERE sop_instance_uid = ?",
+                         [(uid,) for uid in acknowledged[-10:]])
+        assert conn.total_changes == 10
+    conn.close()
 
     proc = _start(config, log)
     try:
@@ -86,7 +98,12 @@ def test_kill_9_mid_association_loses_nothing_acknowledged(tmp_path):
         with engine.connect() as conn:
             indexed = dict(conn.execute(sa.text(
                 "SELECT sop_instance_uid, path FROM instances")).all())
+            senders = set(conn.execute(sa.text(
+                "SELECT DISTINCT calling_ae FROM instances")).scalars())
         assert set(acknowledged) <= set(indexed)
+        assert senders == {"INFERNODE_SCU"}  # recovered rows keep their sender
+        in_spool = {p.stem for p in (tmp_path / "spool").glob("*/*/*.dcm")}
+        assert in_spool == set(indexed)  # no file in the spool proper without its row
         for path in indexed.values():
             ds = pydicom.dcmread(path)
             assert len(ds.PixelData) == 128 * 128 * 2  # complete, never half-written

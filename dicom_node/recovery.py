@@ -1,0 +1,184 @@
+"""Start-up recovery: every spool file without an index row is indexed, or quarantined.
+
+The spool is the receive path's journal. An instance is acknowledged once its file is fsynced at
+its final path and the directory entry is fsynced too (`Spool.write`); its index row is
+committed before the acknowledgement, but on SQLite without a WAL fsync of its own
+(`IndexStore.spool_is_journal`). A power loss can therefore take rows whose files are safe, and a
+crash between the rename and the commit leaves a file whose sender was never answered. Either way
+the file at `<study>/<series>/<sop>.dcm` is acknowledged-or-about-to-be, and `recover_unindexed`
+indexes it again from its own bytes (the same validation as on receipt; the sending and
+receiving AE titles from its File Meta, 0002,0017/0018). A file that no longer passes that
+validation is moved to `.rejected/` with a record and an `ingest_failures` row (quarantined); a
+leftover copy of an instance indexed under another path is removed, as the receive path itself
+does. Nothing else is ever deleted here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from dicom_node.errors import DatasetMismatch, StoreRefused
+from dicom_node.index.headers import InstanceHeader, read_header
+from dicom_node.index.parse import read_file_meta
+from dicom_node.index.store import FailureRecord, Receipt
+from dicom_node.ingest import Ingestor, check_inflated_size, refusal_for
+from dicom_node.uids import checked_uid, is_valid_uid
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".dcm"
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What one pass did (counts only: no UIDs, no PHI)."""
+
+    series_folders: int
+    indexed: int
+    quarantined: int
+    removed_duplicates: int
+    skipped_young: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Found:
+    header: InstanceHeader
+    calling_ae: str
+    called_ae: str
+
+
+def recover_unindexed(ingestor: Ingestor, *, min_age_s: float = 0.0,
+                      now: Callable[[], float] = time.time) -> RecoveryReport:
+    """Indexes every spool file of the spool proper that has no index row; quarantines (moves
+    to `.rejected/`, with a record) those that fail validation.
+
+    At start-up (before the listener accepts) call it with `min_age_s` 0. While the node
+    receives, pass a `min_age_s` well above a store's duration (e.g. 60): a younger file may be
+    one whose row is being committed right now, and is left for a later pass.
+    Raises what the index raises when it cannot be written (recovery must not half-succeed
+    silently).
+    """
+    started = time.perf_counter()
+    spool, index = ingestor.spool, ingestor.index
+    folders = indexed = quarantined = removed = young = 0
+    for study_uid, series_uid, folder in spool.series_folders():
+        folders += 1
+        known = index.indexed_in_series(series_uid)
+        for name in sorted(_instance_files(folder)):
+            sop_uid = name[: -len(SUFFIX)]
+            if sop_uid in known or not is_valid_uid(sop_uid):
+                continue  # indexed, or no file of the receive path
+            path = spool.path_for(study_uid, series_uid, sop_uid)
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if min_age_s and now() - mtime < min_age_s:
+                young += 1
+                continue
+            with ingestor.uid_lock(sop_uid):
+                outcome = _recover(ingestor, path, study_uid, series_uid, sop_uid)
+            indexed += outcome == "indexed"
+            quarantined += outcome == "quarantined"
+            removed += outcome == "removed"
+    report = RecoveryReport(folders, indexed, quarantined, removed, young,
+                            round(time.perf_counter() - started, 3))
+    if indexed or quarantined or removed:
+        log.warning("spool recovery indexed=%d quarantined=%d removed_duplicates=%d "
+                    "series_folders=%d seconds=%.3f", indexed, quarantined, removed, folders,
+                    report.seconds)
+    else:
+        log.info("spool recovery: nothing unindexed in %d series folders (%.3f s)", folders,
+                 report.seconds)
+    return report
+
+
+def _instance_files(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return [e.name for e in entries
+                    if e.name.endswith(SUFFIX) and e.is_file(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _recover(ingestor: Ingestor, path: Path, study_uid: str, series_uid: str,
+             sop_uid: str) -> str:
+    """One unindexed file: "indexed", "quarantined", "removed" (a copy of an instance indexed
+    elsewhere) or "gone" (removed meanwhile)."""
+    index = ingestor.index
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return "gone"
+    except OSError as exc:
+        return _quarantine(ingestor, path, sop_uid, StoreRefused(
+            f"spool file unreadable: {exc.strerror or type(exc).__name__}"), None)
+    try:
+        found = _validate(raw, study_uid, series_uid, sop_uid, ingestor.max_inflated_bytes)
+    except Exception as exc:  # noqa: BLE001 - every failure quarantines the file with its reason
+        return _quarantine(ingestor, path, sop_uid, refusal_for(exc), exc)
+    existing = index.stored_instance(sop_uid)
+    if existing is not None and existing.path != str(path):
+        ingestor.spool.remove(path)
+        return "removed"
+    fresh = index.record_instance(
+        found.header, path=str(path), size_bytes=len(raw),
+        receipt=Receipt(calling_ae=found.calling_ae, called_ae=found.called_ae,
+                        at=ingestor.clock()),
+        quiet_period_s=ingestor.quiet_period(found.header),
+    )
+    if fresh:
+        return "indexed"
+    existing = index.stored_instance(sop_uid)
+    if existing is None or existing.path != str(path):
+        ingestor.spool.remove(path)
+        return "removed"
+    return "indexed"
+
+
+def _validate(raw: bytes, study_uid: str, series_uid: str, sop_uid: str,
+              max_inflated_bytes: int) -> _Found:
+    meta, _ = read_file_meta(raw)
+    transfer_syntax = checked_uid(meta.get("TransferSyntaxUID"), "TransferSyntaxUID")
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        check_inflated_size(raw, max_inflated_bytes)
+    header = read_header(
+        raw, expected_sop_class=checked_uid(meta.get("MediaStorageSOPClassUID"),
+                                            "MediaStorageSOPClassUID"),
+        expected_sop_instance=sop_uid, transfer_syntax=transfer_syntax)
+    if (header.study_instance_uid, header.series_instance_uid) != (study_uid, series_uid):
+        raise DatasetMismatch("spool file lies outside its study/series folder")
+    return _Found(header, _ae(meta.get("SendingApplicationEntityTitle")),
+                  _ae(meta.get("ReceivingApplicationEntityTitle")))
+
+
+def _ae(value: object) -> str:
+    return str(value or "").strip()
+
+
+def _quarantine(ingestor: Ingestor, path: Path, sop_uid: str, refused: StoreRefused,
+                cause: BaseException | None) -> str:
+    at = ingestor.clock()
+    record: dict[str, object] = {
+        "at": at.isoformat(), "sop_instance_uid": sop_uid, "status": int(refused.status),
+        "reason_code": refused.reason_code, "reason": refused.reason, "found_by": "recovery",
+        "spool_path": str(path),
+    }
+    kept = ingestor.spool.move_to_rejected(path, record)
+    log.warning("spool recovery quarantined a file reason=%s sop=%s cause=%s",
+                refused.reason_code, sop_uid, type(cause).__name__ if cause else "-")
+    ingestor.index.record_failure(FailureRecord(
+        calling_ae=None, peer_address=None, sop_class_uid=None, sop_instance_uid=sop_uid,
+        status=int(refused.status), reason_code=refused.reason_code, reason=refused.reason,
+        kept_path=str(kept) if kept else None,
+    ), at)
+    return "quarantined"
