@@ -200,6 +200,10 @@ def _register_subcommands() -> None:
     app.add_typer(cli_console.app, name="console", help="Operator console: hash-password")
     app.add_typer(cli_retention.app, name="retention",
                   help="Retention: delete studies whose work ended, sweep orphan files")
+    from infernode import cli_monitor
+
+    app.add_typer(cli_monitor.app, name="monitor",
+                  help="Monitoring: drift, agreement with final reports, references")
     app.command("route", help="Explain which routing rules match a study")(cli_jobs.route)
     app.command("worker", help="Run a Celery worker for some pipelines")(cli_jobs.worker)
 

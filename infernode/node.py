@@ -29,6 +29,9 @@ from infernode.settings import Settings
 from infernode.wiring import workers_config
 from workers.embedded import EmbeddedRunner
 from workers.metrics import register_metrics
+from workers.monitoring.metrics import register_monitoring_metrics
+from workers.monitoring.reference import load_references
+from workers.monitoring.service import MonitoringService
 from workers.outbox.metrics import register_delivery_metrics
 from workers.outbox.runner import DeliveryRunner
 from workers.reconciler import Reconciler
@@ -56,6 +59,7 @@ class Node:
     reconciler: Reconciler
     delivery: DeliveryRunner
     retention: Retention | None = None
+    monitoring: MonitoringService | None = None
     ready_handlers: list[Callable[[StudyReady], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -118,6 +122,10 @@ class Node:
 
         handlers.append(submit)
         register_metrics(registry, engine)
+        references = load_references(settings.inference.model_paths)
+        monitoring = MonitoringService(engine, settings.monitoring,
+                                       lambda p, v: references.get((p, v)), utc_now)
+        register_monitoring_metrics(registry, engine, utc_now)
         registry.register(CertificateExpiryCollector(configured_certificates(settings)))
         assembler = StudyAssembler(engine, dispatch, clock=utc_now, metrics=metrics)
         retention = Retention(
@@ -139,6 +147,7 @@ class Node:
             reconciler=Reconciler(engine, wcfg, transport),
             delivery=delivery,
             retention=retention,
+            monitoring=monitoring,
         )
 
     def start(self) -> None:
@@ -161,6 +170,8 @@ class Node:
             self._threads.append(sweeper)
         self.reconciler.start()
         self.delivery.start()
+        if self.monitoring is not None:
+            self.monitoring.start()
         if self.embedded is not None:
             self.embedded.start()
         if self.settings.web.enabled:
@@ -176,6 +187,8 @@ class Node:
         self.server.stop()
         self.reconciler.stop()
         self.delivery.stop()
+        if self.monitoring is not None:
+            self.monitoring.stop()
         if self.embedded is not None:
             self.embedded.stop(timeout=30)
         if self.web_server is not None:

@@ -20,6 +20,7 @@ from hl7_fhir.config import ReportingConfig
 from inference.config import InferenceConfig
 from infernode.console.config import ConsoleConfig
 from workers.config import WorkersConfig
+from workers.monitoring.config import MonitoringConfig
 
 
 class DatabaseConfig(BaseModel):
@@ -97,6 +98,7 @@ class Settings(BaseSettings):
     reporting: ReportingConfig = ReportingConfig()
     console: ConsoleConfig = ConsoleConfig()
     health: HealthConfig = HealthConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -42,6 +42,10 @@ def create_app(node: Node) -> FastAPI:
         service = StowService(node.ingestor, ae_title=node.settings.dicom.ae_title,
                               max_body_bytes=node.settings.dicom.stow_max_body_bytes)
         app.include_router(create_stow_router(service, node.settings.web.stow_tokens))
+    from infernode.monitoring_api import create_monitoring_router
+
+    app.include_router(create_monitoring_router(
+        node.engine, node.settings.monitoring.feedback_tokens + cfg.api_tokens))
     if node.settings.console.enabled:
         from infernode.console.app import create_console_router
 
