@@ -14,6 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 DICOM = "dicom"
 """A DICOM Part 10 file (SEG, SR, KOS)."""
+OVERLAY = "dicom-overlay"
+"""A DICOM Part 10 file: one image of the overlay series (Secondary Capture, result burned in)."""
+GSPS = "dicom-gsps"
+"""A DICOM Part 10 file: the Grayscale Softcopy Presentation State drawing the result."""
+DICOM_KINDS = (DICOM, OVERLAY, GSPS)
+"""What a DICOM destination takes, and by default sends: leave the overlay series or the GSPS
+out of one with `kinds: [dicom]` (or `[dicom, dicom-gsps]`...)."""
 FHIR_BUNDLE = "fhir-bundle"
 """A JSON file holding a FHIR R4 transaction Bundle."""
 HL7_ORU = "hl7-oru"
@@ -21,7 +28,7 @@ HL7_ORU = "hl7-oru"
 PRIORITY_SIGNAL = "priority-signal"
 """Not a file: the one priority signal of a study (PipelineResult.priority_flag)."""
 
-OUTPUT_KINDS = (DICOM, FHIR_BUNDLE, HL7_ORU, PRIORITY_SIGNAL)
+OUTPUT_KINDS = (*DICOM_KINDS, FHIR_BUNDLE, HL7_ORU, PRIORITY_SIGNAL)
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -91,9 +98,25 @@ class DicomDestination(_Destination):
     calling_ae: str = Field(default="INFERNODE", min_length=1, max_length=16)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     tls: DicomTls | None = None
-    accepted_kinds: ClassVar[tuple[str, ...]] = (DICOM,)
-    default_kinds: ClassVar[tuple[str, ...]] = (DICOM,)
+    deidentify: bool = Field(
+        default=False, description="send de-identified copies (PS3.15 Basic Profile; "
+        "docs/OPERATIONS.md, De-identification)")
+    deid_retain_uids: bool = Field(
+        default=False, description="keep UIDs (Retain UIDs Option) instead of mapping them")
+    deid_uid_secret: SecretStr | None = Field(
+        default=None, description="per-site secret (16+ characters) mapping UIDs")
+    accepted_kinds: ClassVar[tuple[str, ...]] = DICOM_KINDS
+    default_kinds: ClassVar[tuple[str, ...]] = DICOM_KINDS
     batches: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _deid_secret(self) -> DicomDestination:
+        secret = self.deid_uid_secret
+        if self.deidentify and not self.deid_retain_uids and (
+                secret is None or len(secret.get_secret_value()) < 16):
+            raise ValueError("deidentify maps UIDs: give deid_uid_secret (16+ characters) "
+                             "or deid_retain_uids: true")
+        return self
 
 
 class SenderAddress(BaseModel):
@@ -114,8 +137,8 @@ class SenderDestination(_Destination):
     senders: dict[str, SenderAddress] = Field(default_factory=dict)
     calling_ae: str = Field(default="INFERNODE", min_length=1, max_length=16)
     connect_timeout_s: float = Field(default=10.0, gt=0)
-    accepted_kinds: ClassVar[tuple[str, ...]] = (DICOM,)
-    default_kinds: ClassVar[tuple[str, ...]] = (DICOM,)
+    accepted_kinds: ClassVar[tuple[str, ...]] = DICOM_KINDS
+    default_kinds: ClassVar[tuple[str, ...]] = DICOM_KINDS
     batches: ClassVar[bool] = True
 
 
@@ -125,8 +148,8 @@ class StowDestination(_Destination):
     type: Literal["stow"] = "stow"
     base_url: str
     token: SecretStr | None = None
-    accepted_kinds: ClassVar[tuple[str, ...]] = (DICOM,)
-    default_kinds: ClassVar[tuple[str, ...]] = (DICOM,)
+    accepted_kinds: ClassVar[tuple[str, ...]] = DICOM_KINDS
+    default_kinds: ClassVar[tuple[str, ...]] = DICOM_KINDS
     batches: ClassVar[bool] = True
 
 

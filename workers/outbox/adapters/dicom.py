@@ -13,10 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
+from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 
+from dicom_node.deid import DeidOptions, deidentify
 from dicom_node.dicomweb.stow import StowDestination as StowTarget
 from dicom_node.dicomweb.stow import stow
 from dicom_node.scu.errors import (
@@ -60,6 +63,26 @@ def _readable(items: Sequence[DueDelivery]) -> tuple[list[_File], list[Sent]]:
     return files, failed
 
 
+def _deidentified(files: list[_File], options: DeidOptions,
+                  folder: Path) -> tuple[list[_File], list[Sent]]:
+    """De-identified copies of `files` under `folder` (dicom_node.deid), each with its new SOP
+    Instance UID; a file that cannot be de-identified fails for good (it is never sent as it
+    is)."""
+    copies: list[_File] = []
+    failed: list[Sent] = []
+    for n, f in enumerate(files):
+        try:
+            ds = deidentify(dcmread(f.path), options)
+            path = folder / f"{n}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+        except (OSError, InvalidDicomError, AttributeError, ValueError, TypeError, KeyError):
+            failed.append(Sent(f.item.id, Failure(
+                True, "deidentify_failed", "the output could not be de-identified")))
+            continue
+        copies.append(_File(f.item, path, str(ds.SOPInstanceUID)))
+    return copies, failed
+
+
 def _failure(exc: _DeliveryError) -> Failure:
     return failure_from(exc, permanent=isinstance(exc, DeliveryPermanentError),
                         code=dimse_code(exc))
@@ -76,11 +99,24 @@ class CStoreAdapter:
             network_timeout_s=dest.timeout_s,
             tls=ClientTls(dest.tls.ca_file, dest.tls.cert_file, dest.tls.key_file)
             if dest.tls else None))
+        secret = dest.deid_uid_secret
+        self._deid = DeidOptions(
+            retain_uids=dest.deid_retain_uids,
+            uid_secret=secret.get_secret_value().encode() if secret is not None else None,
+        ) if dest.deidentify else None
 
     def send(self, items: Sequence[DueDelivery]) -> list[Sent]:
         files, results = _readable(items)
         if not files:
             return results
+        if self._deid is None:
+            return results + self._store(files)
+        with TemporaryDirectory(prefix="infernode-deid-") as folder:
+            files, refused = _deidentified(files, self._deid, Path(folder))
+            return results + refused + (self._store(files) if files else [])
+
+    def _store(self, files: list[_File]) -> list[Sent]:
+        results: list[Sent] = []
         statuses: dict[str, int] = {}
         batch_error: _DeliveryError | None = None
         try:
