@@ -1,15 +1,20 @@
 """`infernode demo`: the node on embedded defaults, fed with sample head CT and MR stroke
 studies over C-STORE, showing what each study became: job, findings, outputs and the time each
-stage took."""
+stage took, then the operator console's address and a one-time login for this run."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
+import socket
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
@@ -20,6 +25,13 @@ from infernode.sender import dicom_files, send_files
 from infernode.settings import load_settings
 
 FINAL_STATES = ("succeeded", "failed", "dead_lettered", "superseded")
+DEMO_USER = "demo-admin"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _jobs(node: Any) -> list[sa.RowMapping]:
@@ -43,8 +55,12 @@ def _deliveries(node: Any) -> dict[str, dict[str, dict[str, int]]]:
     return found
 
 
-def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
-    """Returns the process exit code: 0 when every sample study was analysed."""
+def run_demo(workdir: Path, *, timeout: float, console: Console,
+             hold: Callable[[Any], None] | None = None) -> int:
+    """Returns the process exit code: 0 when every sample study was analysed. The console
+    serves on a free loopback port with a demo admin whose random password is printed once
+    (never logged); `hold(node)` runs before the node stops (e.g. wait for Ctrl-C)."""
+    from infernode.console.auth import hash_password
     from infernode.node import Node
 
     if workdir.exists():
@@ -62,14 +78,17 @@ def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
                       f"web {pacs.url}")
         destinations.append({"type": "dicom", "name": "demo-pacs", "host": "127.0.0.1",
                              "port": pacs.dicom_port, "called_ae": pacs.aet})
+    password = secrets.token_urlsafe(12)
     settings = load_settings(
         None,
         data_dir=str(workdir),
         database={"url": f"sqlite:///{workdir / 'infernode.db'}"},
         dicom={"port": 0, "spool_dir": str(workdir / "spool"), "quiet_period_s": 2.0,
                "min_free_bytes": 50_000_000},
-        web={"enabled": False},
+        web={"enabled": True, "host": "127.0.0.1", "port": _free_port()},
         workers={"delivery": {"destinations": destinations, "poll_interval_s": 0.5}},
+        console={"users": [{"name": DEMO_USER, "role": "admin",
+                            "password_hash": hash_password(password)}]},
     )
     # The demo does not wait for the routing rules' longer clinical quiet periods.
     settings.workers.rules[:] = [r.model_copy(update={"quiet_period_s": 2.0})
@@ -106,7 +125,16 @@ def run_demo(workdir: Path, *, timeout: float, console: Console) -> int:
                 node.delivery.wake()
                 time.sleep(0.3)
         elapsed = time.monotonic() - sent_at
-        return _report(console, node, studies, elapsed, pacs)
+        code = _report(console, node, studies, elapsed, pacs)
+        console.print(f"operator console: http://127.0.0.1:{settings.web.port}/  "
+                      f"user {DEMO_USER}, one-time password {password}", soft_wrap=True)
+        if hold is None:
+            console.print("(valid while the demo runs: `infernode demo --keep-running` keeps "
+                          "the node up to browse it)")
+        else:
+            console.print("(valid while the demo runs; Ctrl-C stops it)")
+            hold(node)
+        return code
     finally:
         node.stop()
         if pacs is not None:
@@ -122,21 +150,48 @@ def _finding(pipeline: str, summary: dict[str, Any]) -> str:
         return f"no {_TARGETS.get(pipeline, 'finding')} detected"
     volumes = [f"{key[:-3]} {value:.1f} mL" for key, value in summary.items()
                if key.endswith("_ml") and isinstance(value, int | float) and value > 0]
-    return f"positive: {summary['positive']}" + (f" ({', '.join(volumes)})" if volumes else "")
+    positive = str(summary["positive"]).replace(",", ", ")
+    return f"positive: {positive}" + (f" ({', '.join(volumes)})" if volumes else "")
+
+
+_KIND_NAMES = {"dicom": "DICOM", "dicom-gsps": "GSPS", "dicom-overlay": "overlay",
+               "fhir-bundle": "FHIR", "hl7-oru": "HL7 ORU"}
+
+
+def results_table() -> Table:
+    """The demo's result table, laid out to fit an 80-column terminal: short headers, the
+    sample's description under its accession number, one output kind / destination a line."""
+    table = Table(title="Results", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+    table.add_column("study", min_width=10, max_width=14)
+    table.add_column("pipeline", no_wrap=True)
+    table.add_column("AI result", ratio=3, overflow="fold")
+    table.add_column("outputs", no_wrap=True)
+    table.add_column("delivered to", ratio=2, overflow="fold")
+    table.add_column("wait/run s", no_wrap=True, justify="right")
+    return table
+
+
+def wait_for_interrupt(node: Any) -> None:
+    """`hold` for an interactive run: keep the node and its console up until Ctrl-C."""
+    del node
+    stop = threading.Event()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
 
 
 def _report(console: Console, node: Any, studies: list[Any], elapsed: float,
             pacs: LocalPacs | None) -> int:
     jobs = {j["study_instance_uid"]: j for j in _jobs(node)}
     deliveries = _deliveries(node)
-    table = Table("accession", "sample", "pipeline", "state", "AI result", "outputs",
-                  "delivered to", "queue wait (s)", "run (s)", title="Results")
+    table = results_table()
     ok = True
     for identity, label in studies:
         job = jobs.get(identity.study_instance_uid)
         if job is None:
-            table.add_row(identity.accession_number, label, "-", "not routed/complete", "", "",
-                          "", "", "")
+            table.add_row(f"{identity.accession_number}\n[dim]{label}[/dim]", "-",
+                          "not routed/complete", "", "", "")
             ok = False
             continue
         result = job["result"] or {}
@@ -152,14 +207,16 @@ def _report(console: Console, node: Any, studies: list[Any], elapsed: float,
         finding = summary.get("not_analysed") or _finding(job["pipeline"], summary)
         if result.get("priority_flag"):
             finding = f"[bold red]{result['priority_flag']}[/bold red] ({finding})"
+        if job["state"] != "succeeded":
+            finding = f"{job['state']}: {finding}"
         table.add_row(
-            identity.accession_number, label, job["pipeline"], job["state"], finding,
-            ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),
-            "; ".join(
+            f"{identity.accession_number}\n[dim]{label}[/dim]", job["pipeline"], finding,
+            "\n".join(f"{n} {_KIND_NAMES.get(k, k)}" for k, n in sorted(kinds.items())),
+            "\n".join(
                 f"{dest}: " + ", ".join(f"{n} {st}" for st, n in sorted(states.items()))
                 for dest, states in sorted(deliveries.get(identity.study_instance_uid,
                                                           {}).items())) or "-",
-            f"{job['wait_s'] or 0:.2f}", f"{job['run_s'] or 0:.2f}",
+            f"{job['wait_s'] or 0:.2f}\n{job['run_s'] or 0:.2f}",
         )
         ok = ok and job["state"] == "succeeded"
     console.print(table)

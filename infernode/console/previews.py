@@ -8,6 +8,7 @@ give the boxes. Without a KOS, the source frame with the largest SEG mask is the
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from sqlalchemy import Engine
 from dicom_node import render
 from dicom_node.index.tables import instances
 from workers.outbox.tables import outputs
+
+log = logging.getLogger(__name__)
 
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 KOS_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
@@ -73,14 +76,32 @@ def _read_kos(ds: Dataset, result: Result) -> None:
                 result.keys.append(key)
 
 
+def _group(ds: Dataset, index: int, sequence: str) -> Dataset | None:
+    """The frame's functional group item `sequence`, per-frame before shared (PS3.3
+    C.7.6.16), or None."""
+    for groups, at in (("PerFrameFunctionalGroupsSequence", index),
+                       ("SharedFunctionalGroupsSequence", 0)):
+        items = ds.get(groups)
+        if items is not None and len(items) > at and sequence in items[at]:
+            inner = getattr(items[at], sequence)
+            if len(inner):
+                found: Dataset = inner[0]
+                return found
+    return None
+
+
 def _read_seg(ds: Dataset, result: Result) -> None:
     frames = np.asarray(ds.pixel_array)
     if frames.ndim == 2:
         frames = frames[None]
-    for index, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
-        source = item.DerivationImageSequence[0].SourceImageSequence[0]
+    for index in range(frames.shape[0]):
+        derivation = _group(ds, index, "DerivationImageSequence")
+        if derivation is None or not derivation.get("SourceImageSequence"):
+            continue
+        source = derivation.SourceImageSequence[0]
         key = (str(source.ReferencedSOPInstanceUID), _frame(source))
-        segment = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        identification = _group(ds, index, "SegmentIdentificationSequence")
+        segment = int(identification.ReferencedSegmentNumber) if identification else 1
         mask = frames[index] > 0
         if not mask.any():
             continue
@@ -127,12 +148,16 @@ def read_result(paths: list[str]) -> Result:
         except (OSError, pydicom.errors.InvalidDicomError):
             continue
         sop_class = str(head.get("SOPClassUID", ""))
-        if sop_class == KOS_CLASS:
-            _read_kos(head, result)
-        elif sop_class == SEG_CLASS:
-            _read_seg(pydicom.dcmread(path), result)
-        elif head.get("Modality") == "SR":
-            _read_sr(head, result)
+        try:
+            if sop_class == KOS_CLASS:
+                _read_kos(head, result)
+            elif sop_class == SEG_CLASS:
+                _read_seg(pydicom.dcmread(path), result)
+            elif head.get("Modality") == "SR":
+                _read_sr(head, result)
+        except (AttributeError, KeyError, IndexError, ValueError) as exc:
+            # an output this reader does not understand costs its preview, not the page
+            log.warning("preview: output %s not read: %s", Path(path).name, type(exc).__name__)
     if not result.keys:
         ranked = sorted(result.mask_area, key=lambda k: -result.mask_area[k])
         result.keys = ranked[:1] + [k for k in result.boxes if k not in ranked[:1]]
