@@ -184,7 +184,7 @@ def demo(
     timeout: Annotated[float, typer.Option(help="seconds to wait for results")] = 300.0,
     keep_running: Annotated[bool | None, typer.Option(
         "--keep-running/--exit", help="keep the node and its console up until Ctrl-C "
-        "(default: when run in a terminal)")] = None,
+        "(default: when run interactively in a terminal)")] = None,
 ) -> None:
     """Start the node on embedded defaults, send sample studies, show what happened, and
     print the operator console's address with a one-time login."""
@@ -192,7 +192,8 @@ def demo(
 
     from infernode.demo import run_demo, wait_for_interrupt
 
-    hold = keep_running if keep_running is not None else sys.stdin.isatty()
+    hold = (keep_running if keep_running is not None
+            else sys.stdin.isatty() and sys.stdout.isatty())
     raise typer.Exit(run_demo(workdir, timeout=timeout, console=console,
                               hold=wait_for_interrupt if hold else None))
 
