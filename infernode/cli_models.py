@@ -163,7 +163,8 @@ def evaluate(
                                            "COCO-style JSON (fracture), or a folder of DICOM "
                                            "cases (--layout dicom-seg / dicom-sr)")
                     ] = "phantoms",
-    layout: Annotated[str, typer.Option(help="phantoms | rsna | nifti (classifiers); nifti | "
+    layout: Annotated[str, typer.Option(help="phantoms | rsna | nifti | history (classifiers; "
+                                             "history: --data is the node's database URL); nifti | "
                                              "dicom-seg (stroke: a folder per case with the "
                                              "diffusion series and a reference SEG); coco | "
                                              "dicom-sr (fracture: a folder per case with "
@@ -339,10 +340,16 @@ def _evaluate_classifier(reg: ModelRegistry, model_id: str, data: str, layout: s
         studies = rsna_dataset(Path(data), _dicom_slice_reader, csv_name, image_dir)
     elif layout == "nifti":
         studies = nifti_dataset(Path(data))
+    elif layout == "history":  # --data: the node's database URL (docs/MONITORING.md)
+        from infernode.cli_monitor import history_cases, history_label_key
+
+        studies = history_cases(data, card)
     else:
         console.print(f"[red]unknown layout {layout!r}")
         raise typer.Exit(2)
     thresholds = {lab.key: lab.threshold for lab in card.labels}
+    if layout == "history":  # the site's labels say positive / negative for the study only
+        thresholds = {k: v for k, v in thresholds.items() if k == history_label_key(card)}
     report = run_eval(pipe, studies, f"{layout}:{data}", thresholds, segmentation=True)
     table = Table("class", "n+/n", "AUC", "sens", "spec", "acc", "F1")
     for key, m in report.per_class.items():

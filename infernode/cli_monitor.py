@@ -4,9 +4,10 @@ validation reference of a model, readers' verdicts (docs/MONITORING.md)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +16,10 @@ from sqlalchemy import Engine
 
 from infernode.settings import ConfigError, Settings, load_settings
 from workers.db import utcnow
+
+if TYPE_CHECKING:
+    from inference.cards import ModelCard
+    from inference.evaluation.datasets import LabelledStudy
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Monitoring: drift, agreement, references, readers' verdicts.")
@@ -206,3 +211,31 @@ def feedback(
     finally:
         engine.dispose()
     console.print(f"recorded: {reader} {'agrees' if agree else 'disagrees'} with {job_id}")
+
+
+def history_label_key(card: ModelCard) -> str:
+    """The card's study-level class the site's labels speak of: `any` when the card has it,
+    else its first label."""
+    keys = [label.key for label in card.labels]
+    return "any" if "any" in keys else keys[0]
+
+
+def history_cases(db_url: str, card: ModelCard, days: int = 365) -> Iterator[LabelledStudy]:
+    """`models evaluate --layout history --data DB_URL`: the node's analysed studies of the
+    card's pipeline from the last `days` days with a final-report label or a reader's
+    verdict, read again from the spool."""
+    from workers.monitoring.history import HistoryCases, history_studies
+
+    engine = _engine(db_url)
+    pipeline = card.task.split("-", 1)[0]
+    now = datetime.now(UTC)
+    tally = HistoryCases()
+    try:
+        yield from history_studies(engine, pipeline, history_label_key(card),
+                                   now - timedelta(days=days), now + timedelta(days=1), tally)
+    finally:
+        engine.dispose()
+        console.print(f"history of {pipeline}: {tally.found} labelled studies read, "
+                      f"{len(tally.skipped)} left out"
+                      + (f" ({', '.join(sorted({why for _, why in tally.skipped}))})"
+                         if tally.skipped else ""))

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, delete, insert, select
 from hl7_fhir.labels import FinalReport, LabelRules, label_report
 from workers.db import jobs
 from workers.monitoring import features as feats
-from workers.monitoring.aggregate import FINISHED, job_facts
+from workers.monitoring.aggregate import FINISHED, JobFact, job_facts
 from workers.monitoring.tables import monitoring_labels, reader_feedback
 
 
@@ -133,6 +133,26 @@ def agreement(engine: Engine, start: datetime, end: datetime,
     """Agreement of the results of jobs finished in [start, end) with their truth, grouped by
     the names in `by` (a subset of GROUPINGS; the others are reported as "*")."""
     keys = set(by)
+    facts, labels, verdicts = _facts_and_truths(engine, start, end)
+    counts: dict[tuple[str, str, str, str], list[int]] = {}
+    for fact in facts:
+        predicted = bool(fact.positive)
+        truth = _truth(fact, labels, verdicts)
+        if truth is None:
+            continue
+        group = (fact.pipeline if "pipeline" in keys else "*",
+                 fact.model_version if "model_version" in keys else "*",
+                 str(fact.features.get("scanner") or "unknown") if "scanner" in keys else "*",
+                 f"{fact.finished_at:%Y-%m}" if "month" in keys else "*")
+        cell = counts.setdefault(group, [0, 0, 0, 0])
+        cell[(0 if truth else 1) if predicted else (2 if truth else 3)] += 1
+    return [Agreement(*group, *cell) for group, cell in sorted(counts.items())]
+
+
+def _facts_and_truths(engine: Engine, start: datetime, end: datetime
+                      ) -> tuple[list[JobFact], dict[tuple[str, str], bool], dict[str, bool]]:
+    """Analysed jobs finished in [start, end), labels by (pipeline, accession key), and
+    readers' verdicts by job id (the latest of each wins)."""
     with engine.connect() as conn:
         facts = [f for f in job_facts(conn, start, end) if f.outcome == "result"]
         labels: dict[tuple[str, str], bool] = {}
@@ -145,18 +165,25 @@ def agreement(engine: Engine, start: datetime, end: datetime,
         for verdict in conn.execute(select(reader_feedback.c.job_id, reader_feedback.c.agree)
                                     .order_by(reader_feedback.c.recorded_at)):
             verdicts[verdict.job_id] = bool(verdict.agree)
-    counts: dict[tuple[str, str, str, str], list[int]] = {}
-    for fact in facts:
+    return facts, labels, verdicts
+
+
+def _truth(fact: JobFact, labels: Mapping[tuple[str, str], bool],
+           verdicts: Mapping[str, bool]) -> bool | None:
+    truth = labels.get((fact.pipeline, str(fact.features.get("accession"))))
+    if truth is None and fact.job_id in verdicts:
         predicted = bool(fact.positive)
-        truth = labels.get((fact.pipeline, str(fact.features.get("accession"))))
-        if truth is None and fact.job_id in verdicts:
-            truth = predicted if verdicts[fact.job_id] else not predicted
-        if truth is None:
-            continue
-        group = (fact.pipeline if "pipeline" in keys else "*",
-                 fact.model_version if "model_version" in keys else "*",
-                 str(fact.features.get("scanner") or "unknown") if "scanner" in keys else "*",
-                 f"{fact.finished_at:%Y-%m}" if "month" in keys else "*")
-        cell = counts.setdefault(group, [0, 0, 0, 0])
-        cell[(0 if truth else 1) if predicted else (2 if truth else 3)] += 1
-    return [Agreement(*group, *cell) for group, cell in sorted(counts.items())]
+        truth = predicted if verdicts[fact.job_id] else not predicted
+    return truth
+
+
+def labelled_jobs(engine: Engine, pipeline: str, start: datetime, end: datetime
+                  ) -> list[tuple[JobFact, bool]]:
+    """The analysed jobs of `pipeline` finished in [start, end) that have a truth, with it."""
+    facts, labels, verdicts = _facts_and_truths(engine, start, end)
+    out = []
+    for fact in facts:
+        truth = _truth(fact, labels, verdicts) if fact.pipeline == pipeline else None
+        if truth is not None:
+            out.append((fact, truth))
+    return out
