@@ -179,7 +179,11 @@ def evaluate(
     image_dir: Annotated[str, typer.Option(help="RSNA image folder")] = "stage_2_train",
     out_json: Annotated[Path | None, typer.Option("--json", help="write the report")] = None,
     write_card: Annotated[bool, typer.Option(help="store the figures as the card's metrics "
-                                                  "(stroke)")] = False,
+                                                  "(stroke), or as its explainability "
+                                                  "block (--gradcam)")] = False,
+    gradcam: Annotated[bool, typer.Option(
+        "--gradcam", help="ICH: how faithful the Grad-CAM maps are (share of maps whose peak "
+                          "falls inside the lesion) on held-out phantoms")] = False,
     body_part: Annotated[str | None, typer.Option(help="fracture: body part of images that "
                                                        "do not say (COCO default: the card's "
                                                        "first; DICOM: none, such an image is "
@@ -199,7 +203,14 @@ def evaluate(
     except InferenceError as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(1) from exc
-    if card.task == "fracture-detection":
+    if gradcam:
+        report = _evaluate_gradcam(reg, model_id, n, seed, family)
+        if write_card:
+            from inference.cards import write_card as save_card
+
+            save_card(card.model_copy(update={"explainability": {"gradcam": report}}),
+                      reg.directory(model_id))
+    elif card.task == "fracture-detection":
         report = _evaluate_fracture(reg, model_id, data, n, seed, family, body_part, layout)
     elif card.task == "stroke-segmentation":
         report = _evaluate_stroke(reg, model_id, data, n, seed, family, layout)
@@ -309,6 +320,32 @@ def _evaluate_stroke(reg: ModelRegistry, model_id: str, data: str, n: int, seed:
     ge1 = report["lesions_ge_1ml"]
     console.print(f"{report['n_cases']} cases; lesions >= 1 mL: {ge1['n']}, median |volume "
                   f"error| {ge1['median_abs_volume_error_pct']}%, within 5%: {ge1['within_5pct']}")
+    return report
+
+
+def _evaluate_gradcam(reg: ModelRegistry, model_id: str, n: int, seed: int,
+                      family: str) -> dict[str, Any]:
+    """Grad-CAM peak-in-lesion figures of an ICH model on `n` phantoms of `family`."""
+    from inference.evaluation.datasets import family_dataset
+    from inference.explain.faithfulness import gradcam_faithfulness
+
+    pipe = reg.get(model_id)
+    if pipe.card.explain is None:
+        console.print(f"[red]model {model_id!r} has no Grad-CAM layer (card: explain)")
+        raise typer.Exit(2)
+    result = gradcam_faithfulness(pipe, family_dataset(n, seed, family))
+    report = {**result.as_dict(), "layer": pipe.card.explain.target_layer,
+              "dataset": f"phantoms: {family} family, seed {seed}, {n} studies",
+              "model_version": pipe.card.version,
+              "weights_sha256": pipe.card.weights_sha256,
+              "command": f"infernode models evaluate {model_id} --gradcam --n {n} "
+                         f"--seed {seed} --family {family}"}
+    peak = report["peak_in_lesion"]
+    console.print(f"Grad-CAM peak in lesion (within {result.tolerance_mm:g} mm): "
+                  f"{peak['hits']}/{peak['n']} = {peak['rate']} {peak['ci95']}; strictly "
+                  f"inside: {report['peak_in_lesion_strict']['rate']}; chance "
+                  f"{report['chance_rate']}; maps of absent classes: "
+                  f"{report['false_positive_maps']}")
     return report
 
 
