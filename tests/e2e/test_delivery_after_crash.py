@@ -79,8 +79,10 @@ def test_results_survive_a_crash_while_the_pacs_is_down(tmp_path):
         assert failed
         os.kill(node.pid, signal.SIGKILL)
         node.wait()
-        outputs = _rows(db, "SELECT uid FROM outputs WHERE kind = 'dicom'")
-        assert len(outputs) == 3  # SEG + SR + KOS of the haemorrhage study
+        outputs = _rows(db, "SELECT uid, kind FROM outputs WHERE kind LIKE 'dicom%'")
+        # SEG + SR + KOS of the haemorrhage study, its overlay series and its GSPS
+        assert sorted(k for _, k in outputs).count("dicom") == 3
+        assert {k for _, k in outputs} == {"dicom", "dicom-overlay", "dicom-gsps"}
         with running_orthanc(tmp_path / "orthanc", extra={"DicomPort": pacs_port}) as pacs:
             node = _start(config, log)
             def all_delivered() -> bool:
@@ -88,7 +90,7 @@ def test_results_survive_a_crash_while_the_pacs_is_down(tmp_path):
                 return len(states) == len(outputs) and set(states) == {"delivered"}
 
             _wait("delivery after the restart", all_delivered, 120, log)
-            for (uid,) in outputs:
+            for uid, _ in outputs:
                 assert pacs.find_instance(uid) is not None
             assert len(pacs.instances()) == len(outputs)  # each exactly once
             [study] = pacs.get("/studies?expand")

@@ -108,7 +108,9 @@ def test_results_join_the_source_study_in_the_pacs_and_validate(roundtrip: Round
     # and Study Instance UID: Orthanc keys its study on both)
     assert "CT" in found and "SR" in found, sorted(found)
     assert ("KO" in found) is sample.critical, sorted(found)
-    assert set(found) <= {"CT", "SR", "KO", "SEG"}, sorted(found)
+    # the overlay series (OT) and the GSPS (PR) come with a positive result only
+    assert set(found) <= {"CT", "SR", "KO", "SEG", "OT", "PR"}, sorted(found)
+    assert ("PR" in found) is sample.critical, sorted(found)
     assert len(found["SR"]) == 1
     for modality in sorted(set(found) - {"CT"}):
         for path in found[modality]:

@@ -38,7 +38,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_node.encode import codes as dcodes
-from dicom_node.encode.types import AlgorithmInfo
+from dicom_node.encode.types import AlgorithmInfo, Finding
 from dicom_node.errors import PermanentError as DicomPermanentError
 from dicom_node.radiograph import (
     RadiographImage,
@@ -59,6 +59,7 @@ from workers.monitoring import features as monitoring
 from workers.pipelines import mapping
 from workers.pipelines.definition import PipelineDefinition
 from workers.pipelines.report import NodeFacts, Reporter, ReportSpec, Summary
+from workers.pipelines.views import write_views
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class StudyPipeline:
         self.registry = ModelRegistry(paths, device=device,
                                       warmup=bool(options.get("warmup", True)))
         self.predict_options = dict(options.get("predict", {}))
+        self.views = bool(options.get("views", True))  # overlay series and GSPS
         self.model_id = str(options.get("model", definition.default_model))
         try:
             self.model = self.registry.get(self.model_id)
@@ -142,6 +144,7 @@ class StudyPipeline:
         fhir = mapping.fhir_findings(prediction, d.finding_site, self.critical)
         outputs = self.reporter.write(context, sources, findings, fhir,
                                       d.conclusion(prediction, self.wording))
+        outputs += self._views(context, sources, findings, files, headers, prediction)
         positive = list(prediction.positive)
         summary.update({"series": primary.series_instance_uid, "positive": ",".join(positive),
                         "slices": int(primary.voxels.shape[0])})
@@ -192,6 +195,7 @@ class StudyPipeline:
         fhir = mapping.fhir_detection_findings(prediction, facts, d.finding_site, self.critical)
         outputs = self.reporter.write(context, sources, findings, fhir,
                                       d.conclusion(prediction, self.wording))
+        outputs += self._views(context, sources, findings, files, headers, prediction)
         summary.update({"images": len(images), "detections": len(prediction.detections),
                         "positive": ",".join(prediction.positive)})
         summary[monitoring.MONITORING_KEY] = monitoring.encode(monitoring.input_features(
@@ -237,6 +241,16 @@ class StudyPipeline:
         # inference's errors subclass the common failure bases: the job layer classifies them
         # (transient: retried; permanent: a not-analysed report with the card's reason code)
         return self.model.predict_input(study, explain=True, **options)
+
+    def _views(self, context: JobContext, sources: Sequence[Dataset],
+               findings: Sequence[Finding], files: Sequence[str],
+               headers: Sequence[Dataset], prediction: Prediction) -> tuple[Any, ...]:
+        """The overlay series and GSPS of a positive result (option `views`, default on)."""
+        if not self.views:
+            return ()
+        paths = {str(h.get("SOPInstanceUID", "")): f for f, h in zip(files, headers, strict=True)}
+        return write_views(self.reporter, self._algorithm(), context, sources, findings, paths,
+                           prediction)
 
     def _algorithm(self) -> AlgorithmInfo:
         card = self.registry.card(self.model_id)

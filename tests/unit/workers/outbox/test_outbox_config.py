@@ -34,7 +34,8 @@ def test_destinations_are_typed_with_default_kinds_and_pipeline_filters() -> Non
         {"type": "facade"},
     ]})
     kinds = {d.name: d.effective_kinds() for d in cfg.destinations}
-    assert kinds == {"pacs": ("dicom",), "stow": ("dicom",), "fhir": ("fhir-bundle",),
+    dicom = ("dicom", "dicom-overlay", "dicom-gsps")  # SEG/SR/KOS, overlay series, GSPS
+    assert kinds == {"pacs": dicom, "stow": dicom, "fhir": ("fhir-bundle",),
                      "mllp": ("hl7-oru",), "webhook": ("priority-signal",),
                      "fhir-task": ("priority-signal",), "facade": ("fhir-bundle",)}
     pacs, webhook = cfg.destination("pacs"), cfg.destination("webhook")
