@@ -66,6 +66,9 @@ class ModelPipelineSpec(_Spec):
         default=None, gt=0, description="stroke: a core at or above this volume (mL) is worded "
         "as a large core (default 70)")
     warmup: bool | None = Field(default=None, description="one forward pass when loaded")
+    views: bool | None = Field(
+        default=None, description="write the overlay series and the GSPS of a positive result "
+        "(default true; docs/OVERLAYS.md)")
     predict: dict[str, Any] | None = Field(
         default=None, description="extra keyword arguments for the model (e.g. n_models)")
 
