@@ -4,8 +4,8 @@ Three sources would otherwise put patient data into log lines:
 
 - pydicom's warnings and its logger quote the raw values they could not parse (a malformed
   PatientBirthDate, a PatientName in a bad character set). Their records are summarised: the
-  text before the first colon with quoted parts removed, plus any tags and VRs named; never a
-  value.
+  text before the first colon with quoted parts removed and only the message's own words kept,
+  plus any tags and VRs named; never a value.
 - SQLAlchemy at INFO prints statements and parameters (patient IDs, accession numbers). Its
   loggers are held at WARNING and lower records are dropped whatever a handler allows; the
   engines also hide parameters (`workers.db.make_engine`).
@@ -25,6 +25,8 @@ import re
 import traceback
 from types import TracebackType
 from typing import Any
+
+from pydicom.datadict import keyword_dict
 
 from common.errors import NodeError
 
@@ -55,15 +57,34 @@ def summarise(message: str) -> str:
     vrs = sorted(set(_VR.findall(message)))
     head = _QUOTED.sub("…", message).split(":", 1)[0]
     head = _TAG.sub("", _KEEP.sub("", head))
-    # an unquoted value could still sit in the words: keep only words without digits, and at
-    # most twelve of them
-    words = [w for w in head.split() if not any(c.isdigit() for c in w)][:12]
+    # an unquoted value could still sit in the words: only the message's own vocabulary stays
+    # (its first word, lowercase words, VR codes, DICOM keywords, a few technical terms)
+    tokens = head.split()
+    words = [w if index == 0 and w.isalpha() or _ordinary(w) else "…"
+             for index, w in enumerate(tokens)][:16]
     parts = [f"pydicom {category or 'message'}: {' '.join(words)}".rstrip()]
     if tags:
         parts.append("tags " + " ".join(tags))
     if vrs:
         parts.append("VR " + " ".join(vrs))
     return "; ".join(parts) + " (values withheld)"
+
+
+_VRS = frozenset(
+    "AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN "
+    "UR US UT UV".split())
+_TERMS = frozenset({"VR", "UID", "DICOM", "ISO_IR", "JPEG", "RLE", "-", "(", ")", ",", "."})
+
+
+def _ordinary(word: str) -> bool:
+    """A word a pydicom message is made of, not a value: lowercase letters (with trailing
+    punctuation), a VR code, a DICOM keyword, or one of a few technical terms."""
+    bare = word.strip(".,()")
+    if not bare:
+        return True
+    if bare.isalpha() and bare.islower():
+        return True
+    return bare in _VRS or bare in _TERMS or keyword_dict.get(bare) is not None
 
 
 def scrubbed_traceback(exc_info: tuple[type[BaseException], BaseException,
