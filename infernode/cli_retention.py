@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from dicom_node import retention as spool_retention
 from dicom_node.spool import Spool
+from infernode.audit import AuditEvent, AuditLog, Category
 from workers import retention as work_retention
 from workers.config import RetentionConfig
 
@@ -81,6 +82,7 @@ class Retention:
         self.output_dir = Path(output_dir)
         self.metrics = metrics
         self.watch = watch
+        self.audit = AuditLog(engine)
 
     def run(self, now: datetime, *, dry_run: bool = False) -> RetentionReport:
         """One pass at `now`: judges every complete live study old enough to be due under the
@@ -121,6 +123,11 @@ class Retention:
         report.bytes += gone.bytes + size
         log.info("retention deleted study=%s spool_files=%d output_files=%d bytes=%d",
                  candidate.study_instance_uid, gone.files, files, gone.bytes + size)
+        self.audit.record(AuditEvent(
+            Category.INSTANCES, "deleted_by_retention", actor="retention",
+            subject=candidate.study_instance_uid, at=now,
+            detail={"spool_files": gone.files, "output_files": files,
+                    "bytes": gone.bytes + size, "tombstoned": gone.tombstoned}))
         if self.metrics is not None:
             self.metrics.studies.inc(int(gone.tombstoned))
             self.metrics.files.labels(kind="spool").inc(gone.files)
@@ -142,11 +149,19 @@ class Retention:
                 self.metrics.orphans.labels(kind=kind).inc(count)
 
     def loop(self, stop: threading.Event, clock: Callable[[], datetime]) -> None:
-        """Runs a pass every `policy.interval_s` until `stop` is set; a failing pass is logged
-        (without values) and the next one tries again."""
-        while not stop.wait(self.policy.interval_s):
+        """Runs a pass every `policy.interval_s` until `stop` is set, and checks the spool's
+        free space every minute in between; a failing pass is logged (without values) and the
+        next one tries again."""
+        tick = min(60.0, self.policy.interval_s)
+        due = clock() + timedelta(seconds=self.policy.interval_s)
+        while not stop.wait(tick):
+            now = clock()
             try:
-                self.run(clock())
+                if now >= due:
+                    due = now + timedelta(seconds=self.policy.interval_s)
+                    self.run(now)
+                elif self.watch is not None:
+                    self.watch.check()
             except Exception as exc:  # noqa: BLE001 - a DB or disk blip must not end the loop
                 log.error("retention pass failed: %s", type(exc).__name__)
 

@@ -21,6 +21,7 @@ from dicom_node.index.store import IndexStore, Receipt
 from dicom_node.index.tables import instances, series, studies
 from dicom_node.retention import SpoolWatch, is_tombstoned
 from dicom_node.spool import Spool
+from infernode.audit import AuditLog
 from infernode.cli_retention import Retention, RetentionMetrics
 from infernode.db import create_engine, migrate
 from workers.config import RetentionConfig, WorkersConfig
@@ -189,6 +190,10 @@ def test_studies_go_n_days_after_their_work_ended_dead_letters_stay(world):
     assert _count(world.engine, instances, done) == 0 == _count(world.engine, series, done)
     assert _count(world.engine, studies, done) == 1 and is_tombstoned(world.engine, done)
     assert _count(world.engine, outputs, done) == 1  # the UIDs stay: re-runs stay idempotent
+    (audited,) = AuditLog(world.engine).query(actor="retention")
+    assert (audited.action, audited.subject) == ("deleted_by_retention", done)
+    assert audited.detail == {"spool_files": 10, "output_files": 1, "bytes": report.bytes,
+                              "tombstoned": True}
     # the dead letters keep their images and outputs, however long an operator takes
     world.clock.now += 365 * DAY
     report = retention.run(world.clock())
@@ -301,3 +306,31 @@ def test_cli_dry_run_lists_and_deletes_nothing(tmp_path):
     result = CliRunner().invoke(app, ["retention", "run", "-c", str(config)])
     assert result.exit_code == 0, result.output
     assert not any(p.exists() for p in files)
+
+
+def test_the_loop_runs_passes_on_its_interval_until_stopped(tmp_path):
+    import threading
+
+    from tests.support.waiting import wait_until
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate(engine)
+    world = World(engine, tmp_path)
+    orphan = world.spool.root / ".tmp" / "left.part"
+    orphan.write_bytes(b"x")
+    old = (datetime.now(UTC) - timedelta(hours=2)).timestamp()
+    os.utime(orphan, (old, old))
+    registry = CollectorRegistry()
+    retention = world.retention(RetentionConfig(interval_s=0.2, orphan_grace_s=3600), registry)
+    stop = threading.Event()
+    thread = threading.Thread(target=retention.loop, args=(stop, lambda: datetime.now(UTC)))
+    thread.start()
+    try:
+        wait_until(lambda: not orphan.exists(), 30, "a pass of the loop to sweep the orphan")
+        wait_until(lambda: registry.get_sample_value(
+            "infernode_retention_last_run_timestamp_seconds"), 30, "the pass to be recorded")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    engine.dispose()
