@@ -21,6 +21,7 @@ from dicom_node.retention import SpoolWatch
 from dicom_node.scp.server import DicomServer
 from dicom_node.scp.storage import StorageSCP
 from dicom_node.spool import Spool
+from infernode.audit_hooks import NodeAudit
 from infernode.cli_retention import Retention, RetentionMetrics
 from infernode.console.switches import apply_switches
 from infernode.db import create_engine, migrate
@@ -64,6 +65,7 @@ class Node:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     web_server: object | None = None
+    audit: NodeAudit | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Node:
@@ -95,8 +97,10 @@ class Node:
             spool, index, quiet_period=quiet_period, clock=utc_now, metrics=metrics,
             max_inflated_bytes=settings.dicom.max_inflated_bytes,
         )
-        storage = StorageSCP(ingestor)
-        server = DicomServer(settings.dicom, storage, metrics=metrics)
+        audit = NodeAudit(engine, registry, settings)
+        storage = StorageSCP(ingestor, on_stored=audit.associations.on_stored)
+        server = DicomServer(settings.dicom, storage, metrics=metrics,
+                             on_association=audit.associations.on_association)
 
         def dispatch(event: StudyReady) -> None:
             log.info(
@@ -121,6 +125,7 @@ class Node:
                 embedded.wake()
 
         handlers.append(submit)
+        handlers.append(audit.on_study_ready)
         register_metrics(registry, engine)
         references = load_references(settings.inference.model_paths)
         monitoring = MonitoringService(engine, settings.monitoring,
@@ -146,11 +151,14 @@ class Node:
             embedded=embedded,
             reconciler=Reconciler(engine, wcfg, transport),
             delivery=delivery,
+            audit=audit,
             retention=retention,
             monitoring=monitoring,
         )
 
     def start(self) -> None:
+        if self.audit is not None:
+            self.audit.start(self._stop)
         self.spool.prepare()
         # Before the listener accepts: index spool files whose rows a crash or power loss took.
         recover_unindexed(self.ingestor)
@@ -197,4 +205,6 @@ class Node:
             stop_web(self.web_server)
         for thread in self._threads:
             thread.join(timeout=10)
+        if self.audit is not None:
+            self.audit.stop()
         self.engine.dispose()

@@ -81,6 +81,42 @@ class HealthConfig(BaseModel):
         default=2.0, gt=0, description="how long the broker and worker probes may wait")
 
 
+class SyslogConfig(BaseModel):
+    """The audit repository: DICOM PS3.15 A.5 audit messages over syslog (RFC 5424), TCP with
+    octet counting (RFC 6587), TLS (RFC 5425) when `tls`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str
+    port: int = Field(default=6514, ge=1, le=65535)
+    tls: bool = True
+    ca_file: Path | None = Field(default=None, description="CA of the repository's certificate "
+                                 "(default: the system's trust store)")
+    cert_file: Path | None = Field(default=None, description="client certificate, if required")
+    key_file: Path | None = None
+    app_name: str = "infernode"
+    enterprise_site_id: str | None = Field(
+        default=None, description="AuditEnterpriseSiteID of the messages (the hospital)")
+    batch: int = Field(default=100, ge=1)
+    poll_s: float = Field(default=2.0, gt=0, description="how often new events are looked for")
+    retry_max_s: float = Field(default=300.0, gt=0,
+                               description="longest wait between tries while it is down")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class AuditConfig(BaseModel):
+    """The audit trail (docs/OPERATIONS.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue_size: int = Field(default=10000, ge=100,
+                            description="events waiting to be written, at most")
+    poll_s: float = Field(default=2.0, gt=0,
+                          description="how often ended jobs and deliveries are looked for")
+    syslog: SyslogConfig | None = Field(
+        default=None, description="export to an audit repository; none: kept in the table only")
+
+
 class Settings(BaseSettings):
     """Everything configurable, by section."""
 
@@ -98,6 +134,7 @@ class Settings(BaseSettings):
     reporting: ReportingConfig = ReportingConfig()
     console: ConsoleConfig = ConsoleConfig()
     health: HealthConfig = HealthConfig()
+    audit: AuditConfig = AuditConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
 
     @classmethod

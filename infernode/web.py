@@ -35,7 +35,9 @@ def create_app(node: Node) -> FastAPI:
 
     from hl7_fhir.facade import create_facade_router
 
-    app.include_router(create_facade_router(node.engine, node.settings.web.fhir_tokens))
+    app.include_router(create_facade_router(
+        node.engine, node.settings.web.fhir_tokens,
+        on_access=node.audit.on_fhir_access if node.audit is not None else None))
     if node.settings.web.stow_tokens:
         from dicom_node.dicomweb.stow_server import StowService, create_stow_router
 

@@ -9,6 +9,7 @@ separately (`scp.guard`), so they never count against established ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, cast
@@ -51,6 +52,36 @@ class Refusal:
     label: str
 
 
+@dataclass(frozen=True)
+class AssociationEvent:
+    """What the listener saw of an association, for an audit trail. `kind`: accepted,
+    rejected, released, aborted or closed (the connection ended: always the last);
+    `association`: an id shared by the events of one association; `reason`: the refusal
+    label of a rejection."""
+
+    kind: str
+    association: int
+    calling_ae: str
+    called_ae: str
+    address: str
+    reason: str | None = None
+
+
+AssociationObserver = Callable[[AssociationEvent], None]
+"""Called on the association's threads: it must return at once and never raise."""
+
+
+def association_event(assoc: Association, kind: str, reason: str | None = None,
+                      calling_ae: str | None = None) -> AssociationEvent:
+    info = assoc.requestor.address_info
+    return AssociationEvent(
+        kind=kind, association=id(assoc),
+        calling_ae=(calling_ae if calling_ae is not None
+                    else str(assoc.requestor.ae_title)).strip(),
+        called_ae=str(assoc.acceptor.ae_title).strip(),
+        address=info.address if info is not None else "", reason=reason)
+
+
 class AccessPolicy:
     """Decides, from the configuration, whether a peer may associate."""
 
@@ -81,12 +112,13 @@ class _ControlledACSE(ACSE):
 
     def __init__(
         self, assoc: Association, policy: AccessPolicy, metrics: IngestMetrics | None,
-        guard: ConnectionGuard | None,
+        guard: ConnectionGuard | None, observer: AssociationObserver | None = None,
     ) -> None:
         super().__init__(assoc)
         self._policy = policy
         self._metrics = metrics
         self._guard = guard
+        self._observer = observer
 
     def _negotiate_as_acceptor(self) -> None:
         if self._guard is not None:
@@ -119,6 +151,9 @@ class _ControlledACSE(ACSE):
                 reason: RejectReason, label: str) -> None:
         if self._metrics is not None:
             self._metrics.rejections.labels(reason=label).inc()
+        if self._observer is not None:
+            self._observer(association_event(self.assoc, "rejected", label,
+                                             calling_ae=str(request.calling_ae_title)))
         self.requestor.ae_title = request.calling_ae_title
         self.send_reject(result, source, reason)
         evt.trigger(self.assoc, evt.EVT_REJECTED, {})
@@ -127,15 +162,29 @@ class _ControlledACSE(ACSE):
 
 def install_access_control(
     policy: AccessPolicy, metrics: IngestMetrics | None, guard: ConnectionGuard | None = None,
+    observer: AssociationObserver | None = None,
 ) -> list[tuple[Any, Any]]:
     """Handlers that put the policy, the association limit and the connection bounds
-    (`scp.guard`) in front of each new connection, and release its pending slot on close."""
+    (`scp.guard`) in front of each new connection, and release its pending slot on close;
+    with `observer`, each association's acceptance, rejection, release, abort and close are
+    reported to it."""
 
     def on_open(event: evt.Event) -> None:
-        event.assoc.acse = _ControlledACSE(event.assoc, policy, metrics, guard)
+        event.assoc.acse = _ControlledACSE(event.assoc, policy, metrics, guard, observer)
         bound_connection(event.assoc, policy.config, guard)
 
     handlers: list[tuple[Any, Any]] = [(evt.EVT_CONN_OPEN, on_open)]
     if guard is not None:
         handlers.append((evt.EVT_CONN_CLOSE, lambda event: guard.settle(event.assoc)))
+    if observer is not None:
+        for event_type, kind in ((evt.EVT_ACCEPTED, "accepted"), (evt.EVT_RELEASED, "released"),
+                                 (evt.EVT_ABORTED, "aborted"), (evt.EVT_CONN_CLOSE, "closed")):
+            handlers.append((event_type, _reporter(observer, kind)))
     return handlers
+
+
+def _reporter(observer: AssociationObserver, kind: str) -> Callable[[evt.Event], None]:
+    def report(event: evt.Event) -> None:
+        observer(association_event(event.assoc, kind))
+
+    return report

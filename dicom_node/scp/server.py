@@ -21,7 +21,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import DicomNodeConfig, TlsConfig
 from dicom_node.metrics import IngestMetrics
-from dicom_node.scp.access import AccessPolicy, install_access_control
+from dicom_node.scp.access import AccessPolicy, AssociationObserver, install_access_control
 from dicom_node.scp.guard import ConnectionGuard, GuardedServer
 from dicom_node.scp.storage import StorageSCP
 from dicom_node.scp.verification import VerificationSCP
@@ -103,11 +103,15 @@ class DicomServer:
         storage: StorageSCP,
         *,
         metrics: IngestMetrics | None = None,
+        on_association: AssociationObserver | None = None,
     ) -> None:
+        """`on_association` is told of each association's acceptance, rejection, release,
+        abort and close (an audit trail's observer; it must return at once)."""
         self.config = config
         self.storage = storage
         self.verification = VerificationSCP()
         self.metrics = metrics
+        self.on_association = on_association
         self._server: ThreadedAssociationServer | None = None
         self._ae: AE | None = None
 
@@ -135,7 +139,8 @@ class DicomServer:
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self.verification.handle_echo),
             (evt.EVT_C_STORE, self.storage.handle_store),
-            *install_access_control(AccessPolicy(self.config), self.metrics, guard),
+            *install_access_control(AccessPolicy(self.config), self.metrics, guard,
+                                    self.on_association),
         ]
         ae = self.build_ae()
         if self.metrics is not None:

@@ -8,8 +8,10 @@ otherwise. Errors are OperationOutcome resources; searchsets are Bundles.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +40,33 @@ def outcome(status: int, code: str, text: str, **headers: str) -> JSONResponse:
     return _respond(body, status, **headers)
 
 
+@dataclass(frozen=True)
+class FacadeAccess:
+    """One request to a protected facade path, for an audit trail. `identity` names the
+    token without revealing it (`token:` + 12 hex digits of its SHA-256; `anonymous` without
+    one; `unknown:`... for a token that is not accepted); `patient` is the patient reference
+    the request concerned, when it says one."""
+
+    identity: str
+    interaction: str
+    resource_type: str
+    resource_id: str | None
+    query: str
+    patient: str | None
+    status: int
+    address: str | None
+
+
+AccessObserver = Callable[[FacadeAccess], None]
+
+
+def _identity(request: Request) -> str:
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return "anonymous"
+    return "token:" + hashlib.sha256(credential.strip().encode()).hexdigest()[:12]
+
+
 def _authorized(request: Request, tokens: tuple[bytes, ...]) -> bool:
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credential:
@@ -46,6 +75,21 @@ def _authorized(request: Request, tokens: tuple[bytes, ...]) -> bool:
     # Compare with every token, without stopping early, so timing does not tell which matched.
     matches = [hmac.compare_digest(given, token) for token in tokens]
     return any(matches)
+
+
+def _patient(resource_type: str, resource_id: str | None, params: Iterable[tuple[str, str]],
+             resource: dict[str, Any] | None) -> str | None:
+    if resource_type == "Patient" and resource_id:
+        return f"Patient/{resource_id}"
+    if resource is not None:
+        reference = resource.get("subject", {}).get("reference")
+        return str(reference) if reference else None
+    for key, value in params:
+        if key in ("patient", "subject") and value:
+            return value if "/" in value else f"Patient/{value}"
+        if key == "_id" and resource_type == "Patient" and value:
+            return f"Patient/{value}"
+    return None
 
 
 def _searchset(request: Request, rtype: str, result: SearchResult) -> dict[str, Any]:
@@ -73,13 +117,31 @@ def _searchset(request: Request, rtype: str, result: SearchResult) -> dict[str, 
 
 
 def create_facade_router(
-    engine: Engine, tokens: Iterable[str], *, prefix: str = "/fhir"
+    engine: Engine, tokens: Iterable[str], *, prefix: str = "/fhir",
+    on_access: AccessObserver | None = None,
 ) -> APIRouter:
     """Build the facade router over the store in `engine` (tables from `store.metadata`).
 
     `tokens` are the accepted bearer tokens; with none, every protected request gets 401.
+    `on_access` is told of every read and search, refused ones included (an audit trail).
     """
     accepted = tuple(t.encode() for t in tokens if t)
+
+    def observed(request: Request, answer: JSONResponse, resource_type: str,
+                 resource_id: str | None, resource: dict[str, Any] | None = None) -> JSONResponse:
+        if on_access is not None:
+            identity = _identity(request)
+            if answer.status_code == 401 and identity != "anonymous":
+                identity = "unknown:" + identity.split(":", 1)[1]
+            params = request.query_params.multi_items()
+            on_access(FacadeAccess(
+                identity=identity, interaction="read" if resource_id else "search",
+                resource_type=resource_type, resource_id=resource_id,
+                query=str(request.query_params),
+                patient=_patient(resource_type, resource_id, params, resource),
+                status=answer.status_code,
+                address=request.client.host if request.client else None))
+        return answer
     router = APIRouter(prefix=prefix, tags=["fhir"])
     published = datetime.now(UTC)
 
@@ -94,6 +156,9 @@ def create_facade_router(
 
     @router.get("/{resource_type}", name="fhir_search")
     def search_type(resource_type: str, request: Request) -> JSONResponse:
+        return observed(request, _search_type(resource_type, request), resource_type, None)
+
+    def _search_type(resource_type: str, request: Request) -> JSONResponse:
         if not _authorized(request, accepted):
             return unauthorized()
         if resource_type not in SEARCH_PARAMS:
@@ -107,13 +172,18 @@ def create_facade_router(
     @router.get("/{resource_type}/{resource_id}", name="fhir_read")
     def read(resource_type: str, resource_id: str, request: Request) -> JSONResponse:
         if not _authorized(request, accepted):
-            return unauthorized()
+            return observed(request, unauthorized(), resource_type, resource_id)
         if resource_type not in SEARCH_PARAMS:
-            return outcome(404, "not-supported", f"resource type {resource_type} is not served")
+            return observed(request, outcome(
+                404, "not-supported", f"resource type {resource_type} is not served"),
+                resource_type, resource_id)
         resource = get_resource(engine, resource_type, resource_id)
         if resource is None:
-            return outcome(404, "not-found", f"{resource_type}/{resource_id} is not known")
+            return observed(request, outcome(
+                404, "not-found", f"{resource_type}/{resource_id} is not known"),
+                resource_type, resource_id)
         version = resource.get("meta", {}).get("versionId", "1")
-        return _respond(resource, ETag=f'W/"{version}"')
+        return observed(request, _respond(resource, ETag=f'W/"{version}"'), resource_type,
+                        resource_id, resource)
 
     return router

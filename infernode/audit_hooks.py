@@ -1,0 +1,380 @@
+"""Feeding the audit trail from every hop without slowing any of them.
+
+`AuditRecorder` takes events from any thread into a bounded queue; one writer thread stores
+them in batches. The hops report to it: the DICOM listener (associations accepted, rejected,
+and the instances each one stored, reported once when it ends), study routing, the FHIR
+facade's reads, the configuration loaded. Job runs and deliveries happen in other processes
+(Celery workers) as well as this one, so `OutcomeTail` reads their end states from the
+database instead of hooking the workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from dicom_node.events import InstanceStored, StudyReady
+from dicom_node.scp.access import AssociationEvent
+from hl7_fhir.facade.router import FacadeAccess
+from infernode.audit import AuditEvent, AuditLog, Category, Outcome, audit_events
+from infernode.audit_export import AuditExporter
+from infernode.settings import Settings
+from workers.db import as_utc, jobs, utcnow
+from workers.messages import JobState
+from workers.outbox.tables import DEAD, DELIVERED, deliveries, outputs
+
+log = logging.getLogger(__name__)
+
+
+class AuditMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.queued = Gauge("infernode_audit_queue_depth",
+                            "Audit events waiting to be written", registry=registry)
+        self.written = Counter("infernode_audit_events_written",
+                               "Audit events written to the audit table", registry=registry)
+        self.lost = Counter("infernode_audit_events_lost",
+                            "Audit events that could not be written (queue full at its limit, "
+                            "or the database down at shutdown)", registry=registry)
+
+
+class AuditRecorder:
+    """A bounded queue and one writer thread. `submit` never blocks the caller for longer
+    than `put_timeout_s` (only when the queue is full); the writer retries a failed batch
+    until it is stored, and `stop` drains the queue before returning. An event that cannot be
+    stored is logged and counted (`infernode_audit_events_lost_total`), never dropped in
+    silence."""
+
+    def __init__(self, log_: AuditLog, metrics: AuditMetrics, *, capacity: int = 10000,
+                 batch: int = 200, put_timeout_s: float = 1.0) -> None:
+        self._log = log_
+        self._metrics = metrics
+        self._queue: queue.Queue[AuditEvent] = queue.Queue(capacity)
+        self._batch = batch
+        self._put_timeout_s = put_timeout_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        metrics.queued.set_function(self._queue.qsize)
+
+    def submit(self, event: AuditEvent) -> None:
+        try:
+            self._queue.put(event, timeout=self._put_timeout_s)
+        except queue.Full:
+            self._metrics.lost.inc()
+            log.error("audit queue full: an event of category %s was not recorded",
+                      event.category)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Writes what is queued (within `timeout`), then stops the writer."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        left = self._queue.qsize()
+        if left:
+            self._metrics.lost.inc(left)
+            log.error("audit writer stopped with %d events not written", left)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Waits until every event submitted so far is written; False after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _run(self) -> None:
+        backoff = 0.5
+        pending: list[AuditEvent] = []
+        while True:
+            if not pending:
+                try:
+                    pending.append(self._queue.get(timeout=0.2))
+                except queue.Empty:
+                    if self._stop.is_set():
+                        return
+                    continue
+                while len(pending) < self._batch:
+                    try:
+                        pending.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+            try:
+                self._log.record_many(pending)
+            except SQLAlchemyError as exc:
+                if self._stop.is_set() and backoff > 4:
+                    self._give_up(pending, exc)
+                    return
+                log.warning("audit write failed (%s), retrying", type(exc).__name__)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            self._metrics.written.inc(len(pending))
+            for _ in pending:
+                self._queue.task_done()
+            pending, backoff = [], 0.5
+
+    def _give_up(self, pending: Sequence[AuditEvent], exc: Exception) -> None:
+        lost = len(pending) + self._queue.qsize()
+        self._metrics.lost.inc(lost)
+        log.error("audit writer stopping with the database unavailable (%s): %d events lost",
+                  type(exc).__name__, lost)
+
+
+@dataclass
+class _Received:
+    calling_ae: str
+    address: str
+    studies: dict[str, list[str]] = field(default_factory=dict)
+    duplicates: int = 0
+
+
+class AssociationAudit:
+    """Turns the listener's association events and stored instances into audit events: one
+    per acceptance or rejection, and one per association that stored anything, when it ends
+    (its study UIDs with their SOP Instance UIDs and count), not one per instance."""
+
+    def __init__(self, submit: Callable[[AuditEvent], None], node_ae: str) -> None:
+        self._submit = submit
+        self._node_ae = node_ae
+        self._lock = threading.Lock()
+        self._open: dict[int, _Received] = {}
+
+    def on_association(self, event: AssociationEvent) -> None:
+        if event.kind in ("accepted", "rejected"):
+            self._submit(AuditEvent(
+                Category.ASSOCIATION, event.kind,
+                Outcome.SUCCESS if event.kind == "accepted" else Outcome.FAILURE,
+                actor=event.calling_ae, source=event.address, subject=event.called_ae,
+                detail={"reason": event.reason} if event.reason else {}))
+            return
+        if event.kind == "closed":
+            with self._lock:
+                received = self._open.pop(event.association, None)
+            if received is not None:
+                self._report(received)
+
+    def on_stored(self, stored: InstanceStored) -> None:
+        """StorageSCP's `on_stored`: runs on the association's own thread, which is the
+        pynetdicom Association object whose events `on_association` gets."""
+        assoc = threading.current_thread()
+        info = getattr(getattr(assoc, "requestor", None), "address_info", None)
+        with self._lock:
+            received = self._open.get(id(assoc))
+            if received is None:
+                received = self._open[id(assoc)] = _Received(
+                    stored.calling_ae, info.address if info is not None else "")
+            if stored.duplicate:
+                received.duplicates += 1
+            received.studies.setdefault(stored.study_instance_uid, []).append(
+                stored.sop_instance_uid)
+
+    def _report(self, received: _Received) -> None:
+        for study, sops in received.studies.items():
+            self._submit(AuditEvent(
+                Category.INSTANCES, "received", actor=received.calling_ae,
+                source=received.address, subject=study,
+                detail={"count": len(sops), "sop_instance_uids": sops,
+                        "duplicates": received.duplicates, "destination": self._node_ae}))
+
+
+def routed_event(event: StudyReady) -> AuditEvent:
+    return AuditEvent(Category.ROUTING, "study_ready", subject=event.study_instance_uid,
+                      detail={"series": len(event.series), "amendment": event.amendment})
+
+
+def fhir_event(access: FacadeAccess) -> AuditEvent:
+    return AuditEvent(
+        Category.FHIR_READ, access.interaction,
+        Outcome.SUCCESS if access.status < 400 else Outcome.FAILURE,
+        actor=access.identity, source=access.address, subject=access.patient,
+        detail={"resource_type": access.resource_type, "resource_id": access.resource_id,
+                "query": access.query, "status": access.status})
+
+
+def config_event(settings: Settings, source: str | None = None) -> AuditEvent:
+    """Configuration loaded: a digest of the settings (tokens and keys never leave here)."""
+    dumped = settings.model_dump(mode="json")
+    digest = hashlib.sha256(json.dumps(dumped, sort_keys=True).encode()).hexdigest()
+    return AuditEvent(Category.CONFIG, "loaded", actor=settings.dicom.ae_title, source=source,
+                      detail={"sha256": digest,
+                              "dicom_tls": settings.dicom.tls is not None,
+                              "web_tls": settings.web.tls_certfile is not None,
+                              "web_host": settings.web.host,
+                              "pipelines": sorted(settings.workers.pipelines)})
+
+
+class OutcomeTail:
+    """Audits job runs and deliveries that ended, read from their tables (every process's
+    workers write there). Resumes after the newest such event already in the audit table;
+    events carry a key so that a row seen twice (a later write of the same end) is audited
+    once."""
+
+    LOOKBACK = timedelta(minutes=5)
+
+    def __init__(self, engine: Engine, submit: Callable[[AuditEvent], None],
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self._engine = engine
+        self._submit = submit
+        self._clock = clock
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._since: datetime | None = None
+
+    def _resume(self) -> datetime:
+        with self._engine.connect() as conn:
+            newest = conn.execute(sa.select(sa.func.max(audit_events.c.at)).where(
+                audit_events.c.category.in_([Category.JOB.value, Category.DELIVERY.value])
+            )).scalar()
+            since = (as_utc(newest) or self._clock()) - self.LOOKBACK
+            for (detail,) in conn.execute(sa.select(audit_events.c.detail).where(
+                    audit_events.c.category.in_([Category.JOB.value, Category.DELIVERY.value]),
+                    audit_events.c.at >= since.replace(tzinfo=None))):
+                self._remember(json.loads(detail).get("key", ""))
+        return since
+
+    def _remember(self, key: str) -> bool:
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        while len(self._seen) > 100000:
+            self._seen.popitem(last=False)
+        return True
+
+    def poll(self) -> int:
+        """Audits what ended since the last poll; returns how many events it submitted."""
+        if self._since is None:
+            self._since = self._resume()
+        since = self._since
+        found: list[tuple[datetime, AuditEvent]] = []
+        with self._engine.connect() as conn:
+            for row in conn.execute(sa.select(
+                    jobs.c.id, jobs.c.study_instance_uid, jobs.c.pipeline, jobs.c.model_version,
+                    jobs.c.state, jobs.c.attempts, jobs.c.replays, jobs.c.worker,
+                    jobs.c.outcome, jobs.c.outcome_reason, jobs.c.error_reason,
+                    jobs.c.finished_at, jobs.c.updated_at).where(
+                    jobs.c.state.in_([JobState.SUCCEEDED.value, JobState.FAILED.value,
+                                      JobState.DEAD_LETTERED.value]),
+                    jobs.c.updated_at >= since)).mappings():
+                found.append((as_utc(row["updated_at"]) or since, _job_event(row)))
+            for row in conn.execute(sa.select(
+                    deliveries.c.id, deliveries.c.destination, deliveries.c.destination_type,
+                    deliveries.c.state, deliveries.c.attempts, deliveries.c.last_reason,
+                    deliveries.c.updated_at, outputs.c.study_instance_uid, outputs.c.kind,
+                    outputs.c.uid, outputs.c.pipeline).join(
+                    outputs, outputs.c.id == deliveries.c.output_id).where(
+                    deliveries.c.state.in_([DELIVERED, DEAD]),
+                    deliveries.c.updated_at >= since)).mappings():
+                found.append((as_utc(row["updated_at"]) or since, _delivery_event(row)))
+        submitted = 0
+        for at, event in sorted(found, key=lambda pair: pair[0]):
+            if self._remember(str(event.detail["key"])):
+                self._submit(event)
+                submitted += 1
+            self._since = max(self._since or at, at - self.LOOKBACK)
+        return submitted
+
+    def run(self, stop: threading.Event, interval_s: float = 2.0) -> None:
+        while not stop.wait(interval_s):
+            try:
+                self.poll()
+            except SQLAlchemyError as exc:
+                log.warning("audit of job and delivery outcomes: %s", type(exc).__name__)
+
+
+def _job_event(row: sa.RowMapping) -> AuditEvent:
+    state = row["state"]
+    return AuditEvent(
+        Category.JOB, "run", Outcome.SUCCESS if state == JobState.SUCCEEDED.value
+        else Outcome.FAILURE, actor=row["worker"], subject=row["study_instance_uid"],
+        at=as_utc(row["finished_at"]) or as_utc(row["updated_at"]),
+        detail={"key": f"job:{row['id']}:{row['replays']}:{row['attempts']}:{state}",
+                "job_id": row["id"], "pipeline": row["pipeline"],
+                "model_version": row["model_version"], "state": state,
+                "outcome": row["outcome"], "reason": row["outcome_reason"] or row["error_reason"],
+                "attempts": row["attempts"]})
+
+
+def _delivery_event(row: sa.RowMapping) -> AuditEvent:
+    state = row["state"]
+    return AuditEvent(
+        Category.DELIVERY, "deliver", Outcome.SUCCESS if state == DELIVERED else Outcome.FAILURE,
+        actor=row["destination"], subject=row["study_instance_uid"],
+        at=as_utc(row["updated_at"]),
+        detail={"key": f"delivery:{row['id']}:{row['attempts']}:{state}",
+                "destination": row["destination"], "destination_type": row["destination_type"],
+                "kind": row["kind"], "uid": row["uid"], "pipeline": row["pipeline"],
+                "state": state, "attempts": row["attempts"], "reason": row["last_reason"]})
+
+
+class NodeAudit:
+    """The node's audit wiring: the recorder, the listener's observer, the outcome tail and
+    (when an audit repository is configured) the exporter, started and stopped together."""
+
+    def __init__(self, engine: Engine, registry: CollectorRegistry, settings: Settings) -> None:
+        self.settings = settings
+        self.log = AuditLog(engine)
+        self.recorder = AuditRecorder(self.log, AuditMetrics(registry),
+                                      capacity=settings.audit.queue_size)
+        self.associations = AssociationAudit(self.recorder.submit, settings.dicom.ae_title)
+        self.tail = OutcomeTail(engine, self.recorder.submit)
+        self.exporter: AuditExporter | None = None
+        if settings.audit.syslog is not None:
+            self.exporter = AuditExporter(self.log, settings.audit.syslog,
+                                          settings.data_dir / "audit-export.cursor",
+                                          registry=registry)
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, event: AuditEvent) -> None:
+        self.recorder.submit(event)
+
+    def on_study_ready(self, event: StudyReady) -> None:
+        self.recorder.submit(routed_event(event))
+
+    def on_fhir_access(self, access: FacadeAccess) -> None:
+        self.recorder.submit(fhir_event(access))
+
+    def start(self, stop: threading.Event) -> None:
+        self.recorder.start()
+        self.recorder.submit(config_event(self.settings))
+        runners: list[tuple[str, Callable[[threading.Event], None]]] = [
+            ("audit-outcomes", lambda s: self.tail.run(s, self.settings.audit.poll_s))]
+        if self.exporter is not None:
+            runners.append(("audit-export", self.exporter.run))
+        for name, target in runners:
+            thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """After the node's own `stop` event is set: a last look at outcomes, then the queue
+        is written out."""
+        for thread in self._threads:
+            thread.join(timeout=10)
+        try:
+            self.tail.poll()
+        except SQLAlchemyError as exc:
+            log.warning("audit of job and delivery outcomes at stop: %s", type(exc).__name__)
+        self.recorder.stop()
+        if self.exporter is not None:
+            try:  # what was written last goes out now; if not, the cursor keeps it for later
+                self.exporter.send_pending()
+            except (OSError, SQLAlchemyError) as exc:
+                log.warning("audit export at stop: %s", type(exc).__name__)
+            self.exporter.close()
