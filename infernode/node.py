@@ -130,7 +130,8 @@ class Node:
         references = load_references(settings.inference.model_paths)
         monitoring = MonitoringService(engine, settings.monitoring,
                                        lambda p, v: references.get((p, v)), utc_now)
-        register_monitoring_metrics(registry, engine, utc_now)
+        register_monitoring_metrics(registry, engine, utc_now,
+                                    settings.monitoring.metrics_cache_s)
         registry.register(CertificateExpiryCollector(configured_certificates(settings)))
         assembler = StudyAssembler(engine, dispatch, clock=utc_now, metrics=metrics)
         retention = Retention(

@@ -59,6 +59,9 @@ class MonitoringConfig(BaseModel):
                              description="days pooled for each day's PSI")
     min_window_results: int = Field(
         default=50, ge=1, description="analysed studies a PSI window needs")
+    metrics_cache_s: float = Field(
+        default=60.0, ge=0, description="seconds the monitoring metrics are reused between "
+        "scrapes (agreement reads 90 days of jobs)")
     listener: ListenerConfig | None = Field(
         default=None, description="HL7 ORU listener for final reports; None: off")
     fhir_poll: FhirPollConfig | None = Field(

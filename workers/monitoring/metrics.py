@@ -4,8 +4,11 @@ exports them). Created on a registry the caller passes."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as day_start
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -27,15 +30,19 @@ class MonitoringCollector(Collector):
     histogram, not-analysed share per reason, input PSI per feature; and agreement with the
     final reports over the last 90 days."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime],
+                 cache_s: float = 60.0) -> None:
         self._engine = engine
         self._clock = clock
+        self._cache_s = cache_s
+        self._cached: tuple[float, list[Metric]] | None = None
+        self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         up = _family("infernode_monitoring_metrics_up",
                      "1 when the monitoring aggregates could be read", [])
         try:
-            families = self._families()
+            families = self._cached_families()
         except SQLAlchemyError:
             up.add_metric([], 0.0)
             yield up
@@ -43,6 +50,15 @@ class MonitoringCollector(Collector):
         up.add_metric([], 1.0)
         yield up
         yield from families
+
+    def _cached_families(self) -> list[Metric]:
+        """The families, recomputed at most every `cache_s` seconds: agreement reads 90 days
+        of jobs, too much for every scrape of a busy node."""
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self._cache_s:
+                self._cached = (now, self._families())
+            return self._cached[1]
 
     def _families(self) -> list[Metric]:
         keys = ["pipeline", "model_version"]
@@ -60,7 +76,7 @@ class MonitoringCollector(Collector):
                         "(trailing window)", [*keys, "feature"])
         for row in latest_rows(self._engine):
             labels = [row["pipeline"], row["model_version"]]
-            start = datetime.combine(row["day"], time(0), tzinfo=UTC)
+            start = datetime.combine(row["day"], day_start(0), tzinfo=UTC)
             day.add_metric(labels, start.timestamp())
             studies.add_metric(labels, float(row["jobs"]))
             if row["results"]:
@@ -99,7 +115,8 @@ class MonitoringCollector(Collector):
 
 
 def register_monitoring_metrics(registry: CollectorRegistry, engine: Engine,
-                                clock: Callable[[], datetime]) -> MonitoringCollector:
-    collector = MonitoringCollector(engine, clock)
+                                clock: Callable[[], datetime],
+                                cache_s: float = 60.0) -> MonitoringCollector:
+    collector = MonitoringCollector(engine, clock, cache_s)
     registry.register(collector)
     return collector

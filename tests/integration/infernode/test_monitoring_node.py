@@ -29,7 +29,8 @@ def test_node_listener_feedback_route_and_metrics(tmp_path) -> None:
         dicom={"port": 0, "spool_dir": str(tmp_path / "spool"), "min_free_bytes": 0},
         web={"port": web_port},
         monitoring={"listener": {"host": "127.0.0.1", "port": 0},
-                    "feedback_tokens": ["reader-token"], "aggregate_every_s": 0.2})
+                    "feedback_tokens": ["reader-token"], "aggregate_every_s": 0.2,
+                    "metrics_cache_s": 0})
     node = Node.build(settings)
     node.start()
     try:
