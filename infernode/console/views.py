@@ -214,13 +214,16 @@ def study_detail(engine: Engine, study_uid: str) -> dict[str, Any] | None:
 def timeline(study: dict[str, Any], job: dict[str, Any],
              job_deliveries: Sequence[dict[str, Any]]) -> list[tuple[str, datetime | None,
                                                                       float | None]]:
-    """received -> complete -> queued -> run -> encoded -> delivered: (stage, when, seconds
-    since the stage before)."""
+    """received -> complete -> queued -> started -> run -> encoded -> delivered: (stage, when,
+    seconds since the stage before). `started`: a worker took the job (the wait ends); `run`:
+    the model finished; `encoded`: the outputs were written; `delivered`: every delivery of
+    the job was."""
     delivered = [_utc(d["delivered_at"]) for d in job_deliveries]
     stages = [
         ("received", _utc(study.get("first_received_at"))),
         ("complete", _utc(job.get("study_completed_at"))),
         ("queued", _utc(job.get("queued_at")) or _utc(job.get("created_at"))),
+        ("started", _utc(job.get("started_at"))),
         ("run", _utc(job.get("run_finished_at"))),
         ("encoded", _utc(job.get("finished_at"))),
         ("delivered", max((d for d in delivered if d is not None), default=None)

@@ -171,7 +171,8 @@ def _browse(driver: Any, shots: Shots, base: str, positive: Any, node: Any) -> N
     # its page: timeline, routing explained, preview with the overlay
     assert uid in driver.page_source
     stages = driver.find_elements(By.CSS_SELECTOR, "ol.timeline li.done .stage")
-    assert [s.text for s in stages] == ["received", "complete", "queued", "run", "encoded"]
+    assert [s.text for s in stages] == ["received", "complete", "queued", "started", "run",
+                                     "encoded"]
     assert "MATCHED" in driver.find_element(By.CLASS_NAME, "explanation").text
     assert driver.find_element(By.ID, "patient-name").text == positive.patient_name
     overlays = driver.find_elements(By.CSS_SELECTOR, "figure.preview img.overlay")
@@ -179,8 +180,9 @@ def _browse(driver: Any, shots: Shots, base: str, positive: Any, node: Any) -> N
     wait_until(lambda: driver.execute_script(
         "return arguments[0].complete && arguments[0].naturalWidth > 0", overlays[0]),
         timeout=15, what="the overlay image loaded")
-    driver.execute_script("arguments[0].scrollIntoView()", overlays[0])
     shots.take("study")
+    driver.execute_script("arguments[0].scrollIntoView()", overlays[0])
+    shots.take("study-previews")
     original = _png(driver, overlays[0].get_attribute("src").replace("overlay", "original"))
     overlay = _png(driver, overlays[0].get_attribute("src"))
     assert original.shape == overlay.shape
@@ -224,4 +226,4 @@ def _browse(driver: Any, shots: Shots, base: str, positive: Any, node: Any) -> N
         assert value not in driver.page_source
     assert driver.find_element(By.ID, "patient-name").text == "•••"
     shots.take("viewer-study")
-    assert shots.count >= 12
+    assert shots.count >= 13

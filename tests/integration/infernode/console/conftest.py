@@ -22,14 +22,15 @@ def console_users() -> list[dict[str, str]]:
 @pytest.fixture
 def console_node(tmp_path: Path, console_users: list[dict[str, str]]
                  ) -> Iterator[Callable[..., Any]]:
-    """Builds and starts a node (no routing rules: nothing runs a model) with the console's
-    users; extra keyword arguments update its `console` section."""
+    """Builds and starts a node (no routing rules unless `workers` says: nothing runs a model)
+    with the console's users; extra keyword arguments update its `console` section."""
     from infernode.node import Node
     from infernode.settings import load_settings
 
     started: list[Node] = []
 
-    def make(db_url: str | None = None, **console: Any) -> Node:
+    def make(db_url: str | None = None, workers: dict[str, Any] | None = None,
+             **console: Any) -> Node:
         base = tmp_path / f"node{len(started)}"
         settings = load_settings(
             None, data_dir=str(base),
@@ -37,7 +38,7 @@ def console_node(tmp_path: Path, console_users: list[dict[str, str]]
             dicom={"port": 0, "spool_dir": str(base / "spool"), "min_free_bytes": 0,
                    "quiet_period_s": 30.0},
             web={"enabled": False, "fhir_tokens": ["fhir-secret-token"]},
-            workers={"rules": []},
+            workers=workers or {"rules": []},
             console={"users": console_users, **console},
         )
         node = Node.build(settings)
