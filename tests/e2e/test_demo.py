@@ -24,9 +24,12 @@ def test_demo_analyses_the_sample_studies_and_reports_them(tmp_path):
     assert "fracture suspected (positive: fracture)" in out  # the wrist radiograph
     assert "not routed" not in out
     if os.path.exists("/usr/sbin/Orthanc"):
-        assert "demo-pacs: 3 delivered" in out  # SEG + SR + KOS of each positive study
-        assert "PACS study DEMOACC001: 35 instances" in out  # 32 images + SEG + SR + KOS
+        # SEG + SR + KOS, 3 overlay images (key slices, Grad-CAM) and the GSPS of the ICH study
+        assert "demo-pacs: 7 delivered" in out
+        # 32 images + SEG + SR + KOS + 3 overlay images + GSPS
+        assert "PACS study DEMOACC001: 39 instances" in out
         assert "PACS study DEMOACC002: 33 instances" in out  # 32 images + SR
-        # 32 b=0 + 32 b=1000 + 32 ADC images + SEG + SR + KOS
-        assert "PACS study DEMOACC003: 99 instances" in out
-        assert "PACS study DEMOACC004: 3 instances" in out  # the radiograph + SR + KOS
+        # 32 b=0 + 32 b=1000 + 32 ADC images + SEG + SR + KOS + 1 overlay image + GSPS
+        assert "PACS study DEMOACC003: 101 instances" in out
+        # the radiograph + SR + KOS + 1 overlay image + GSPS
+        assert "PACS study DEMOACC004: 5 instances" in out
