@@ -88,7 +88,29 @@ class DicomTls(BaseModel):
     key_file: str | None = None
 
 
-class DicomDestination(_Destination):
+class _Deidentifying(BaseModel):
+    """De-identification before sending (dicom_node.deid; docs/OPERATIONS.md,
+    De-identification), for DICOM destinations that must not receive PHI."""
+
+    deidentify: bool = Field(
+        default=False, description="send de-identified copies (PS3.15 Basic Profile; "
+        "docs/OPERATIONS.md, De-identification)")
+    deid_retain_uids: bool = Field(
+        default=False, description="keep UIDs (Retain UIDs Option) instead of mapping them")
+    deid_uid_secret: SecretStr | None = Field(
+        default=None, description="per-site secret (16+ characters) mapping UIDs")
+
+    @model_validator(mode="after")
+    def _deid_secret(self) -> _Deidentifying:
+        secret = self.deid_uid_secret
+        if self.deidentify and not self.deid_retain_uids and (
+                secret is None or len(secret.get_secret_value()) < 16):
+            raise ValueError("deidentify maps UIDs: give deid_uid_secret (16+ characters) "
+                             "or deid_retain_uids: true")
+        return self
+
+
+class DicomDestination(_Destination, _Deidentifying):
     """A PACS over DIMSE C-STORE (PS3.4 B.2); one association per job's batch."""
 
     type: Literal["dicom"] = "dicom"
@@ -98,25 +120,9 @@ class DicomDestination(_Destination):
     calling_ae: str = Field(default="INFERNODE", min_length=1, max_length=16)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     tls: DicomTls | None = None
-    deidentify: bool = Field(
-        default=False, description="send de-identified copies (PS3.15 Basic Profile; "
-        "docs/OPERATIONS.md, De-identification)")
-    deid_retain_uids: bool = Field(
-        default=False, description="keep UIDs (Retain UIDs Option) instead of mapping them")
-    deid_uid_secret: SecretStr | None = Field(
-        default=None, description="per-site secret (16+ characters) mapping UIDs")
     accepted_kinds: ClassVar[tuple[str, ...]] = DICOM_KINDS
     default_kinds: ClassVar[tuple[str, ...]] = DICOM_KINDS
     batches: ClassVar[bool] = True
-
-    @model_validator(mode="after")
-    def _deid_secret(self) -> DicomDestination:
-        secret = self.deid_uid_secret
-        if self.deidentify and not self.deid_retain_uids and (
-                secret is None or len(secret.get_secret_value()) < 16):
-            raise ValueError("deidentify maps UIDs: give deid_uid_secret (16+ characters) "
-                             "or deid_retain_uids: true")
-        return self
 
 
 class SenderAddress(BaseModel):
@@ -142,7 +148,7 @@ class SenderDestination(_Destination):
     batches: ClassVar[bool] = True
 
 
-class StowDestination(_Destination):
+class StowDestination(_Destination, _Deidentifying):
     """A PACS over DICOMweb STOW-RS (PS3.18 10.5); one request per job's batch."""
 
     type: Literal["stow"] = "stow"

@@ -63,6 +63,16 @@ def _readable(items: Sequence[DueDelivery]) -> tuple[list[_File], list[Sent]]:
     return files, failed
 
 
+def deid_options(dest: DicomDestination | StowDestination) -> DeidOptions | None:
+    """How `dest` wants its copies de-identified; None when it takes the outputs as they are."""
+    if not dest.deidentify:
+        return None
+    secret = dest.deid_uid_secret
+    return DeidOptions(
+        retain_uids=dest.deid_retain_uids,
+        uid_secret=secret.get_secret_value().encode() if secret is not None else None)
+
+
 def _deidentified(files: list[_File], options: DeidOptions,
                   folder: Path) -> tuple[list[_File], list[Sent]]:
     """De-identified copies of `files` under `folder` (dicom_node.deid), each with its new SOP
@@ -99,11 +109,7 @@ class CStoreAdapter:
             network_timeout_s=dest.timeout_s,
             tls=ClientTls(dest.tls.ca_file, dest.tls.cert_file, dest.tls.key_file)
             if dest.tls else None))
-        secret = dest.deid_uid_secret
-        self._deid = DeidOptions(
-            retain_uids=dest.deid_retain_uids,
-            uid_secret=secret.get_secret_value().encode() if secret is not None else None,
-        ) if dest.deidentify else None
+        self._deid = deid_options(dest)
 
     def send(self, items: Sequence[DueDelivery]) -> list[Sent]:
         files, results = _readable(items)
@@ -158,9 +164,18 @@ class StowAdapter:
     def __init__(self, dest: StowDestination) -> None:
         token = dest.token.get_secret_value() if dest.token is not None else None
         self._dest = StowTarget(dest.base_url, token, dest.timeout_s)
+        self._deid = deid_options(dest)
 
     def send(self, items: Sequence[DueDelivery]) -> list[Sent]:
         files, results = _readable(items)
+        if self._deid is None or not files:
+            return results + self._store(files)
+        with TemporaryDirectory(prefix="infernode-deid-") as folder:
+            files, refused = _deidentified(files, self._deid, Path(folder))
+            return results + refused + self._store(files)
+
+    def _store(self, files: list[_File]) -> list[Sent]:
+        results: list[Sent] = []
         while files:
             try:
                 report = stow(self._dest, [f.path for f in files])

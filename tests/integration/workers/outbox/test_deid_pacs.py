@@ -1,5 +1,6 @@
 """De-identified delivery: the node's real SEG, SR and KOS of a head CT whose header carries
-canary PHI, sent through the outbox to a real Orthanc by a destination with `deidentify`. What
+canary PHI, sent through the outbox to a real Orthanc (C-STORE, and STOW-RS to its DICOMweb
+plugin) by a destination with `deidentify`. What
 arrives carries no canary, says it was de-identified (PS3.15 Basic Profile), is dciodvfy-clean,
 and its mapped UIDs still tie SEG, SR, KOS and the (mapped) sources together."""
 
@@ -80,15 +81,17 @@ def _dciodvfy_errors(path: Path) -> list[str]:
 
 
 @requires_orthanc
+@pytest.mark.parametrize("kind", ["dicom", "stow"])
 def test_deidentified_results_arrive_without_phi_and_still_reference_each_other(
-        engine: Engine, clock: MovableClock, tmp_path: Path) -> None:
+        engine: Engine, clock: MovableClock, tmp_path: Path, kind: str) -> None:
     sources, _paths, refs = _outputs(tmp_path / "out")
     mapped = uid_mapper(SECRET.encode())
     with running_orthanc(tmp_path / "orthanc") as pacs:
+        target = ({"type": "dicom", "host": "127.0.0.1", "port": pacs.dicom_port,
+                   "called_ae": pacs.aet} if kind == "dicom"
+                  else {"type": "stow", "base_url": pacs.dicomweb_url})
         delivery = DeliveryConfig.model_validate({"destinations": [
-            {"type": "dicom", "name": "research", "host": "127.0.0.1",
-             "port": pacs.dicom_port, "called_ae": pacs.aet, "deidentify": True,
-             "deid_uid_secret": SECRET}]})
+            {**target, "name": "research", "deidentify": True, "deid_uid_secret": SECRET}]})
         cfg = WorkersConfig(delivery=delivery)
         job = running_job(engine, cfg, clock(), study_uid=str(sources[0].StudyInstanceUID))
         succeed(engine, job, clock(), tuple(refs))
