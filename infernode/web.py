@@ -41,8 +41,17 @@ def create_app(node: Node) -> FastAPI:
     if node.settings.web.stow_tokens:
         from dicom_node.dicomweb.stow_server import StowService, create_stow_router
 
-        service = StowService(node.ingestor, ae_title=node.settings.dicom.ae_title,
-                              max_body_bytes=node.settings.dicom.stow_max_body_bytes)
+        service: StowService
+        if node.audit is not None:
+            from infernode.audit_hooks import AuditedStowService
+
+            service = AuditedStowService(
+                node.ingestor, ae_title=node.settings.dicom.ae_title,
+                max_body_bytes=node.settings.dicom.stow_max_body_bytes,
+                submit=node.audit.submit)
+        else:
+            service = StowService(node.ingestor, ae_title=node.settings.dicom.ae_title,
+                                  max_body_bytes=node.settings.dicom.stow_max_body_bytes)
         app.include_router(create_stow_router(service, node.settings.web.stow_tokens))
     from infernode.monitoring_api import create_monitoring_router
 

@@ -32,6 +32,17 @@ from workers.db import jobs
 from workers.outbox.tables import deliveries, outputs
 
 FHIR_TOKEN = "fhir-secret-token-42"
+STOW_TOKEN = "stow-secret-token-7"
+
+
+def stow(base: str, files: list[Path]) -> int:
+    boundary = uuid.uuid4().hex
+    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n"
+                    + f.read_bytes() + b"\r\n" for f in files) + b"--" + boundary.encode() + b"--"
+    answer = httpx.post(f"{base}/dicom-web/studies", content=body, timeout=60, headers={
+        "Authorization": f"Bearer {STOW_TOKEN}",
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+    return answer.status_code
 
 
 def test_every_hop_of_a_study_is_audited_and_exported(tmp_path: Path) -> None:
@@ -43,7 +54,7 @@ def test_every_hop_of_a_study_is_audited_and_exported(tmp_path: Path) -> None:
         database={"url": f"sqlite:///{tmp_path / 'node.db'}"},
         dicom={"port": 0, "spool_dir": str(tmp_path / "spool"), "min_free_bytes": 0,
                "assembly_poll_s": 0.1},
-        web={"port": web_port, "fhir_tokens": [FHIR_TOKEN]},
+        web={"port": web_port, "fhir_tokens": [FHIR_TOKEN], "stow_tokens": [STOW_TOKEN]},
         workers={"pipelines": {"noop": {"kind": "noop"}}, "exclusions": [],
                  "rules": [{"name": "ct", "pipeline": "noop", "quiet_period_s": 0.5,
                             "when": {"tag": "Modality", "matches": "CT"}}]},
@@ -56,6 +67,9 @@ def test_every_hop_of_a_study_is_audited_and_exported(tmp_path: Path) -> None:
         files = ct_series(tmp_path / "ct", slices=3)
         assert storescu(node.server.port, files).returncode == 0
         assert storescu(node.server.port, files[:1], calling="STRANGER").returncode != 0
+        other = ct_series(tmp_path / "ct2", slices=2, seed=1)
+        assert stow(f"http://127.0.0.1:{web_port}", other) == 200
+        stowed = str(pydicom.dcmread(other[0], stop_before_pixels=True).StudyInstanceUID)
         study = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
         sops = sorted(str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
                       for f in files)
@@ -68,7 +82,7 @@ def test_every_hop_of_a_study_is_audited_and_exported(tmp_path: Path) -> None:
                          headers={"Authorization": "Bearer guessed"}).status_code == 401
 
         log = AuditLog(node.engine)
-        wait_until(lambda: log.query(category="job"), 60, "the job run audited")
+        wait_until(lambda: len(log.query(category="job")) == 2, 60, "the job runs audited")
         assert node.audit is not None and node.audit.recorder.flush()
         rows = log.query(limit=1000)
     finally:
@@ -80,14 +94,18 @@ def test_every_hop_of_a_study_is_audited_and_exported(tmp_path: Path) -> None:
                                                                    "127.0.0.1", "INFERNODE")
     assert (rejected.actor, rejected.outcome, rejected.detail) == ("STRANGER", "failure",
                                                                    {"reason": "calling_ae"})
-    received = [r for r in rows if r.category == "instances"]
+    received = [r for r in rows if r.category == "instances" and r.actor != "STOW-RS"]
     assert len(received) == 1  # one per association, not one per instance
+    [by_stow] = [r for r in rows if r.category == "instances" and r.actor == "STOW-RS"]
+    assert (by_stow.subject, by_stow.detail["count"], by_stow.source) == (stowed, 2,
+                                                                          "127.0.0.1")
     assert received[0].subject == study and received[0].actor == "INFERNODE_SCU"
     assert received[0].detail["count"] == 3
     assert sorted(received[0].detail["sop_instance_uids"]) == sops
     assert by[("routing", "study_ready")].subject == study
-    job = by[("job", "run")]
-    assert (job.subject, job.outcome, job.detail["pipeline"]) == (study, "success", "noop")
+    runs = {r.subject: r for r in rows if r.category == "job"}
+    assert set(runs) == {study, stowed}
+    assert (runs[study].outcome, runs[study].detail["pipeline"]) == ("success", "noop")
 
     reads = [r for r in rows if r.category == "fhir_read"]
     identity = "token:" + hashlib.sha256(FHIR_TOKEN.encode()).hexdigest()[:12]
@@ -98,7 +116,7 @@ def test_every_hop_of_a_study_is_audited_and_exported(tmp_path: Path) -> None:
          "failure"),
     ])
     dumped = json.dumps([r.__dict__ for r in rows], default=str)
-    assert FHIR_TOKEN not in dumped and "guessed" not in dumped
+    assert FHIR_TOKEN not in dumped and "guessed" not in dumped and STOW_TOKEN not in dumped
 
     messages = repository.wait_for(len(rows))
     repository.stop()
