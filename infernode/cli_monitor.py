@@ -164,27 +164,47 @@ def agreement_cmd(
 @app.command()
 def reference(
     model_dir: Annotated[Path, typer.Argument(help="the model's folder (holds model.yaml)")],
-    cases: Annotated[Path, typer.Argument(help="folder of held-out validation studies (DICOM)")],
+    cases: Annotated[Path | None, typer.Argument(
+        help="folder of held-out validation studies (DICOM); none: held-out phantoms")] = None,
     pipeline: Annotated[str | None, typer.Option(
         help="pipeline the model serves (default: from the card's task)")] = None,
+    phantoms: Annotated[int, typer.Option(help="held-out phantom studies (without CASES)")]
+    = 40,
+    seed: Annotated[int, typer.Option(help="phantom seed (one training never used)")] = 4242,
+    matrix: Annotated[int, typer.Option(help="phantom head CT matrix")] = 256,
 ) -> None:
-    """Capture the input reference of a model from its held-out validation studies and write
-    it next to the card (monitoring_reference.yaml)."""
+    """Capture the input reference of a model from held-out validation studies (or held-out
+    phantoms written as DICOM) and write it next to the card (monitoring_reference.yaml)."""
+    import tempfile
+
     from inference.cards import load_card
     from workers.monitoring.from_dicom import collect_features
+    from workers.monitoring.phantoms import write_phantom_cases
     from workers.monitoring.reference import REFERENCE_FILE, build_reference
 
     card = load_card(model_dir)
     name = pipeline or card.task.split("-", 1)[0]
-    found = collect_features(cases, [card.modality, *(["CR", "DX"] if card.modality in (
-        "CR", "DX") else [])])
+    modalities = [card.modality, *(["CR", "DX"] if card.modality in ("CR", "DX") else [])]
+    with tempfile.TemporaryDirectory(prefix="infernode-reference-") as scratch:
+        if cases is None:
+            try:
+                write_phantom_cases(card.task, Path(scratch), phantoms, seed, matrix=matrix,
+                                    body_parts=card.body_parts or ())
+            except ValueError as exc:
+                console.print(f"[red]{exc}[/red]")
+                raise typer.Exit(2) from exc
+            source = Path(scratch)
+            label = f"{phantoms} held-out phantoms (seed {seed})"
+        else:
+            source, label = cases, cases.name
+        found = collect_features(source, modalities)
     for uid, why in found.skipped:
         console.print(f"[yellow]skipped[/yellow] series {uid}: {why}")
     if not found.records:
-        console.print(f"[red]no {card.modality} input under {cases}[/red]")
+        console.print(f"[red]no {card.modality} input in {label}[/red]")
         raise typer.Exit(1)
     ref = build_reference(found.records, model=card.id, version=card.version, pipeline=name,
-                          source=f"{len(found.records)} inputs under {cases.name}",
+                          source=f"{len(found.records)} inputs: {label}",
                           captured_at=datetime.now(UTC))
     (model_dir / REFERENCE_FILE).write_text(ref.to_yaml(), encoding="utf-8")
     console.print(f"{model_dir / REFERENCE_FILE}: {ref.cases} inputs, pipeline {name}, "

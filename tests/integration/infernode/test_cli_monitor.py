@@ -91,3 +91,21 @@ def test_aggregate_drift_and_agreement_commands(tmp_path: Path) -> None:
     assert group["scanner"] == "Siemens SOMATOM Force" and group["ppv"] == 0.5
     done = runner.invoke(app, ["monitor", "agreement", "--db", url, "--by", "weekday"])
     assert done.exit_code != 0
+
+
+def test_reference_from_generated_held_out_phantoms(tmp_path: Path) -> None:
+    model_dir = tmp_path / "fracture-demo"
+    model_dir.mkdir()
+    shutil.copy(REPO / "models" / "fracture-demo" / "model.yaml", model_dir / "model.yaml")
+    done = runner.invoke(app, ["monitor", "reference", str(model_dir), "--phantoms", "3"])
+    assert done.exit_code == 0, done.output
+    reference = load_reference(model_dir)
+    assert reference is not None
+    assert (reference.pipeline, reference.cases) == ("fracture", 3)
+    assert "3 held-out phantoms" in reference.source
+    assert reference.features["kernel"].shares == {"none": 1.0}  # radiographs: no kernel
+    stroke = tmp_path / "stroke"
+    stroke.mkdir()
+    shutil.copy(REPO / "models" / "stroke-adc-threshold" / "model.yaml", stroke / "model.yaml")
+    refused = runner.invoke(app, ["monitor", "reference", str(stroke)])
+    assert refused.exit_code == 2 and "give a folder of validation studies" in refused.output
