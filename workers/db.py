@@ -74,6 +74,8 @@ jobs = Table(
     ),
     Index("ix_jobs_state_queue", "state", "queue"),
     Index("ix_jobs_study", "study_instance_uid"),
+    # readers of what changed lately (the node's audit of job ends) range-scan this
+    Index("ix_jobs_updated", "updated_at"),
 )
 
 job_attempts = Table(

@@ -79,4 +79,5 @@ deliveries = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("output_id", "destination", name="uq_deliveries_output_destination"),
     Index("ix_deliveries_due", "state", "next_try_at"),
+    Index("ix_deliveries_updated", "updated_at"),
 )
