@@ -50,8 +50,8 @@ def _item(ds: Dataset, frame: int, sequence: str) -> Dataset | None:
                           ("SharedFunctionalGroupsSequence", 0)):
         seq = ds.get(groups)
         if seq is not None and len(seq) > index and sequence in seq[index]:
-            inner = seq[index][sequence]
-            if len(inner):
+            inner = seq[index].get(sequence)
+            if inner:
                 item: Dataset = inner[0]
                 return item
     return None

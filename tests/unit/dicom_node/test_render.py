@@ -75,6 +75,24 @@ def test_multi_frame_gives_the_frame() -> None:
         display_image(ds, frame=2)
 
 
+def test_enhanced_image_uses_the_frame_functional_groups() -> None:
+    frames = np.stack([np.full((4, 4), 100, np.uint16), np.full((4, 4), 100, np.uint16)])
+    ds = _image(frames)
+    shared, first, second = Dataset(), Dataset(), Dataset()
+    transform = Dataset()
+    transform.RescaleSlope, transform.RescaleIntercept = 1, -50
+    shared.PixelValueTransformationSequence = [transform]
+    for item, center in ((first, 50), (second, 1000)):
+        voi = Dataset()
+        voi.WindowCenter, voi.WindowWidth = center, 10
+        item.FrameVOILUTSequence = [voi]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    ds.PerFrameFunctionalGroupsSequence = [first, second]
+    # 100 - 50 = 50: the middle of frame 1's window, far below frame 2's
+    assert 125 <= display_image(ds, frame=0)[0, 0] <= 145
+    assert display_image(ds, frame=1)[0, 0] == 0
+
+
 def test_window_function_matches_the_standard_formula() -> None:
     values = np.array([-1.0, 0.0, 49.5, 100.0, 200.0])
     out = window_uint8(values, 50.0, 101.0)
