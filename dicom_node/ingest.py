@@ -44,7 +44,7 @@ from dicom_node.index.store import (
     differences,
 )
 from dicom_node.metrics import IngestMetrics
-from dicom_node.spool import Spool
+from dicom_node.spool import Spool, Staged
 from dicom_node.status import Status
 from dicom_node.uids import checked_uid, is_valid_uid
 
@@ -180,10 +180,13 @@ class Ingestor:
         """
         started = time.perf_counter()
         received: Arrival | None = None
+        staged: Staged | None = None
         try:
             received = arrival()
             sop_instance = checked_uid(sop_instance_uid, "Affected SOP Instance UID")
             sop_class = checked_uid(sop_class_uid, "Affected SOP Class UID")
+            # The bytes go to a temporary file and are fsynced while they are validated here.
+            staged = self.spool.stage(received.raw)
             if received.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
                 check_inflated_size(received.raw, self.max_inflated_bytes)
             header = read_header(
@@ -194,7 +197,7 @@ class Ingestor:
             if expected_study and header.study_instance_uid != expected_study:
                 raise DatasetMismatch("instance belongs to another study than the request")
             with self._locks.hold(sop_instance):
-                accepted = self._store(received, header)
+                accepted = self._store(received, header, staged)
         except _SetAside as moved:
             self._refused(moved.refusal, moved.__cause__, moved.kept, calling_ae,
                           peer_address, sop_class_uid, sop_instance_uid)
@@ -209,6 +212,8 @@ class Ingestor:
                 raise
             raise refused from exc
         finally:
+            if staged is not None:
+                self.spool.discard(staged)  # nothing left when it was placed
             if self.metrics is not None:
                 self.metrics.store_seconds.observe(time.perf_counter() - started)
         if self.metrics is not None:
@@ -218,7 +223,7 @@ class Ingestor:
             self.metrics.bytes.inc(accepted.stored.size_bytes)
         return accepted
 
-    def _store(self, arrival: Arrival, header: InstanceHeader) -> Accepted:
+    def _store(self, arrival: Arrival, header: InstanceHeader, staged: Staged) -> Accepted:
         """Writes and indexes a new instance; a repeated one goes to `_repeat`.
 
         The spool write never replaces a file, so a new instance (the common case) costs no
@@ -228,12 +233,12 @@ class Ingestor:
         path = self.spool.path_for(
             header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid
         )
-        if not self.spool.write(arrival.raw, path, replace=False):
+        if not self.spool.place(staged, path, replace=False):
             existing = self.index.stored_instance(header.sop_instance_uid)
             if existing is not None:
                 return self._repeat(arrival, header, existing)
             # A file without its row (a crash between rename and commit): replaced, indexed.
-            self.spool.write(arrival.raw, path)
+            self.spool.place(staged, path)
         try:
             fresh = self.index.record_instance(
                 header,

@@ -1,8 +1,10 @@
 """The spool: where received instances live, bit-exact as they arrived.
 
-A write goes to a temporary file under `.tmp/`, is fsynced, renamed into
-`<study>/<series>/<sop>.dcm` and the directory is fsynced, so after a crash a file either is
-complete at its final path or is not there (a leftover temporary file is never indexed).
+A write goes to a temporary file under `.tmp/`, is fsynced (on a writer thread, while the receive
+path validates the same bytes), renamed into `<study>/<series>/<sop>.dcm` and the directory is
+fsynced, so after a crash a file either is complete at its final path or is not there (a leftover
+temporary file is never indexed; a file at its final path is acknowledged-or-about-to-be, and
+start-up recovery indexes it, `dicom_node.recovery`).
 
 Refused instances are kept under `.rejected/` and conflicting duplicates under
 `.rejected/conflicts/`, each `<id>.dcm` beside a `<id>.json` record (time, calling AE, SOP UIDs,
@@ -18,16 +20,33 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from dicom_node.errors import OutOfResources
 from dicom_node.uids import checked_uid, is_valid_uid
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A temporary file being written and fsynced by the spool's writer threads."""
+
+    tmp: Path
+    written: Future[None]
+
+
+WRITER_THREADS = 16
+"""Temporary files written and fsynced at once; more concurrent stores wait for a thread."""
+
+
 class Spool:
     """Durable instance storage under `root` with a free-space watermark."""
 
     def __init__(self, root: Path, min_free_bytes: int) -> None:
+        # Threads start on first use; an fsync releases the GIL, so a write overlaps the
+        # validation of the same instance in the receiving thread.
+        self._writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="spool-write")
         self.root = Path(root)
         self.min_free_bytes = min_free_bytes
         self._tmp = self.root / ".tmp"
@@ -67,23 +86,31 @@ class Spool:
         if self.free_bytes() - incoming_bytes < self.min_free_bytes:
             raise OutOfResources("spool below its free-space watermark")
 
-    def write(self, data: bytes, final: Path, *, replace: bool = True) -> bool:
-        """Writes `data` durably at `final` (temp file, fsync, rename, directory fsync).
+    def stage(self, data: bytes) -> Staged:
+        """Starts writing `data` to a temporary file and fsyncing it, on a writer thread, so that
+        the caller can validate the data meanwhile; `place` or `discard` must follow.
 
-        With `replace` False an existing file at `final` is left as it is and False is returned
-        (nothing written): the caller learns of a repeated instance without asking the index.
-        Raises OutOfResources when the watermark would be crossed or the write fails.
+        Raises OutOfResources when the watermark would be crossed.
         """
         self.check_space(len(data))
         tmp = self._tmp / f"{uuid.uuid4().hex}.part"
+        return Staged(tmp, self._writer.submit(_write_synced, tmp, data))
+
+    def place(self, staged: Staged, final: Path, *, replace: bool = True) -> bool:
+        """Waits until `staged` is fsynced, renames it to `final` and fsyncs the directory (and
+        the new directories' parents), so that `final` survives a crash once this returns.
+
+        With `replace` False an existing file at `final` is left as it is and False is returned
+        (`staged` stays, for another `place` or `discard`): the caller learns of a repeated
+        instance without asking the index. Raises OutOfResources when the write fails.
+        """
         try:
-            _write_synced(tmp, data)
+            staged.written.result()
             new_dirs = not final.parent.exists()
             final.parent.mkdir(parents=True, exist_ok=True)
             if replace:
-                os.replace(tmp, final)
-            elif not _rename_new(tmp, final):
-                tmp.unlink(missing_ok=True)
+                os.replace(staged.tmp, final)
+            elif not _rename_new(staged.tmp, final):
                 return False
             _fsync_dir(final.parent)
             if new_dirs:
@@ -91,10 +118,33 @@ class Spool:
                 _fsync_dir(final.parent.parent)
                 _fsync_dir(self.root)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            staged.tmp.unlink(missing_ok=True)
             reason = exc.strerror or type(exc).__name__
             raise OutOfResources(f"spool write failed: {reason}") from exc
         return True
+
+    @staticmethod
+    def discard(staged: Staged) -> None:
+        """Removes the temporary file of `staged` unless it was placed (waits for its writer)."""
+        try:
+            staged.written.result()
+        except OSError:
+            pass
+        staged.tmp.unlink(missing_ok=True)
+
+    def write(self, data: bytes, final: Path, *, replace: bool = True) -> bool:
+        """Writes `data` durably at `final`: `stage` then `place` (temp file, fsync, rename,
+        directory fsync); False, with nothing written, when `replace` is False and `final`
+        exists. Raises OutOfResources when the watermark would be crossed or the write fails.
+        """
+        staged = self.stage(data)
+        placed = False
+        try:
+            placed = self.place(staged, final, replace=replace)
+        finally:
+            if not placed:
+                self.discard(staged)
+        return placed
 
     def remove(self, stored: Path) -> None:
         """Removes a file written by `write` that must not stay (its index row went elsewhere)."""
