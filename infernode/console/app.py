@@ -24,4 +24,9 @@ def create_console_router(node: Node) -> APIRouter:
     add_session_routes(router, con)
     add_pages(router, con, node)
     add_admin_pages(router, con, node)
+    if cfg.oidc is not None:
+        from infernode.console.oidc import OidcClient
+        from infernode.console.sso import add_oidc_routes
+
+        add_oidc_routes(router, con, OidcClient(cfg.oidc))
     return router

@@ -26,6 +26,8 @@ from infernode.console.config import ConsoleConfig, ConsoleUser, Role
 from infernode.console.tables import console_sessions
 
 COOKIE = "infernode_session"
+LOCAL = "local"
+OIDC = "oidc"
 
 _hasher = PasswordHasher()
 # verified against when the user name is unknown, so both cases cost the same time
@@ -107,21 +109,25 @@ class Authenticator:
         ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
         return user if ok and user is not None else None
 
-    def open_session(self, user: ConsoleUser, source: str | None) -> tuple[str, Session]:
-        """A new session for `user`; returns the cookie value (shown once) and the session."""
+    def open_session(self, name: str, role: Role, source: str | None,
+                     origin: str = LOCAL) -> tuple[str, Session]:
+        """A new session for user `name` signed on locally or by OIDC (`origin`); returns
+        the cookie value (shown once) and the session."""
         session_id = secrets.token_urlsafe(32)
         now = _naive(self.clock())
         csrf = secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             conn.execute(console_sessions.insert().values(
-                id_sha256=_sha256(session_id), user_name=user.name, role=str(user.role),
-                csrf_token=csrf, source=(source or "")[:256], created_at=now,
+                id_sha256=_sha256(session_id), user_name=name, role=str(role),
+                origin=origin, csrf_token=csrf, source=(source or "")[:256], created_at=now,
                 last_seen_at=now))
-        return session_id, Session(user.name, user.role, csrf, now.replace(tzinfo=UTC))
+        return session_id, Session(name, role, csrf, now.replace(tzinfo=UTC))
 
     def session(self, session_id: str | None) -> Session | None:
         """The live session of a cookie value, its idle timer restarted; None when unknown,
-        ended, idle too long, past its absolute lifetime, or its user no longer configured."""
+        ended, idle too long, past its absolute lifetime, or its local user no longer configured
+        with that role (an OIDC session keeps the role it got at login while OIDC stays
+        configured)."""
         if not session_id:
             return None
         key = _sha256(session_id)
@@ -131,10 +137,14 @@ class Authenticator:
                 console_sessions.c.id_sha256 == key)).mappings().first()
             if row is None or row["ended_at"] is not None:
                 return None
-            user = self.user(row["user_name"])
+            if row["origin"] == OIDC:
+                known = self.cfg.oidc is not None
+            else:
+                user = self.user(row["user_name"])
+                known = user is not None and str(user.role) == row["role"]
             expired = (now - row["last_seen_at"] > timedelta(seconds=self.cfg.session_idle_s)
                        or now - row["created_at"] > timedelta(seconds=self.cfg.session_max_s))
-            if expired or user is None or str(user.role) != row["role"]:
+            if expired or not known:
                 conn.execute(console_sessions.update().where(
                     console_sessions.c.id_sha256 == key).values(ended_at=now))
                 return None

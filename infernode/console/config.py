@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class Role(StrEnum):
@@ -31,6 +31,31 @@ class ConsoleUser(BaseModel):
         min_length=1, description="argon2 hash from `infernode console hash-password`")
 
 
+class OidcConfig(BaseModel):
+    """Single sign-on with an OpenID Connect provider (authorization code flow with PKCE)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str = Field(description="the provider's issuer URL (its discovery document is "
+                        "ISSUER/.well-known/openid-configuration)")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = Field(
+        default=None, description="confidential client secret (HTTP basic at the token "
+        "endpoint); none: a public client, PKCE only")
+    redirect_url: str | None = Field(
+        default=None, description="the callback URL registered at the provider; default: "
+        "this node's own /login/oidc/callback as the browser reached it")
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    username_claim: str = "preferred_username"
+    roles_claim: str = Field(default="groups", description="ID token claim listing the "
+                             "user's groups or roles (a list or one string)")
+    role_map: dict[str, Role] = Field(
+        default_factory=dict, description="claim value -> console role; the highest role "
+        "mapped wins; a user with none is refused")
+    label: str = Field(default="Single sign-on", description="the login page's button")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
 class ConsoleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,3 +73,4 @@ class ConsoleConfig(BaseModel):
         default=5, ge=1, description="failed logins allowed per address and per user name "
         "within login_window_s; more are refused until the window passes")
     login_window_s: float = Field(default=300.0, gt=0)
+    oidc: OidcConfig | None = Field(default=None, description="single sign-on (optional)")

@@ -32,7 +32,8 @@ def add_session_routes(router: APIRouter, con: Console) -> None:
     @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request) -> Response:
         token = secrets.token_urlsafe(24)
-        response = con.render(request, None, "login.html", login_csrf=token, error=None)
+        response = con.render(request, None, "login.html", login_csrf=token, error=None,
+                              sso=con.cfg.oidc.label if con.cfg.oidc else None)
         _cookie(response, request, con, LOGIN_CSRF, token, max_age=3600)
         return response
 
@@ -53,7 +54,7 @@ def add_session_routes(router: APIRouter, con: Console) -> None:
             return _login_refused(request, con, user, "bad_credentials",
                                   "unknown user or wrong password", 401)
         con.auth.limiter.succeeded(keys[1])
-        session_id, session = con.auth.open_session(found, address)
+        session_id, session = con.auth.open_session(found.name, found.role, address)
         con.record(request, session, "login", category=Category.LOGIN)
         response = RedirectResponse("/", status_code=303)
         _cookie(response, request, con, COOKIE, session_id, max_age=int(con.cfg.session_max_s))
@@ -79,12 +80,23 @@ def add_session_routes(router: APIRouter, con: Console) -> None:
         return FileResponse(files[name], headers={"Cache-Control": "private, max-age=300"})
 
 
+def set_cookie(response: Response, request: Request, con: Console, name: str, value: str, *,
+               max_age: int, path: str = "/", samesite: str = "strict") -> None:
+    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True,
+                        samesite=samesite,  # type: ignore[arg-type]
+                        secure=request.url.scheme == "https" or con.cfg.secure_cookie)
+
+
+def login_refused(request: Request, con: Console, user: str, reason: str, message: str,
+                  status: int) -> Response:
+    """The login page again with `message`, the refusal audited (never the password)."""
+    return _login_refused(request, con, user, reason, message, status)
+
+
 def _cookie(response: Response, request: Request, con: Console, name: str, value: str, *,
             max_age: int) -> None:
-    path = "/login" if name == LOGIN_CSRF else "/"
-    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True,
-                        samesite="strict",
-                        secure=request.url.scheme == "https" or con.cfg.secure_cookie)
+    set_cookie(response, request, con, name, value, max_age=max_age,
+               path="/login" if name == LOGIN_CSRF else "/")
 
 
 def _login_refused(request: Request, con: Console, user: str, reason: str, message: str,
@@ -93,7 +105,7 @@ def _login_refused(request: Request, con: Console, user: str, reason: str, messa
                actor=user[:64], detail={"reason": reason})
     token = secrets.token_urlsafe(24)
     response = con.render(request, None, "login.html", status_code=status, login_csrf=token,
-                          error=message)
+                          error=message, sso=con.cfg.oidc.label if con.cfg.oidc else None)
     _cookie(response, request, con, LOGIN_CSRF, token, max_age=3600)
     return response
 

@@ -14,6 +14,8 @@ console_sessions = sa.Table(
     sa.Column("id_sha256", sa.String(64), primary_key=True),
     sa.Column("user_name", sa.String(64), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
+    # local (console.users) or oidc (the role came from the provider's ID token at login)
+    sa.Column("origin", sa.String(16), nullable=False),
     sa.Column("csrf_token", sa.String(64), nullable=False),
     sa.Column("source", sa.String(256), nullable=True),
     sa.Column("created_at", sa.DateTime(), nullable=False),

@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column("id_sha256", sa.String(64), primary_key=True),
         sa.Column("user_name", sa.String(64), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("origin", sa.String(16), nullable=False),
         sa.Column("csrf_token", sa.String(64), nullable=False),
         sa.Column("source", sa.String(256), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),

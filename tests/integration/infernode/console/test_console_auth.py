@@ -140,18 +140,18 @@ def test_sessions_end_when_idle_or_too_old_or_the_user_is_gone(console_node):
     auth = Authenticator(node.engine, node.settings.console, clock=lambda: now[0])
     user = auth.check_password("otto", PASSWORDS["otto"])
     assert user is not None and auth.check_password("otto", "nope") is None
-    idle_id, _ = auth.open_session(user, "127.0.0.1")
+    idle_id, _ = auth.open_session(user.name, user.role, "127.0.0.1")
     for _ in range(70):  # kept alive by use: 70 requests 55 s apart outlive session_max_s
         now[0] += timedelta(seconds=55)
         if auth.session(idle_id) is None:
             break
     assert now[0] - datetime(2026, 12, 4, 10, 0, tzinfo=UTC) > timedelta(seconds=3600)
     assert now[0] - datetime(2026, 12, 4, 10, 0, tzinfo=UTC) <= timedelta(seconds=3655)
-    second, _ = auth.open_session(user, "127.0.0.1")
+    second, _ = auth.open_session(user.name, user.role, "127.0.0.1")
     now[0] += timedelta(seconds=61)
     assert auth.session(second) is None  # idle too long
     assert auth.session(second) is None  # and stays ended
-    third, _ = auth.open_session(user, "127.0.0.1")
+    third, _ = auth.open_session(user.name, user.role, "127.0.0.1")
     smaller = node.settings.console.model_copy(update={"users": ()})
     assert Authenticator(node.engine, smaller, clock=lambda: now[0]).session(third) is None
     assert auth.session(third) is None  # ended for good, even with the user back
