@@ -224,9 +224,10 @@ def test_two_runners_never_claim_the_same_row(
 
 def test_the_outbox_revision_builds_the_declared_tables() -> None:
     revisions = []
-    for name in ("wk_0001_jobs", "wk_0002_outbox", "wk_0003_job_outcome"):
-        spec = importlib.util.spec_from_file_location(
-            name, REPO / "workers" / "migrations" / f"{name}.py")
+    # every revision of the branch, in order: the declared metadata is their sum
+    for path in sorted((REPO / "workers" / "migrations").glob("wk_*.py")):
+        name = path.stem
+        spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
