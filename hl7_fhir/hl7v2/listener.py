@@ -17,7 +17,7 @@ import logging
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -158,6 +158,10 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
+        allowed = self.server.allowed_hosts
+        if allowed and self.client_address[0].removeprefix("::ffff:") not in allowed:
+            log.info("MLLP connection from a host not allowed; closed")
+            return
         sock.settimeout(self.server.idle_timeout_s)
         buffer = b""
         while True:
@@ -190,8 +194,10 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], on_report: ReportHandler,
-                 clock: Callable[[], datetime], idle_timeout_s: float) -> None:
+                 clock: Callable[[], datetime], idle_timeout_s: float,
+                 allowed_hosts: frozenset[str]) -> None:
         super().__init__(address, _Handler)
+        self.allowed_hosts = allowed_hosts
         self.on_report = on_report
         self.clock = clock
         self.idle_timeout_s = idle_timeout_s
@@ -205,13 +211,14 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 class MllpListener:
-    """A threaded MLLP listener; `start()` binds and returns the port."""
+    """A threaded MLLP listener; `start()` binds and returns the port. With `allowed_hosts`
+    (IP addresses), a connection from any other address is closed unanswered."""
 
     def __init__(self, host: str, port: int, on_report: ReportHandler, *,
                  clock: Callable[[], datetime] | None = None,
-                 idle_timeout_s: float = 300.0) -> None:
+                 idle_timeout_s: float = 300.0, allowed_hosts: Iterable[str] = ()) -> None:
         self._server = _Server((host, port), on_report, clock or (lambda: datetime.now(UTC)),
-                               idle_timeout_s)
+                               idle_timeout_s, frozenset(allowed_hosts))
         self._thread: threading.Thread | None = None
 
     @property

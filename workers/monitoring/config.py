@@ -34,6 +34,8 @@ class ListenerConfig(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=2575, ge=0, le=65535)
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(), description="IP addresses that may send reports (the RIS); none: any")
 
 
 class FhirPollConfig(BaseModel):

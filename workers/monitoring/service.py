@@ -89,7 +89,8 @@ class MonitoringService:
             self._threads.append(thread)
         if self.cfg.listener is not None:
             self.listener = MllpListener(self.cfg.listener.host, self.cfg.listener.port,
-                                         self.on_report)
+                                         self.on_report,
+                                         allowed_hosts=self.cfg.listener.allowed_hosts)
             port = self.listener.start()
             log.info("HL7 final-report listener on port %d", port)
 

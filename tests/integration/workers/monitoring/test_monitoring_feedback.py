@@ -155,3 +155,16 @@ def test_a_report_that_cannot_be_stored_is_answered_ae(tmp_path: Path) -> None:
     finally:
         listener.stop()
         bare.dispose()
+
+
+def test_a_host_not_allowed_gets_no_answer(tmp_path: Path) -> None:
+    received = []
+    listener = MllpListener("127.0.0.1", 0, received.append, allowed_hosts=["192.0.2.7"])
+    port = listener.start()
+    try:
+        with pytest.raises(TransientDeliveryError, match="closed the connection"):
+            send_mllp(_oru("ACC200", "No haemorrhage.", "H0001"), "127.0.0.1", port,
+                      timeout_s=30)
+    finally:
+        listener.stop()
+    assert received == []
