@@ -144,7 +144,8 @@ class StudyPipeline:
         fhir = mapping.fhir_findings(prediction, d.finding_site, self.critical)
         outputs = self.reporter.write(context, sources, findings, fhir,
                                       d.conclusion(prediction, self.wording))
-        outputs += self._views(context, sources, findings, files, headers, prediction)
+        outputs += self._views(context, sources, findings, files, headers, prediction,
+                               summary)
         positive = list(prediction.positive)
         summary.update({"series": primary.series_instance_uid, "positive": ",".join(positive),
                         "slices": int(primary.voxels.shape[0])})
@@ -195,7 +196,8 @@ class StudyPipeline:
         fhir = mapping.fhir_detection_findings(prediction, facts, d.finding_site, self.critical)
         outputs = self.reporter.write(context, sources, findings, fhir,
                                       d.conclusion(prediction, self.wording))
-        outputs += self._views(context, sources, findings, files, headers, prediction)
+        outputs += self._views(context, sources, findings, files, headers, prediction,
+                               summary)
         summary.update({"images": len(images), "detections": len(prediction.detections),
                         "positive": ",".join(prediction.positive)})
         summary[monitoring.MONITORING_KEY] = monitoring.encode(monitoring.input_features(
@@ -244,13 +246,18 @@ class StudyPipeline:
 
     def _views(self, context: JobContext, sources: Sequence[Dataset],
                findings: Sequence[Finding], files: Sequence[str],
-               headers: Sequence[Dataset], prediction: Prediction) -> tuple[Any, ...]:
-        """The overlay series and GSPS of a positive result (option `views`, default on)."""
+               headers: Sequence[Dataset], prediction: Prediction,
+               summary: Summary) -> tuple[Any, ...]:
+        """The overlay series and GSPS of a positive result (option `views`, default on); why
+        they are missing, when they could not be drawn, goes into the summary."""
         if not self.views:
             return ()
         paths = {str(h.get("SOPInstanceUID", "")): f for f, h in zip(files, headers, strict=True)}
-        return write_views(self.reporter, self._algorithm(), context, sources, findings, paths,
-                           prediction)
+        refs, note = write_views(self.reporter, self._algorithm(), context, sources, findings,
+                                 paths, prediction)
+        if note is not None:
+            summary["views"] = note
+        return refs
 
     def _algorithm(self) -> AlgorithmInfo:
         card = self.registry.card(self.model_id)

@@ -10,6 +10,7 @@ overlay images of their slices.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -24,6 +25,13 @@ from workers.messages import JobContext, OutputRef
 from workers.outbox.config import GSPS, OVERLAY
 from workers.pipelines.report import Reporter
 
+log = logging.getLogger(__name__)
+
+_DRAWING_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError,
+                   NotImplementedError)
+"""What an image or header the encoders cannot draw on raises (pydicom's pixel handlers and
+highdicom's checks included); the result itself stands without its views."""
+
 
 def saliency_by_image(prediction: Prediction) -> dict[str, np.ndarray]:
     """Source SOP Instance UID -> the prediction's saliency on that slice (the largest value of
@@ -37,22 +45,25 @@ def saliency_by_image(prediction: Prediction) -> dict[str, np.ndarray]:
 
 def write_views(reporter: Reporter, algorithm: AlgorithmInfo, context: JobContext,
                 sources: Sequence[Dataset], findings: Sequence[Finding],
-                paths: Mapping[str, str], prediction: Prediction) -> tuple[OutputRef, ...]:
-    """Encode and store the overlay series and GSPS of a job's positive findings; nothing for a
-    negative result. ``paths`` maps a source SOP Instance UID to its spool file (the overlay's
-    key images are read whole from there).
-
-    Raises:
-        ValueError: as `encode_views`.
-    """
+                paths: Mapping[str, str], prediction: Prediction
+                ) -> tuple[tuple[OutputRef, ...], str | None]:
+    """Encode and store the overlay series and GSPS of a job's positive findings (nothing for a
+    negative result); returns what was stored and, when they could not be drawn, why (for the
+    job's summary: the SEG, SR and KOS already written stand without them). ``paths`` maps a
+    source SOP Instance UID to its spool file (the overlay's key images are read whole)."""
     heatmaps = saliency_by_image(prediction)
-    uids = view_uids(sources, findings, heatmaps)
-    images = {uid: dcmread(paths[uid]) for uid in uids if uid in paths}
     ctx = EncodeContext.for_job(context.study_instance_uid, reporter.spec.kind, algorithm,
                                 utcnow)
-    views = encode_views(sources, findings, images, heatmaps, ctx)
+    try:
+        uids = view_uids(sources, findings, heatmaps)
+        images = {uid: dcmread(paths[uid]) for uid in uids if uid in paths}
+        views = encode_views(sources, findings, images, heatmaps, ctx)
+    except _DRAWING_ERRORS as exc:
+        log.warning("job %s: overlay series and GSPS not written (%s)", context.job_id,
+                    type(exc).__name__)
+        return (), f"not written: {type(exc).__name__}"
     if not views.datasets():
-        return ()
+        return (), None
     folder = reporter.facts.output_dir / context.study_instance_uid / reporter.spec.name
     folder.mkdir(parents=True, exist_ok=True)
     refs = []
@@ -61,4 +72,4 @@ def write_views(reporter: Reporter, algorithm: AlgorithmInfo, context: JobContex
         ds.save_as(path, enforce_file_format=True)
         kind = GSPS if ds is views.gsps else OVERLAY
         refs.append(OutputRef(kind=kind, uid=str(ds.SOPInstanceUID), path=str(path)))
-    return tuple(refs)
+    return tuple(refs), None
