@@ -79,12 +79,24 @@ class LoginLimiter:
             found.popleft()
         return found
 
+    def _forget_quiet(self) -> None:
+        """Drops keys without a failure in the window, so the table stays small."""
+        cutoff = self.clock() - self.window_s
+        for key in [k for k, v in self._failures.items() if not v or v[-1] < cutoff]:
+            del self._failures[key]
+
     def blocked(self, *keys: str) -> bool:
         with self._lock:
-            return any(len(self._recent(k)) >= self.attempts for k in keys)
+            found = any(len(self._recent(k)) >= self.attempts for k in keys)
+            for key in keys:
+                if not self._failures.get(key):
+                    self._failures.pop(key, None)
+            return found
 
     def failed(self, *keys: str) -> None:
         with self._lock:
+            if len(self._failures) > 10_000:
+                self._forget_quiet()
             for key in keys:
                 self._recent(key).append(self.clock())
 

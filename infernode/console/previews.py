@@ -47,11 +47,19 @@ class Result:
     boxes: dict[Key, list[render.Box]] = field(default_factory=dict)
 
 
-def _dicom_outputs(engine: Engine, study_uid: str) -> list[str]:
+def _dicom_outputs(engine: Engine, study_uid: str) -> list[tuple[str, int]]:
+    """(path, mtime in ns) of the study's DICOM outputs still on disk."""
     with engine.connect() as conn:
-        return [r[0] for r in conn.execute(sa.select(outputs.c.path).where(
+        paths = [r[0] for r in conn.execute(sa.select(outputs.c.path).where(
             outputs.c.study_instance_uid == study_uid, outputs.c.kind == "dicom",
-            outputs.c.path.is_not(None)).order_by(outputs.c.id)) if Path(r[0]).is_file()]
+            outputs.c.path.is_not(None)).order_by(outputs.c.id))]
+    found = []
+    for path in paths:
+        try:
+            found.append((path, Path(path).stat().st_mtime_ns))
+        except OSError:
+            continue  # removed by retention meanwhile
+    return found
 
 
 def _walk(items: Any) -> Iterator[Dataset]:
@@ -181,8 +189,9 @@ class PreviewCache:
         self._lock = threading.Lock()
 
     def previews(self, study_uid: str) -> list[Preview]:
-        paths = _dicom_outputs(self.engine, study_uid)
-        stamp = (study_uid, tuple(f"{p}:{Path(p).stat().st_mtime_ns}" for p in paths))
+        found = _dicom_outputs(self.engine, study_uid)
+        paths = [p for p, _ in found]
+        stamp = (study_uid, tuple(f"{p}:{m}" for p, m in found))
         with self._lock:
             if stamp in self._cache:
                 self._cache.move_to_end(stamp)
