@@ -105,7 +105,7 @@ class AuditRecorder:
         return False
 
     def _run(self) -> None:
-        backoff = 0.5
+        backoff, failed_stopping = 0.5, 0
         pending: list[AuditEvent] = []
         while True:
             if not pending:
@@ -123,7 +123,8 @@ class AuditRecorder:
             try:
                 self._log.record_many(pending)
             except SQLAlchemyError as exc:
-                if self._stop.is_set() and backoff > 4:
+                failed_stopping += self._stop.is_set()
+                if failed_stopping >= 3:  # stopping, and the database is still away
                     self._give_up(pending, exc)
                     return
                 log.warning("audit write failed (%s), retrying", type(exc).__name__)
@@ -189,6 +190,13 @@ class AssociationAudit:
                 received.duplicates += 1
             received.studies.setdefault(stored.study_instance_uid, []).append(
                 stored.sop_instance_uid)
+
+    def flush(self) -> None:
+        """Reports the associations not seen to close (the listener stopped under them)."""
+        with self._lock:
+            left, self._open = list(self._open.values()), {}
+        for received in left:
+            self._report(received)
 
     def _report(self, received: _Received) -> None:
         for study, sops in received.studies.items():
@@ -375,6 +383,7 @@ class NodeAudit:
             self.tail.poll()
         except SQLAlchemyError as exc:
             log.warning("audit of job and delivery outcomes at stop: %s", type(exc).__name__)
+        self.associations.flush()
         self.recorder.stop()
         if self.exporter is not None:
             try:  # what was written last goes out now; if not, the cursor keeps it for later

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pydicom
+import pytest
 import sqlalchemy as sa
 import yaml
 from prometheus_client import CollectorRegistry
@@ -27,6 +28,7 @@ from infernode.settings import load_settings
 from tests.integration.infernode.test_audit_export import Rsyslog, parse
 from tests.support.net import free_port
 from tests.support.peers.dcmtk import ct_series, storescu
+from tests.support.postgres import PG_ADMIN_URL
 from tests.support.waiting import wait_until
 from workers.db import jobs
 from workers.outbox.tables import deliveries, outputs
@@ -203,3 +205,35 @@ def test_cli_queries_by_time_category_actor_and_subject(tmp_path: Path) -> None:
     assert table.exit_code == 0 and "received" in table.output and "mallory" not in table.output
     refused = runner.invoke(app, ["audit", "-c", str(cfg), "--category", "nonsense"])
     assert refused.exit_code != 0
+
+
+def test_events_the_database_cannot_take_at_shutdown_are_counted_and_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    name = f"h5_audit_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine = create_engine(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        migrate(engine)
+        metrics = AuditMetrics(CollectorRegistry())
+        recorder = AuditRecorder(AuditLog(engine), metrics)
+        recorder.start()
+        recorder.submit(AuditEvent(Category.CONSOLE, "before"))
+        assert recorder.flush()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = :name"), {"name": name})
+        for i in range(3):
+            recorder.submit(AuditEvent(Category.CONSOLE, "during", actor=f"user{i}"))
+        recorder.stop()
+        assert metrics.written._value.get() == 1
+        assert metrics.lost._value.get() == 3
+        assert "3 events lost" in caplog.text
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
