@@ -131,6 +131,9 @@ def test_font_and_outline_helpers() -> None:
     assert np.array_equal(text_mask("A")[:, :5], glyph("a"))
     assert text_mask("AB", 2).shape == (14, 24)
     assert not np.array_equal(glyph("O"), glyph("0"))
+    # every character the node's captions use has a glyph of its own (not the hollow box)
+    for char in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;-_/%()=+<>'#?!":
+        assert not np.array_equal(glyph(char), glyph("\u25a1")), char
     square = np.zeros((5, 5), bool)
     square[1:4, 1:4] = True
     ring = outline(square)
