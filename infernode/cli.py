@@ -90,6 +90,28 @@ def config_findings(settings: Settings) -> tuple[list[tuple[str, str]], list[tup
     warnings = []
     if not settings.dicom.require_known_peers:
         warnings.append(("dicom.require_known_peers", "any peer may store"))
+    web_problems, web_warnings = _web_findings(settings)
+    return problems + web_problems, warnings + web_warnings
+
+
+def _web_findings(settings: Settings) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    from infernode.security import is_loopback
+
+    problems, warnings = [], []
+    web = settings.web
+    for key, path in (("web.tls_certfile", web.tls_certfile),
+                      ("web.tls_keyfile", web.tls_keyfile)):
+        if path is not None and not Path(path).is_file():
+            problems.append((key, f"no such file: {path}"))
+    if web.enabled and not is_loopback(web.host):
+        if not web.api_tokens:
+            warnings.append(("web.api_tokens", "none while web.host is not loopback: "
+                             "/metrics, /api, /docs and /openapi.json answer 401 to everyone"))
+        if web.tls_certfile is None:
+            warnings.append(("web.tls_certfile", "the web port is reachable from the network "
+                             "over plain HTTP"))
+    if settings.audit.syslog is not None and not settings.audit.syslog.tls:
+        warnings.append(("audit.syslog.tls", "audit messages leave in clear text"))
     return problems, warnings
 
 

@@ -74,7 +74,7 @@ class HealthConfig(BaseModel):
         description="free bytes the spool's filesystem must keep for the node to be ready; "
         "None: dicom.min_free_bytes (where C-STORE starts refusing)")
     max_delivery_dead_letters: int = Field(
-        default=0, ge=0, description="dead-lettered deliveries tolerated before not ready")
+        default=100, ge=0, description="dead-lettered deliveries tolerated before not ready")
     max_oldest_queued_s: float = Field(
         default=3600.0, gt=0, description="age of the oldest queued job tolerated before not ready")
     probe_timeout_s: float = Field(

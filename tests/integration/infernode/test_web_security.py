@@ -132,3 +132,30 @@ def test_https_with_hsts_and_certificate_expiry_gauges(web_node, tmp_path: Path,
     assert float(found["web"]) == pytest.approx(_not_after(cert), abs=1)
     assert float(found["dicom"]) == pytest.approx(_not_after(pki / "server.pem"), abs=1)
     assert 'infernode_certificate_readable{certificate="web"} 1.0' in metrics
+
+
+def test_check_config_warns_about_an_open_web_port(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from infernode.cli import app
+
+    exposed = tmp_path / "exposed.yaml"
+    exposed.write_text(yaml.safe_dump({
+        "dicom": {"spool_dir": str(tmp_path / "spool")}, "web": {"host": "0.0.0.0"},
+        "audit": {"syslog": {"host": "audit.example", "tls": False}}}))
+    result = CliRunner().invoke(app, ["check-config", str(exposed)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for key in ("web.api_tokens", "web.tls_certfile", "audit.syslog.tls"):
+        assert f"warning {key}" in result.output
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(yaml.safe_dump({
+        "dicom": {"spool_dir": str(tmp_path / "spool")},
+        "web": {"tls_certfile": str(tmp_path / "nope.pem"),
+                "tls_keyfile": str(tmp_path / "nope.key")}}))
+    result = CliRunner().invoke(app, ["check-config", str(missing)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1 and "error web.tls_certfile: no such file" in result.output
+    quiet = tmp_path / "quiet.yaml"
+    quiet.write_text(yaml.safe_dump({"dicom": {"spool_dir": str(tmp_path / "spool")}}))
+    result = CliRunner().invoke(app, ["check-config", str(quiet)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "web." not in result.output
