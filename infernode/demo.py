@@ -4,6 +4,7 @@ stage took, then the operator console's address and a one-time login for this ru
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import socket
@@ -160,14 +161,15 @@ _KIND_NAMES = {"dicom": "DICOM", "dicom-gsps": "GSPS", "dicom-overlay": "overlay
 
 def results_table() -> Table:
     """The demo's result table, laid out to fit an 80-column terminal: short headers, the
-    sample's description under its accession number, one output kind / destination a line."""
+    sample's description under its accession number, one output kind / destination a line,
+    the queue wait over the run time (seconds)."""
     table = Table(title="Results", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
-    table.add_column("study", min_width=10, max_width=14)
+    table.add_column("study", min_width=10, max_width=12)
     table.add_column("pipeline", no_wrap=True)
     table.add_column("AI result", ratio=3, overflow="fold")
     table.add_column("outputs", no_wrap=True)
-    table.add_column("delivered to", ratio=2, overflow="fold")
-    table.add_column("wait/run s", no_wrap=True, justify="right")
+    table.add_column("delivered to", ratio=2, min_width=12, overflow="fold")
+    table.add_column("wait/run", no_wrap=True, justify="right")
     return table
 
 
@@ -181,28 +183,24 @@ def wait_for_interrupt(node: Any) -> None:
         pass
 
 
-def _report(console: Console, node: Any, studies: list[Any], elapsed: float,
-            pacs: LocalPacs | None) -> int:
-    jobs = {j["study_instance_uid"]: j for j in _jobs(node)}
-    deliveries = _deliveries(node)
-    table = results_table()
+def fill_results(table: Table, studies: list[Any], jobs: dict[str, Any],
+                 deliveries: dict[str, dict[str, dict[str, int]]]) -> bool:
+    """One row per sample study (identity, label) from its job row and its deliveries
+    (destination -> state -> count); True when every study's job succeeded."""
     ok = True
     for identity, label in studies:
         job = jobs.get(identity.study_instance_uid)
         if job is None:
             table.add_row(f"{identity.accession_number}\n[dim]{label}[/dim]", "-",
-                          "not routed/complete", "", "", "")
+                          "not routed or not complete", "", "", "")
             ok = False
             continue
         result = job["result"] or {}
         if isinstance(result, str):
-            import json
-
             result = json.loads(result)
         summary = result.get("summary", {})
-        outputs = result.get("outputs", [])
         kinds: dict[str, int] = {}
-        for out in outputs:
+        for out in result.get("outputs", []):
             kinds[out["kind"]] = kinds.get(out["kind"], 0) + 1
         finding = summary.get("not_analysed") or _finding(job["pipeline"], summary)
         if result.get("priority_flag"):
@@ -219,6 +217,14 @@ def _report(console: Console, node: Any, studies: list[Any], elapsed: float,
             f"{job['wait_s'] or 0:.2f}\n{job['run_s'] or 0:.2f}",
         )
         ok = ok and job["state"] == "succeeded"
+    return ok
+
+
+def _report(console: Console, node: Any, studies: list[Any], elapsed: float,
+            pacs: LocalPacs | None) -> int:
+    table = results_table()
+    ok = fill_results(table, studies, {j["study_instance_uid"]: j for j in _jobs(node)},
+                      _deliveries(node))
     console.print(table)
     outputs_dir = node.settings.data_dir / "outputs"
     console.print(f"outputs (SEG/SR/KOS, FHIR Bundle, HL7 ORU) under {outputs_dir}")
