@@ -9,6 +9,8 @@ says what is wrong. Checks run on the caller's thread; each is bounded by a time
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -184,6 +186,51 @@ def celery_probe(app: Any) -> WorkerProbe:
     return probe
 
 
+class BackgroundProbe:
+    """A slow worker probe taken off the request path: a Celery `inspect` always waits its
+    whole timeout for replies, longer than a probe's own deadline. Answers the last result,
+    refreshing it in a one-shot thread once it is `every_s` old; only the first call waits
+    for a result. A result older than three refresh periods counts as a failure."""
+
+    def __init__(self, probe: WorkerProbe, every_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._probe, self._every_s, self._clock = probe, every_s, clock
+        self._lock = threading.Lock()
+        self._result: tuple[float, set[str] | Exception] | None = None
+        self._running: threading.Thread | None = None
+
+    def __call__(self, pipelines: Sequence[str], timeout: float) -> set[str]:
+        with self._lock:
+            result = self._result
+            stale = result is None or self._clock() - result[0] >= self._every_s
+            if stale and self._running is None:
+                self._running = threading.Thread(target=self._refresh, args=(pipelines, timeout),
+                                                 name="health-probe", daemon=True)
+                self._running.start()
+            running = self._running
+        if result is None and running is not None:
+            running.join(timeout + 1.0)
+            result = self._result
+        if result is None:
+            raise TimeoutError("no worker probe has answered yet")
+        at, answer = result
+        if self._clock() - at > 3 * self._every_s + timeout:
+            raise TimeoutError("the last worker probe is too old")
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def _refresh(self, pipelines: Sequence[str], timeout: float) -> None:
+        answer: set[str] | Exception
+        try:
+            answer = self._probe(pipelines, timeout)
+        except Exception as exc:  # noqa: BLE001 - handed to the next reader as a failure
+            answer = exc
+        with self._lock:
+            self._result = (self._clock(), answer)
+            self._running = None
+
+
 def node_readiness(node: Node) -> Readiness:
     """The readiness checks of a built node, with its settings' thresholds."""
     settings = node.settings
@@ -195,7 +242,8 @@ def node_readiness(node: Node) -> Readiness:
     else:
         from workers.celery_app import create_celery_app
 
-        probe = celery_probe(create_celery_app(wcfg))
+        probe = BackgroundProbe(celery_probe(create_celery_app(wcfg)),
+                                settings.health.worker_probe_interval_s)
     cfg = settings.health
     floor = (cfg.spool_min_free_bytes if cfg.spool_min_free_bytes is not None
              else settings.dicom.min_free_bytes)

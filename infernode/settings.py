@@ -79,6 +79,9 @@ class HealthConfig(BaseModel):
         default=3600.0, gt=0, description="age of the oldest queued job tolerated before not ready")
     probe_timeout_s: float = Field(
         default=2.0, gt=0, description="how long the broker and worker probes may wait")
+    worker_probe_interval_s: float = Field(
+        default=10.0, gt=0, description="how often Celery workers are asked for their queues "
+        "(in the background; /health/ready answers the last result)")
 
 
 class SyslogConfig(BaseModel):

@@ -110,29 +110,36 @@ def test_a_stopped_broker_or_worker_makes_the_node_unready(web_node, tmp_path: P
     redis_server = RedisServer(tmp_path)
     redis_server.start()
     worker: WorkerProcess | None = None
+
+    def until(broker: str, workers: str) -> dict[str, Any]:
+        def seen() -> dict[str, Any] | None:
+            status, body = ready(base)
+            found = states(body)
+            return body if (found["broker"], found["workers"]) == (broker, workers) else None
+
+        return wait_until(seen, 30, f"broker {broker}, workers {workers}", every=0.2)
+
     try:
         cfg = make_config(tmp_path, redis_server.url)
         db_url = f"sqlite:///{tmp_path / 'shared.db'}"
-        _, base = web_node(db_url=db_url, workers=cfg.model_dump(mode="json"))
-        status, body = ready(base)
-        assert status == 503
-        assert states(body)["broker"] == "ok" and states(body)["workers"] == "failing"
+        _, base = web_node(db_url=db_url, workers=cfg.model_dump(mode="json"),
+                           health={"worker_probe_interval_s": 0.5})
+        body = until("ok", "failing")
         assert "alpha" in body["checks"]["workers"]["detail"]
+        assert ready(base)[0] == 503
 
         worker = WorkerProcess("workers.worker_main", cfg, db_url, tmp_path,
                                ["-P", "solo", "-l", "INFO"]).start(" ready.")
-        status, body = ready(base)
-        assert status == 200, body
-        assert states(body)["workers"] == "ok"
+        body = until("ok", "ok")
+        assert ready(base)[0] == 200, body
 
         worker.stop()
-        status, body = ready(base)
-        assert status == 503 and states(body)["workers"] == "failing"
+        until("ok", "failing")
 
         redis_server.stop()
+        until("failing", "failing")
         status, body = ready(base)
-        assert status == 503
-        assert states(body)["broker"] == "failing" and states(body)["workers"] == "failing"
+        assert status == 503 and body["status"] == "not_ready"
     finally:
         if worker is not None:
             worker.kill()
