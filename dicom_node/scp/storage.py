@@ -9,14 +9,14 @@ conflicting duplicate answers a warning; no exception escapes into pynetdicom.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Sequence
 from io import BytesIO
 from typing import cast
 
 from pydicom.dataset import Dataset
-from pynetdicom import evt
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.dsutils import encode_file_meta
 
 from dicom_node.events import InstanceStored
 from dicom_node.ingest import Arrival, Ingestor, refusal_for
@@ -90,13 +90,41 @@ def file_bytes(event: evt.Event, calling_ae: str, called_ae: str) -> bytes:
     the Sending and Receiving AE Titles (0002,0017/0018), so that start-up recovery can index a
     spool file whose index row was lost with the sender it came from, then the data set bytes
     exactly as received (never decoded here)."""
-    meta = event.file_meta
-    if calling_ae:
-        meta.SendingApplicationEntityTitle = calling_ae
-    if called_ae:
-        meta.ReceivingApplicationEntityTitle = called_ae
-    stream = cast(BytesIO, cast(C_STORE, event.request).DataSet).getvalue()
-    return b"".join((b"\x00" * 128, b"DICM", encode_file_meta(meta), stream))
+    request = cast(C_STORE, event.request)
+    meta = file_meta_bytes((
+        (0x0002, "UI", _text(request.AffectedSOPClassUID) or ""),
+        (0x0003, "UI", _text(request.AffectedSOPInstanceUID) or ""),
+        (0x0010, "UI", str(event.context.transfer_syntax)),
+        (0x0012, "UI", PYNETDICOM_IMPLEMENTATION_UID),
+        (0x0013, "SH", PYNETDICOM_IMPLEMENTATION_VERSION),
+        (0x0017, "AE", calling_ae),
+        (0x0018, "AE", called_ae),
+    ))
+    stream = cast(BytesIO, request.DataSet).getvalue()
+    return b"".join((b"\x00" * 128, b"DICM", meta, stream))
+
+
+def file_meta_bytes(elements: Sequence[tuple[int, str, str]]) -> bytes:
+    """File Meta Information (group 0002, Explicit VR Little Endian, PS3.10 7.1) from
+    (element, VR, value) of short-VR text elements, with the Group Length and Version first.
+    Written directly rather than through pydicom's writer: it runs once per received instance,
+    and the pydicom route cost about 0.4 ms each. Empty values are left out (the elements
+    written here are Type 1 or optional); UIDs are padded with NUL, text with a space (PS3.5
+    6.2)."""
+    body = [b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01"]
+    for element, vr, value in elements:
+        data = value.encode("ascii", "replace")
+        if not data:
+            continue
+        if len(data) % 2:
+            data += b"\x00" if vr == "UI" else b" "
+        body.append(_ELEMENT.pack(2, element, vr.encode(), len(data)) + data)
+    group = b"".join(body)
+    return _ELEMENT.pack(2, 0, b"UL", 4) + _UL.pack(len(group)) + group
+
+
+_ELEMENT = struct.Struct("<HH2sH")
+_UL = struct.Struct("<L")
 
 
 def _text(value: object) -> str | None:
