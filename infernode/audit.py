@@ -33,6 +33,8 @@ audit_events = sa.Table(
     sa.Column("source", sa.String(256), nullable=True),
     sa.Column("subject", sa.String(256), nullable=True),
     sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_audit_events_at", "at"),
+    sa.Index("ix_audit_events_subject", "subject"),
 )
 
 

@@ -12,7 +12,8 @@ from alembic.migration import MigrationContext
 
 from infernode.db import create_engine, migrate
 
-METADATA_MODULES = ("dicom_node.index.tables", "workers.db", "hl7_fhir.facade.store")
+METADATA_MODULES = ("dicom_node.index.tables", "workers.db", "hl7_fhir.facade.store",
+                    "infernode.audit", "infernode.console.tables")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
