@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import sqlalchemy as sa
 import yaml
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
+from dicom_node.index.tables import instances
 from infernode.console import switches
 from infernode.console.config import Role
 from infernode.console.web import Console
 from workers import admin as job_admin
+from workers.headers import studies_from_files
 from workers.routing import StudyExplanation, Truth, explain
 
 if TYPE_CHECKING:
@@ -62,16 +65,26 @@ def model_cards(node: Node) -> list[dict[str, Any]]:
     return cards
 
 
-def explain_study(node: Node, study_uid: str) -> tuple[StudyExplanation, dict[str, str]] | None:
-    """The routing of a recorded study re-evaluated against the rules now configured, with
-    a label per series; None when the node never routed it."""
+def explain_study(node: Node, study_uid: str
+                  ) -> tuple[StudyExplanation, dict[str, str], bool] | None:
+    """The routing of a received study evaluated against the rules now configured, with a
+    label per series, and whether the node routed it already (its recorded StudyReady; else
+    the study as its stored headers describe it, without the association's AE titles); None
+    when the node holds nothing of it."""
     study = job_admin.recorded_study(node.engine, study_uid)
+    recorded = study is not None
     if study is None:
-        return None
+        with node.engine.connect() as conn:
+            paths = [Path(r[0]) for r in conn.execute(sa.select(instances.c.path).where(
+                instances.c.study_instance_uid == study_uid))]
+        found = [s for s in studies_from_files(paths) if s.study_instance_uid == study_uid]
+        if not found:
+            return None
+        study = found[0]
     cfg = node.settings.workers
     names = {s.series_instance_uid: f"{s.modality or '?'} '{s.series_description or ''}'"
              for s in study.series}
-    return explain(study, cfg.rules, cfg.exclusions), names
+    return explain(study, cfg.rules, cfg.exclusions), names, recorded
 
 
 def redact(value: Any, key: str = "") -> Any:

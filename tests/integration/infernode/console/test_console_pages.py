@@ -65,7 +65,8 @@ def test_every_page_renders_for_an_admin(stored):
                        ("/studies", uid), (f"/studies/{uid}", "Series"),
                        ("/jobs", "Jobs"), ("/deliveries?state=dead", "Deliveries"),
                        ("/models", "ich-demo"), ("/routing", "Exclusions"),
-                       (f"/routing?study={uid}", "has not routed"),
+                       (f"/routing?study={uid}", "Not routed yet"),
+                       ("/routing?study=1.2.3.4", "holds no instance"),
                        ("/config", "check-config")):
         page = admin.get(path)
         assert page.status_code == 200, path
