@@ -43,13 +43,19 @@ def _sha256(path: Path) -> str:
     return _digests[key]
 
 
-def model_cards(node: Node) -> list[dict[str, Any]]:
-    """Every model card found, with its weights' checksum status."""
+def model_cards(node: Node) -> tuple[list[dict[str, Any]], str | None]:
+    """Every model card found, with its weights' checksum status, and the problem that
+    stopped the listing (an invalid card, two models with one id), if any."""
     from inference.config import build_registry
+    from inference.errors import InferenceError
 
     registry = build_registry(node.settings.inference)
+    try:
+        ids = registry.ids()
+    except InferenceError as exc:
+        return [], str(exc)
     cards = []
-    for model_id in registry.ids():
+    for model_id in ids:
         card = registry.card(model_id)
         folder = registry.directory(model_id)
         status = "no weights (method)" if not card.weights.files else "ok"
@@ -62,7 +68,7 @@ def model_cards(node: Node) -> list[dict[str, Any]]:
         cards.append({"card": card, "directory": folder, "checksum": status,
                       "training_data": yaml.safe_dump(card.training_data, sort_keys=False),
                       "metrics": yaml.safe_dump(card.metrics, sort_keys=False)})
-    return cards
+    return cards, None
 
 
 def explain_study(node: Node, study_uid: str
@@ -114,8 +120,9 @@ def add_admin_pages(router: APIRouter, con: Console, node: Node) -> None:
         off = switches.disabled_pipelines(node.engine)
         pipelines = [{"name": name, "spec": spec, "enabled": name not in off}
                      for name, spec in sorted(node.settings.workers.pipelines.items())]
-        return con.render(request, session, "models.html", page="models",
-                          cards=model_cards(node), pipelines=pipelines)
+        cards, problem = model_cards(node)
+        return con.render(request, session, "models.html", page="models", cards=cards,
+                          problem=problem, pipelines=pipelines)
 
     @router.post("/models/{pipeline}/switch", include_in_schema=False)
     async def switch(request: Request, pipeline: str) -> Response:
