@@ -12,6 +12,7 @@ from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from dicom_node import synth
 from dicom_node.encode import EncodeContext, Finding, Pipeline
 from dicom_node.encode.samples import (
     ct_head_case,
@@ -56,7 +57,8 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     root = tmp_path_factory.mktemp("views")
     out: dict[str, list[Path]] = {}
     for name in CASES:
-        _, views = encoded(name)
+        sources, views = encoded(name)
+        synth.write_series(sources, str(root / name / "src"))
         paths = []
         for ds in views.datasets():
             path = root / name / f"{ds.Modality}-{ds.SOPInstanceUID}.dcm"
@@ -65,6 +67,15 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
             paths.append(path)
         out[name] = paths
     return out
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_dcentvfy_sources_overlay_and_gsps_are_consistent(written, validators,
+                                                          name: str) -> None:
+    sources = sorted((written[name][0].parent / "src").glob("*.dcm"))
+    assert sources
+    report = validators.run("dcentvfy", *sources, *written[name])
+    assert validators.errors(report) == [], report
 
 
 @pytest.mark.parametrize("name", CASES)
