@@ -50,6 +50,8 @@ class Category(StrEnum):
     LOGIN = "login"
     CONSOLE = "console"
     CONFIG = "config"
+    APPLICATION = "application"
+    """The node started or stopped (ATNA Application Activity)."""
 
 
 class Outcome(StrEnum):

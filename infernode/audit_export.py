@@ -50,12 +50,15 @@ def dcm(value: str, meaning: str) -> Code:
 
 
 # PS3.16 CID 400 (event ID), CID 401 (event type), CID 402 (role), CID 404 (object ID type)
+APPLICATION_ACTIVITY = dcm("110100", "Application Activity")
 INSTANCES_ACCESSED = dcm("110103", "DICOM Instances Accessed")
 INSTANCES_TRANSFERRED = dcm("110104", "DICOM Instances Transferred")
 PATIENT_RECORD = dcm("110110", "Patient Record")
 QUERY = dcm("110112", "Query")
 SECURITY_ALERT = dcm("110113", "Security Alert")
 USER_AUTHENTICATION = dcm("110114", "User Authentication")
+APPLICATION_START = dcm("110120", "Application Start")
+APPLICATION_STOP = dcm("110121", "Application Stop")
 LOGIN = dcm("110122", "Login")
 LOGOUT = dcm("110123", "Logout")
 NODE_AUTHENTICATION = dcm("110126", "Node Authentication")
@@ -94,6 +97,9 @@ def classify(record: AuditRecord) -> Event:
         return Event(USER_AUTHENTICATION, "E", LOGOUT if action == "logout" else LOGIN)
     if category == "config":
         return Event(SECURITY_ALERT, "E", SOFTWARE_CONFIGURATION)
+    if category == "application":
+        return Event(APPLICATION_ACTIVITY, "E",
+                     APPLICATION_STOP if action == "stop" else APPLICATION_START)
     return Event(SECURITY_ALERT, "E", RESTRICTED_FUNCTION)
 
 
@@ -148,7 +154,7 @@ def _participants(root: ET.Element, record: AuditRecord, node: str) -> None:
     elif record.category == "delivery":
         _participant(root, node, requestor=True, role=SOURCE)
         _participant(root, actor, requestor=False, role=DESTINATION)
-    elif record.category in ("routing", "job", "config"):
+    elif record.category in ("routing", "job", "config", "application"):
         _participant(root, node if record.category != "job" else actor, requestor=True,
                      role=APPLICATION)
     else:  # fhir_read, login, console: a user or token asked the node

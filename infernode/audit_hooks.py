@@ -364,6 +364,8 @@ class NodeAudit:
 
     def start(self, stop: threading.Event) -> None:
         self.recorder.start()
+        self.recorder.submit(AuditEvent(Category.APPLICATION, "start",
+                                        actor=self.settings.dicom.ae_title))
         self.recorder.submit(config_event(self.settings))
         runners: list[tuple[str, Callable[[threading.Event], None]]] = [
             ("audit-outcomes", lambda s: self.tail.run(s, self.settings.audit.poll_s))]
@@ -384,6 +386,8 @@ class NodeAudit:
         except SQLAlchemyError as exc:
             log.warning("audit of job and delivery outcomes at stop: %s", type(exc).__name__)
         self.associations.flush()
+        self.recorder.submit(AuditEvent(Category.APPLICATION, "stop",
+                                        actor=self.settings.dicom.ae_title))
         self.recorder.stop()
         if self.exporter is not None:
             try:  # what was written last goes out now; if not, the cursor keeps it for later

@@ -130,6 +130,7 @@ def every_kind() -> list[AuditEvent]:
         AuditEvent(Category.LOGIN, "login", Outcome.FAILURE, actor="operator1",
                    source="192.0.2.7"),
         AuditEvent(Category.CONSOLE, "replay_delivery", actor="operator1", source="192.0.2.7"),
+        AuditEvent(Category.APPLICATION, "stop", actor="INFERNODE"),
     ]
 
 
@@ -161,7 +162,7 @@ def test_every_kind_of_event_arrives_as_a_valid_dicom_audit_message(
         assert m["app"] == "infernode" and m["msgid"] == "IHE+RFC-3881" and m["sd"] == "-"
     event_ids = [r.find("EventIdentification/EventID").get("csd-code") for r in roots]
     assert event_ids == ["110113", "110114", "110113", "110104", "110103", "110103", "110104",
-                         "110110", "110112", "110114", "110113"]
+                         "110110", "110112", "110114", "110113", "110100"]
     assert all(r.find("EventIdentification/EventID").get("codeSystemName") == "DCM"
                for r in roots)
     rejected = roots[2]
@@ -184,6 +185,8 @@ def test_every_kind_of_event_arrives_as_a_valid_dicom_audit_message(
     query = objects[1].find("ParticipantObjectQuery").text
     assert base64.b64decode(query).decode() == "DiagnosticReport?patient=p1"
     assert roots[0].find("EventIdentification/EventTypeCode").get("csd-code") == "110131"
+    assert roots[-1].find("EventIdentification/EventTypeCode").get("csd-code") == "110121"
+    assert roots[-1].find("ActiveParticipant/RoleIDCode").get("csd-code") == "110150"
 
 
 def test_a_repository_that_is_down_loses_nothing_and_gets_nothing_twice(

@@ -86,11 +86,12 @@ def test_every_hop_of_a_study_is_audited_and_exported(tmp_path: Path) -> None:
         log = AuditLog(node.engine)
         wait_until(lambda: len(log.query(category="job")) == 2, 60, "the job runs audited")
         assert node.audit is not None and node.audit.recorder.flush()
-        rows = log.query(limit=1000)
     finally:
         node.stop()
+    rows = log.query(limit=1000)  # the stop is recorded too
     by = {(r.category, r.action): r for r in rows}
     assert [r.category for r in rows].count("config") == 1
+    assert [r.action for r in rows if r.category == "application"] == ["stop", "start"]
     accepted, rejected = by[("association", "accepted")], by[("association", "rejected")]
     assert (accepted.actor, accepted.source, accepted.subject) == ("INFERNODE_SCU",
                                                                    "127.0.0.1", "INFERNODE")
@@ -126,7 +127,8 @@ def test_every_hop_of_a_study_is_audited_and_exported(tmp_path: Path) -> None:
     event_ids = {parse(m).find("EventIdentification/EventID").get("originalText")
                  for m in messages}
     assert {"Security Alert", "User Authentication", "DICOM Instances Transferred",
-            "DICOM Instances Accessed", "Patient Record", "Query"} <= event_ids
+            "DICOM Instances Accessed", "Patient Record", "Query",
+            "Application Activity"} <= event_ids
 
 
 def _ended_job_and_deliveries(engine: sa.Engine, now: datetime) -> str:

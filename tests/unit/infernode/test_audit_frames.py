@@ -44,7 +44,7 @@ def test_success_is_notice_and_every_category_has_an_event() -> None:
     r = record(category="config", action="loaded", outcome="success", detail={})
     assert syslog_frame(r, "<x/>", hostname="h", app_name="a").split(b" ", 2)[1] == b"<85>1"
     for category in ("association", "instances", "routing", "job", "delivery", "fhir_read",
-                     "login", "console", "config"):
+                     "login", "console", "config", "application"):
         assert classify(record(category=category)).event_id.scheme == "DCM"
 
 
