@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from infernode.audit import AuditEvent, AuditLog, Category, Outcome, audit_events
-from infernode.audit_hooks import AuditMetrics, AuditRecorder, OutcomeTail
+from infernode.audit_hooks import AuditMetrics, AuditRecorder
+from infernode.audit_outcomes import OutcomeTail
 from infernode.cli import app
 from infernode.db import create_engine, migrate
 from infernode.node import Node
