@@ -72,14 +72,16 @@ AssociationObserver = Callable[[AssociationEvent], None]
 
 
 def association_event(assoc: Association, kind: str, reason: str | None = None,
-                      calling_ae: str | None = None) -> AssociationEvent:
+                      request: A_ASSOCIATE | None = None) -> AssociationEvent:
+    """The event of `assoc`; with the A-ASSOCIATE-RQ `request` (a rejection), the AE titles
+    as the peer sent them."""
     info = assoc.requestor.address_info
+    calling, called = ((request.calling_ae_title, request.called_ae_title) if request is not None
+                       else (assoc.requestor.ae_title, assoc.acceptor.ae_title))
     return AssociationEvent(
-        kind=kind, association=id(assoc),
-        calling_ae=(calling_ae if calling_ae is not None
-                    else str(assoc.requestor.ae_title)).strip(),
-        called_ae=str(assoc.acceptor.ae_title).strip(),
-        address=info.address if info is not None else "", reason=reason)
+        kind=kind, association=id(assoc), calling_ae=str(calling).strip(),
+        called_ae=str(called).strip(), address=info.address if info is not None else "",
+        reason=reason)
 
 
 class AccessPolicy:
@@ -152,8 +154,7 @@ class _ControlledACSE(ACSE):
         if self._metrics is not None:
             self._metrics.rejections.labels(reason=label).inc()
         if self._observer is not None:
-            self._observer(association_event(self.assoc, "rejected", label,
-                                             calling_ae=str(request.calling_ae_title)))
+            self._observer(association_event(self.assoc, "rejected", label, request))
         self.requestor.ae_title = request.calling_ae_title
         self.send_reject(result, source, reason)
         evt.trigger(self.assoc, evt.EVT_REJECTED, {})

@@ -70,6 +70,7 @@ def test_every_hop_of_a_study_is_audited_and_exported(tmp_path: Path) -> None:
         files = ct_series(tmp_path / "ct", slices=3)
         assert storescu(node.server.port, files).returncode == 0
         assert storescu(node.server.port, files[:1], calling="STRANGER").returncode != 0
+        assert storescu(node.server.port, files[:1], called="ELSEWHERE").returncode != 0
         other = ct_series(tmp_path / "ct2", slices=2, seed=1)
         assert stow(f"http://127.0.0.1:{web_port}", other) == 200
         stowed = str(pydicom.dcmread(other[0], stop_before_pixels=True).StudyInstanceUID)
@@ -93,7 +94,10 @@ def test_every_hop_of_a_study_is_audited_and_exported(tmp_path: Path) -> None:
     by = {(r.category, r.action): r for r in rows}
     assert [r.category for r in rows].count("config") == 1
     assert [r.action for r in rows if r.category == "application"] == ["stop", "start"]
-    accepted, rejected = by[("association", "accepted")], by[("association", "rejected")]
+    accepted = by[("association", "accepted")]
+    refusals = {r.actor: r for r in rows if (r.category, r.action) == ("association", "rejected")}
+    rejected, miscalled = refusals["STRANGER"], refusals["INFERNODE_SCU"]
+    assert (miscalled.subject, miscalled.detail) == ("ELSEWHERE", {"reason": "called_ae"})
     assert (accepted.actor, accepted.source, accepted.subject) == ("INFERNODE_SCU",
                                                                    "127.0.0.1", "INFERNODE")
     assert (rejected.actor, rejected.outcome, rejected.detail) == ("STRANGER", "failure",
