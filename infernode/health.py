@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -47,6 +47,7 @@ class Thresholds:
     max_delivery_dead_letters: int
     max_oldest_queued_s: float
     probe_timeout_s: float
+    dead_letter_window_s: float | None = None
 
 
 class WorkerProbe(Protocol):
@@ -121,8 +122,13 @@ class Readiness:
     def _backlog(self) -> list[Check]:
         try:
             with self.engine.connect() as conn:
-                dead = conn.execute(sa.select(sa.func.count()).select_from(deliveries)
-                                    .where(deliveries.c.state == DEAD)).scalar_one()
+                dead_query = (sa.select(sa.func.count()).select_from(deliveries)
+                              .where(deliveries.c.state == DEAD))
+                window = self.thresholds.dead_letter_window_s
+                if window is not None:
+                    dead_query = dead_query.where(
+                        deliveries.c.updated_at >= self.clock() - timedelta(seconds=window))
+                dead = conn.execute(dead_query).scalar_one()
                 oldest = conn.execute(sa.select(sa.func.min(jobs.c.queued_at))
                                       .where(jobs.c.state == JobState.QUEUED.value)).scalar()
         except SQLAlchemyError as exc:
@@ -130,7 +136,10 @@ class Readiness:
             return [Check("delivery_dead_letters", False, reason),
                     Check("oldest_queued_job", False, reason)]
         limit = self.thresholds.max_delivery_dead_letters
-        found = [Check("delivery_dead_letters", dead <= limit, f"{dead} (at most {limit})")]
+        window = self.thresholds.dead_letter_window_s
+        within = f" in the last {window:.0f} s" if window is not None else ""
+        found = [Check("delivery_dead_letters", dead <= limit,
+                       f"{dead}{within} (at most {limit})")]
         since = as_utc(oldest)
         age = 0.0 if since is None else (self.clock() - since).total_seconds()
         max_age = self.thresholds.max_oldest_queued_s
@@ -253,7 +262,8 @@ def node_readiness(node: Node) -> Readiness:
         thresholds=Thresholds(spool_min_free_bytes=floor,
                               max_delivery_dead_letters=cfg.max_delivery_dead_letters,
                               max_oldest_queued_s=cfg.max_oldest_queued_s,
-                              probe_timeout_s=cfg.probe_timeout_s),
+                              probe_timeout_s=cfg.probe_timeout_s,
+                              dead_letter_window_s=cfg.dead_letter_window_s),
     )
 
 

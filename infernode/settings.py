@@ -75,6 +75,10 @@ class HealthConfig(BaseModel):
         "None: dicom.min_free_bytes (where C-STORE starts refusing)")
     max_delivery_dead_letters: int = Field(
         default=100, ge=0, description="dead-lettered deliveries tolerated before not ready")
+    dead_letter_window_s: float | None = Field(
+        default=86400.0, gt=0, description="count the deliveries that went dead in this many "
+        "seconds (a dead letter left for good does not keep the node unready for ever); "
+        "None: all of them")
     max_oldest_queued_s: float = Field(
         default=3600.0, gt=0, description="age of the oldest queued job tolerated before not ready")
     probe_timeout_s: float = Field(

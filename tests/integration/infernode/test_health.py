@@ -192,14 +192,15 @@ def test_dead_letters_and_an_old_queued_job_over_their_thresholds(web_node) -> N
             job_id=conn.execute(sa.select(jobs.c.id)).scalar_one(), study_instance_uid="1.2.3",
             pipeline="ich", kind="sr", uid="1.2.3.4", rank=2, created_at=now,
             updated_at=now)).inserted_primary_key[0]
-        for destination in ("pacs", "ehr"):
+        for destination, when in (("pacs", now), ("ehr", now), ("old", now - timedelta(days=2))):
             conn.execute(deliveries.insert().values(
                 output_id=output, destination=destination, destination_type="dicom",
-                state="dead", rank=2, attempts=5, created_at=now, next_try_at=now,
-                updated_at=now))
+                state="dead", rank=2, attempts=5, created_at=when, next_try_at=when,
+                updated_at=when))
     status, body = ready(base)
     assert status == 503
     found = states(body)
     assert found["delivery_dead_letters"] == "failing" and found["oldest_queued_job"] == "failing"
-    assert body["checks"]["delivery_dead_letters"]["detail"] == "2 (at most 1)"
+    # the dead letter of two days ago is outside the 24 h window
+    assert body["checks"]["delivery_dead_letters"]["detail"] == "2 in the last 86400 s (at most 1)"
     assert found["database"] == "ok" and found["spool"] == "ok"
