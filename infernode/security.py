@@ -159,10 +159,14 @@ class CertificateExpiryCollector(Collector):
 
 
 def configured_certificates(settings: Settings) -> dict[str, Path]:
-    """The certificates of the node's settings: `web` (HTTPS) and `dicom` (DICOM TLS)."""
+    """The certificates of the node's settings: `web` (HTTPS), `dicom` (DICOM TLS) and
+    `audit` (the client certificate for the audit repository)."""
     found: dict[str, Path] = {}
     if settings.web.tls_certfile is not None:
         found["web"] = Path(settings.web.tls_certfile)
     if settings.dicom.tls is not None:
         found["dicom"] = Path(settings.dicom.tls.cert_file)
+    syslog = settings.audit.syslog
+    if syslog is not None and syslog.cert_file is not None:
+        found["audit"] = Path(syslog.cert_file)
     return found

@@ -115,7 +115,10 @@ def test_https_with_hsts_and_certificate_expiry_gauges(web_node, tmp_path: Path,
     node, port = web_node(
         {"tls_certfile": str(cert), "tls_keyfile": str(key)},
         dicom={"tls": {"cert_file": str(pki / "server.pem"), "key_file": str(pki / "server.key"),
-                       "ca_file": str(pki / "ca.pem")}})
+                       "ca_file": str(pki / "ca.pem")}},
+        audit={"syslog": {"host": "127.0.0.1", "port": free_port(), "ca_file": str(pki / "ca.pem"),
+                          "cert_file": str(pki / "client.pem"),
+                          "key_file": str(pki / "client.key")}})
     trust = ssl.create_default_context(cafile=str(cert))
     answer = httpx.get(f"https://127.0.0.1:{port}/health/live", verify=trust)
     assert answer.status_code == 200
@@ -128,9 +131,10 @@ def test_https_with_hsts_and_certificate_expiry_gauges(web_node, tmp_path: Path,
     found = dict(re.findall(
         r'^infernode_certificate_expiry_timestamp_seconds\{certificate="(\w+)"\} (\S+)$',
         metrics, re.M))
-    assert set(found) == {"web", "dicom"}
+    assert set(found) == {"web", "dicom", "audit"}
     assert float(found["web"]) == pytest.approx(_not_after(cert), abs=1)
     assert float(found["dicom"]) == pytest.approx(_not_after(pki / "server.pem"), abs=1)
+    assert float(found["audit"]) == pytest.approx(_not_after(pki / "client.pem"), abs=1)
     assert 'infernode_certificate_readable{certificate="web"} 1.0' in metrics
 
 
