@@ -126,6 +126,50 @@ class ExplainSpec(_Strict):
     target_layer: str
 
 
+class QualitySpec(_Strict):
+    """Input quality gate applied before inference (:mod:`inference.quality`); each check runs
+    only when its threshold is given. Foreground (the imaged body part) is voxels above
+    ``foreground`` in the modality's units (CT: HU), or above ``foreground`` times the
+    volume's 99th percentile when ``foreground_relative`` (MR). A failed check makes the
+    result "indeterminate — read as usual" with the reason."""
+
+    min_slices: int | None = Field(default=None, ge=1)
+    max_slice_spacing_mm: float | None = Field(default=None, gt=0)
+    min_coverage_mm: float | None = Field(default=None, gt=0)
+    foreground: float = -500.0
+    foreground_relative: bool = False
+    intensity_range: tuple[float, float] | None = None
+    """Allowed range of the foreground's median (CT: HU)."""
+    background_range: tuple[float, float] | None = None
+    """Allowed range of the volume's 0.1th percentile, its darkest voxels (CT: air about -1000
+    HU, present even when the field of view is tight; a lost Rescale Intercept shows here)."""
+    metal_above: float = 3000.0
+    max_metal_fraction: float | None = Field(default=None, ge=0, le=1)
+    max_noise: float | None = Field(default=None, gt=0)
+    """Robust in-plane noise of the foreground interior: HU for CT, a fraction of the
+    foreground median when ``foreground_relative``."""
+    noise_window: tuple[float, float] = (-100.0, 200.0)
+    """CT: HU window of the soft tissue the noise is measured in (bone edges excluded)."""
+    max_motion_mm: float | None = Field(default=None, gt=0)
+    """Largest in-plane jump of the foreground's centre between adjacent slices."""
+
+
+class UncertaintySpec(_Strict):
+    """Uncertainty check after inference (:mod:`inference.uncertainty`): test-time
+    augmentation by a left-right flip; the spread between the two predictions above a
+    threshold (or a class decision that changes) makes the result indeterminate."""
+
+    method: Literal["tta-flip"] = "tta-flip"
+    classes: tuple[str, ...] = ()
+    """Class keys whose probability and decision are compared (empty: every class)."""
+    max_probability_spread: float | None = Field(default=None, ge=0, le=1)
+    max_volume_spread: float | None = Field(default=None, ge=0)
+    """Relative change of the total segmented volume (all masks together):
+    |v - v'| / max(v, v', ``volume_floor_ml``)."""
+    volume_floor_ml: float = Field(default=1.0, gt=0)
+    decisions_must_agree: bool = True
+
+
 class ModelCard(_Strict):
     """The parsed ``model.yaml``."""
 
@@ -147,6 +191,11 @@ class ModelCard(_Strict):
     method: MethodSpec | None = None
     labels: tuple[LabelSpec, ...] = Field(min_length=1)
     explain: ExplainSpec | None = None
+    explainability: dict[str, Any] | None = None
+    """Faithfulness figures of the explanation maps (written by the explainability tooling;
+    kept as given)."""
+    quality: QualitySpec | None = None
+    uncertainty: UncertaintySpec | None = None
     training_data: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
 

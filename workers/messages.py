@@ -118,10 +118,12 @@ class OutputRef(_Message):
 
 class ReportOutcome(StrEnum):
     """What the reader was told about a study (DESIGN.md: every routed study ends with one
-    of these, delivered): the model's `result`, or `not_analysed` with a reason."""
+    of these, delivered): the model's `result`, `not_analysed` with a reason, or
+    `indeterminate` with a reason (input quality gate or uncertainty check failed)."""
 
     RESULT = "result"
     NOT_ANALYSED = "not_analysed"
+    INDETERMINATE = "indeterminate"
 
 
 class PipelineResult(_Message):

@@ -6,7 +6,9 @@ Three kinds of report come out of one function:
 - findings, at least one positive: one group per finding (sr_groups);
 - findings, none positive ("no acute finding"): the groups, plus a study-level group saying
   the pipeline's target finding is absent;
-- "not analysed: reason": a study-level group saying the target is indeterminate, and why.
+- "not analysed: reason": a study-level group saying the target is indeterminate, and why;
+- "indeterminate - read as usual: reason" (the input failed the model's quality gate, or the
+  prediction was unstable): the same group, with those words.
 
 Every report is UNVERIFIED, PRELIMINARY and COMPLETE (what the algorithm was asked to do, it
 did); the evidence lists every source instance and the SEG.
@@ -34,6 +36,7 @@ from dicom_node.encode.types import (
     BoxFinding,
     EncodeContext,
     Finding,
+    Indeterminate,
     MaskFinding,
     NotAnalysed,
     ProbabilityFinding,
@@ -41,6 +44,8 @@ from dicom_node.encode.types import (
 
 NO_ACUTE_FINDING_LABEL = "no-acute-finding"
 NOT_ANALYSED_LABEL = "not-analysed"
+INDETERMINATE_LABEL = "indeterminate"
+INDETERMINATE_TEXT = "Indeterminate - read as usual"
 MAX_REASON = 1024
 """Characters of a "not analysed" statement kept in the SR TEXT item (UT allows more; a
 reader needs less)."""
@@ -84,7 +89,8 @@ def encode_sr(
     ctx: EncodeContext,
     seg: Dataset | None = None,
 ) -> hd.sr.Comprehensive3DSR:
-    """The TID 1500 report of `findings` on `sources`, or a "not analysed" report.
+    """The TID 1500 report of `findings` on `sources`, or a "not analysed" (or
+    "indeterminate") report.
 
     `seg` is the Segmentation encoded from the mask findings (``encode_seg``); it is required
     when a mask finding has voxels, and joins the evidence. Labels must be unique: each names
@@ -100,12 +106,14 @@ def encode_sr(
     sources = tolerant_first(sources)
     charset = character_set(sources[0])
     if isinstance(findings, NotAnalysed):
+        indeterminate = isinstance(findings, Indeterminate)
+        lead = INDETERMINATE_TEXT if indeterminate else "Not analysed"
         text = shape_text(
-            f"Not analysed: {findings.reason}", "UT", charset, max_characters=MAX_REASON
+            f"{lead}: {findings.reason}", "UT", charset, max_characters=MAX_REASON
         )
-        groups: list[_Group] = [
-            statement_group(ctx, NOT_ANALYSED_LABEL, codes.INDETERMINATE, text)
-        ]
+        groups: list[_Group] = [statement_group(
+            ctx, INDETERMINATE_LABEL if indeterminate else NOT_ANALYSED_LABEL,
+            codes.INDETERMINATE, text)]
     else:
         labels = [f.label for f in findings]
         if len(set(labels)) != len(labels):

@@ -99,13 +99,16 @@ def lesion_groups(
     ctx: EncodeContext, finding: MaskFinding, by_uid: Mapping[str, Dataset]
 ) -> list[hd.sr.MeasurementsAndQualitativeEvaluations]:
     """One TID 1501 group per lesion of a mask finding: its volume, side, and the image where
-    it is largest as source image."""
+    it is largest as source image; in a multi-frame image (Enhanced MR) the reference names
+    that frame (Referenced Frame Number, PS3.3 C.17.3.2.4 Image Reference Macro), so a viewer
+    opens the lesion's frame, not frame 1."""
     groups = []
     for number, lesion in enumerate(finding.lesions[:MAX_LESION_GROUPS], start=1):
         key = lesion.key_sop_instance_uid or ""
         image = by_uid.get(key)
         source = ([hd.sr.SourceImageForMeasurementGroup(
-            referenced_sop_class_uid=image.SOPClassUID, referenced_sop_instance_uid=key)]
+            referenced_sop_class_uid=image.SOPClassUID, referenced_sop_instance_uid=key,
+            referenced_frame_numbers=_key_frame(image, lesion.key_frame_number))]
             if image is not None else None)
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=_tracking_identifier(
@@ -119,6 +122,20 @@ def lesion_groups(
             source_images=source,
         ))
     return groups
+
+
+def _key_frame(image: Dataset, frame: int | None) -> list[int] | None:
+    """[frame] when `image` is multi-frame and `frame` one of its frames, else None.
+
+    Raises:
+        ValueError: `frame` lies outside the image's frames.
+    """
+    frames = int(image.get("NumberOfFrames", 1) or 1)
+    if frame is None or frames < 2:
+        return None
+    if not 1 <= frame <= frames:
+        raise ValueError(f"key frame {frame} is not among the image's {frames} frames")
+    return [frame]
 
 
 def segment_numbers_by_tracking_uid(seg: Dataset) -> dict[str, int]:

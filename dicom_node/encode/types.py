@@ -78,11 +78,12 @@ def _check_label(label: str) -> None:
 @dataclass(frozen=True)
 class Lesion:
     """One connected component of a mask finding: its volume, side and the image where it
-    is largest (a source SOP Instance UID)."""
+    is largest (a source SOP Instance UID; in a multi-frame image, also its 1-based frame)."""
 
     volume_ml: float
     laterality: Coded | None = None
     key_sop_instance_uid: str | None = None
+    key_frame_number: int | None = None
 
     def __post_init__(self) -> None:
         if not self.volume_ml >= 0:
@@ -220,6 +221,13 @@ class NotAnalysed:
     def __post_init__(self) -> None:
         if not self.reason.strip():
             raise ValueError("reason must not be empty")
+
+
+@dataclass(frozen=True)
+class Indeterminate(NotAnalysed):
+    """The study was analysed but the node does not trust the answer (the input failed the
+    model's quality gate, or the prediction was unstable): "indeterminate - read as usual",
+    with `reason`. Reported like "not analysed", never as a negative."""
 
 
 Finding = MaskFinding | ProbabilityFinding | BoxFinding

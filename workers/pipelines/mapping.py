@@ -36,9 +36,12 @@ def fhir_code(code: dcodes.Coded | Code) -> FhirCoded:
 def dicom_findings(
     prediction: Prediction, site: dcodes.Coded, voxel_volume_mm3: float,
     property_type: dcodes.Coded = dcodes.HEMORRHAGE_MORPHOLOGY,
+    frame_numbers: Sequence[int | None] = (),
 ) -> list[ProbabilityFinding | MaskFinding]:
     """One probability finding per class (key slice when positive), one mask finding per mask
-    with voxels (SEG property type `property_type`, the pipeline definition's)."""
+    with voxels (SEG property type `property_type`, the pipeline definition's).
+    `frame_numbers` gives, per volume slice, its 1-based frame in a multi-frame source image
+    (None for single-frame images), so a lesion's key image can name its frame."""
     found: list[ProbabilityFinding | MaskFinding] = []
     for result in prediction.classes:
         key = (result.key_slice.slice_id,) if result.positive and result.key_slice else ()
@@ -57,7 +60,7 @@ def dicom_findings(
             property_type=property_type, finding_site=site,
             mask=mask.mask.astype(bool), voxel_volume_mm3=voxel_volume_mm3,
             laterality=_side(prediction.laterality) if single else None,
-            lesions=_lesions(prediction) if single else (),
+            lesions=_lesions(prediction, frame_numbers) if single else (),
         ))
     return found
 
@@ -66,14 +69,17 @@ def _side(word: str | None) -> dcodes.Coded | None:
     return dcodes.LATERALITY.get(word) if word else None
 
 
-def _lesions(prediction: Prediction) -> tuple[Lesion, ...]:
-    """The prediction's lesions, largest first, each with the image where it is largest."""
+def _lesions(prediction: Prediction, frame_numbers: Sequence[int | None] = ()
+             ) -> tuple[Lesion, ...]:
+    """The prediction's lesions, largest first, each with the image (and, in a multi-frame
+    image, the frame) where it is largest."""
     out = []
     for lesion in prediction.lesions:
         k = lesion.slice_index_of_max_area
         key = prediction.slice_ids[k] if 0 <= k < len(prediction.slice_ids) else None
+        frame = frame_numbers[k] if 0 <= k < len(frame_numbers) else None
         out.append(Lesion(volume_ml=float(lesion.volume_ml), laterality=_side(lesion.hemisphere),
-                          key_sop_instance_uid=key))
+                          key_sop_instance_uid=key, key_frame_number=frame))
     return tuple(out)
 
 

@@ -5,6 +5,8 @@ the FHIR R4 Bundle and the HL7 v2 ORU, stored before the job completes.
 analysed (no usable series, a series that cannot be read, a deterministic failure anywhere in
 the pipeline, no model installed). It needs only the instance index and the output folder, not
 the model, so even a pipeline whose model failed to load still answers every study it was sent.
+The "indeterminate - read as usual: reason" report (the input failed the model's quality gate,
+or its prediction was unstable) is written and delivered the same way: never a silent negative.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from sqlalchemy import Engine
 
 from dicom_node.encode import codes as dcodes
 from dicom_node.encode import encode_outputs
-from dicom_node.encode.types import AlgorithmInfo, EncodeContext, Finding, NotAnalysed
+from dicom_node.encode.sr import INDETERMINATE_TEXT
+from dicom_node.encode.types import (
+    AlgorithmInfo,
+    EncodeContext,
+    Finding,
+    Indeterminate,
+    NotAnalysed,
+)
 from dicom_node.encode.types import Pipeline as EncodePipeline
 from dicom_node.errors import PermanentError as DicomPermanentError
 from dicom_node.index.store import IndexStore
@@ -167,6 +176,21 @@ class Reporter:
         out["not_analysed"] = text
         return PipelineResult(outputs=outputs, summary=out,
                               outcome=ReportOutcome.NOT_ANALYSED, reason=code[:64])
+
+    def indeterminate(self, context: JobContext, reason: str, code: str,
+                      sources: Sequence[Dataset], summary: Summary | None = None
+                      ) -> PipelineResult:
+        """The "indeterminate - read as usual: reason" report on the images the model was
+        given (`sources`), delivered like any result (SR, FHIR, ORU). `code` is the short
+        reason (``quality_gate``, ``uncertain``) recorded with the outcome."""
+        text = shape_reason(reason)
+        log.info("job %s indeterminate (%s)", context.job_id, code)
+        conclusion = f"{INDETERMINATE_TEXT}: {text}. {_NOT_FOR_DIAGNOSIS}"
+        outputs = self.write(context, sources, Indeterminate(text), [], conclusion)
+        out = dict(summary or {})
+        out["indeterminate"] = text
+        return PipelineResult(outputs=outputs, summary=out,
+                              outcome=ReportOutcome.INDETERMINATE, reason=code[:64])
 
     def _readable_headers(self, context: JobContext) -> list[Dataset]:
         headers: list[Dataset] = []

@@ -7,7 +7,10 @@ SR, KOS, FHIR, ORU through `Reporter`) -> record (the caller records the result)
 
 A study it cannot analyse (no usable series, a series that cannot be read) gets the
 not-analysed report; a deterministic failure anywhere is answered the same way by
-`workers.execution`, through `not_analysed`.
+`workers.execution`, through `not_analysed`. When the model card has a `quality` gate the
+primary volume is checked before the model runs, and with an `uncertainty` section the model
+also runs on the mirrored study: a failed gate or too large a spread gets the "indeterminate -
+read as usual: reason" report (`inference.quality`, `inference.uncertainty`).
 
 Options (from the pipeline's spec; the node fills in `db_url`, `output_dir`, `model_paths`,
 `reporting`): `model` (registry id, default the definition's), `model_version` (must equal the
@@ -50,6 +53,7 @@ from dicom_node.selection import Selection, study_facts
 from dicom_node.volume import SeriesVolume, read_headers, read_series
 from dicom_node.volume.registration import align_onto
 from dicom_node.volume.sources import on_source_frames
+from inference import quality, uncertainty
 from inference.errors import PermanentInferenceError
 from inference.registry import ModelRegistry
 from inference.types import Prediction, Radiograph, StudyInput, Volume
@@ -127,11 +131,27 @@ class StudyPipeline:
                 context, f"series cannot be read: {exc}",
                 code if isinstance(code, str) else "unreadable_series", headers, summary)
         primary = volumes[d.primary_role]
-        prediction = self._predict(
-            StudyInput(volumes={role: model_volume(v) for role, v in volumes.items()}),
-            {**d.model_options(facts, selection), **self.predict_options})
         for role, report in registrations.items():
             summary.update({f"{role}_{key}": value for key, value in report.items()})
+        study = StudyInput(volumes={role: model_volume(v) for role, v in volumes.items()})
+        options = {**d.model_options(facts, selection), **self.predict_options}
+        card = self.registry.card(self.model_id)
+        if card.quality is not None:  # the card's input quality gate, before the model
+            gate = quality.assess(study.volumes[d.primary_role], card.quality)
+            summary["quality"] = json.dumps(gate.measures)
+            if not gate.passed:
+                return self.reporter.indeterminate(
+                    context, f"input quality: {'; '.join(gate.reasons)}", "quality_gate",
+                    list(primary.headers), summary)
+        prediction = self._predict(study, options)
+        if card.uncertainty is not None:  # test-time augmentation: the mirrored study
+            stability = uncertainty.spread(prediction, self.model.predict_input(
+                uncertainty.mirrored(study), explain=False, **options), card.uncertainty)
+            summary["uncertainty"] = json.dumps(stability.measures)
+            if not stability.passed:
+                return self.reporter.indeterminate(
+                    context, f"uncertain result: {'; '.join(stability.reasons)}", "uncertain",
+                    list(primary.headers), summary)
         sources = [primary.headers[r.header_index] for r in primary.slice_refs]
         if any(r.tile is not None or r.frame_number is not None for r in primary.slice_refs):
             # mosaic slices or frames of a multi-frame image (read in part, e.g. its b=1000
@@ -139,8 +159,9 @@ class StudyPipeline:
             # came from (unread frames empty)
             sources, prediction = _on_stored_frames(primary, prediction)
         voxel_mm3 = float(primary.spacing[0] * primary.spacing[1] * primary.spacing[2])
-        findings = mapping.dicom_findings(prediction, d.finding_site, voxel_mm3,
-                                          d.seg_property_type)
+        findings = mapping.dicom_findings(
+            prediction, d.finding_site, voxel_mm3, d.seg_property_type,
+            frame_numbers=tuple(r.frame_number for r in primary.slice_refs))
         fhir = mapping.fhir_findings(prediction, d.finding_site, self.critical)
         outputs = self.reporter.write(context, sources, findings, fhir,
                                       d.conclusion(prediction, self.wording))

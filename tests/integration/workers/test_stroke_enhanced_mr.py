@@ -32,6 +32,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from scipy import ndimage
 
 from dicom_node.synth import SeriesSpec, StudyIdentity, volume_series, write_series
 from dicom_node.volume.synth_enhanced import enhanced_series
@@ -323,3 +324,27 @@ def test_the_kos_opens_the_b1000_frame_with_the_largest_core(run: Run, name: str
     assert frame % 2 == 0  # a b=1000 frame
     areas = _direct_mask(study).reshape(SHAPE[0], -1).sum(axis=1)
     assert frame == 2 * (int(np.argmax(areas)) + 1)
+
+
+def _lesion_group_images(sr: Dataset) -> list[Dataset]:
+    """IMAGE items of the SR's per-lesion groups, lesion 1 (the largest) first."""
+    groups = [g for g in content_items(sr, "125007") if any(
+        " lesion " in str(t.get("TextValue", "")) for t in g.get("ContentSequence", []))]
+    return [c for g in groups for c in g.ContentSequence if c.ValueType == "IMAGE"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sr_lesion_groups_open_the_b1000_frame_where_each_lesion_is_largest(
+        run: Run, name: str) -> None:
+    study = run.study(name)
+    sr = pydicom.dcmread(run.outputs(study)["SR"])
+    images = _lesion_group_images(sr)
+    assert images, "no per-lesion group with a key image"
+    labels, _ = ndimage.label(_direct_mask(study), structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(labels.ravel())[1:]
+    largest = labels == (int(np.argmax(sizes)) + 1)
+    reference = images[0].ReferencedSOPSequence[0]
+    assert reference.ReferencedSOPInstanceUID == study.enhanced.SOPInstanceUID
+    # the b=1000 frame of the slice where lesion 1 has its largest area
+    expected = 2 * (int(np.argmax(largest.reshape(SHAPE[0], -1).sum(axis=1))) + 1)
+    assert int(reference.ReferencedFrameNumber) == expected
