@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ..architectures import build_network
-from ..cards import ModelCard, parse_card, sha256_file, write_card
+from ..cards import ModelCard, load_card, parse_card, sha256_file, write_card
+from ..errors import ModelCardError
 from ..evaluation.datasets import LabelledStudy, family_dataset, phantom_dataset
 from ..evaluation.evaluate import SaliencyScore, evaluate, score_saliency
 from ..evaluation.metrics import youden_threshold
@@ -37,6 +38,25 @@ NOTE = ("synthetic phantoms only; no real-patient performance is claimed. Per-cl
         "compare each class's probability with its threshold; the pipeline also calls a subtype "
         "positive only when 'any' is, which can only lower subtype sensitivity and raise its "
         "specificity. Masks and Dice follow the pipeline (masks of positive subtypes only).")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Acquisition augmentation of training batches, drawn per sample (all its context slabs
+    alike): a scanner's HU calibration shift of soft tissue (uniform +-``hu_shift``), a bone
+    density scale (``bone_scale``), a smoother or sharper kernel (in-plane Gaussian blur of up
+    to ``blur_px`` model pixels with probability ``p_blur``), and extra spatially correlated
+    noise (``noise_hu`` at most, correlation up to ``noise_corr_px``, probability ``p_noise``).
+    The ranges are fixed a priori from scanner physics, not fitted to any test family."""
+
+    hu_shift: float = 25.0
+    bone_scale: tuple[float, float] = (0.75, 1.4)
+    p_blur: float = 0.5
+    blur_px: float = 1.5
+    p_noise: float = 0.5
+    noise_hu: float = 8.0
+    noise_corr_px: float = 1.5
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,7 +85,9 @@ class TrainConfig:
     seed: int = 20250101
     threads: int = 2
     model_id: str = "ich-demo"
-    version: str = "0.2.0"
+    version: str = "0.3.0"
+    augment: Augment = field(default_factory=lambda: Augment())
+    init_from: str | None = None
 
 
 def card_skeleton(cfg: TrainConfig) -> dict[str, Any]:
@@ -92,7 +114,21 @@ def card_skeleton(cfg: TrainConfig) -> dict[str, Any]:
                              "meaning": ich_code(k).meaning}, "threshold": 0.5}
                    for k in ICH_CLASSES],
         "explain": {"method": "grad-cam", "target_layer": "enc2"},
+        "quality": QUALITY_GATE,
+        "uncertainty": UNCERTAINTY,
     }
+
+
+QUALITY_GATE: dict[str, Any] = {
+    "min_slices": 8, "max_slice_spacing_mm": 7.5, "min_coverage_mm": 60.0,
+    "foreground": -500.0, "intensity_range": [0.0, 80.0], "background_range": [-1200.0, -500.0],
+    "max_metal_fraction": 0.002,
+    "max_noise": 30.0, "max_motion_mm": 5.0}
+"""The head CT input gate (docs/MODELS.md says why each value)."""
+UNCERTAINTY: dict[str, Any] = {
+    "method": "tta-flip", "classes": ["any"], "max_probability_spread": 0.2,
+    "decisions_must_agree": True}
+"""Mirror-image spread allowed on the study-level call (docs/MODELS.md)."""
 
 
 class _SlabBank:
@@ -126,20 +162,67 @@ class _SlabBank:
         self.card = card
         log(f"training slabs: {n}, positive for any: {int(self.y[:, 0].sum())}")
 
-    def batch(self, idx: torch.Tensor, gen: torch.Generator
+    def batch(self, idx: torch.Tensor, gen: torch.Generator, aug: Augment | None = None
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.card.input.context_slices
-        parts = []
-        for off in range(-c, c + 1):
-            j = torch.minimum(torch.maximum(idx + off, self.lo[idx]), self.hi[idx])
-            parts.append(windows(self.hu[j].float(), self.card.input))
-        x = torch.cat(parts, dim=1)
+        hu = torch.stack([self.hu[torch.minimum(torch.maximum(idx + off, self.lo[idx]),
+                                                self.hi[idx])].float()
+                          for off in range(-c, c + 1)], dim=1)
+        if aug is not None and aug.enabled:
+            hu = augment_hu(hu, aug, gen)
+        x = torch.cat([windows(hu[:, k], self.card.input) for k in range(2 * c + 1)], dim=1)
         shifts = torch.arange(len(ICH_SUBTYPES), dtype=torch.uint8)[None, :, None, None]
         seg = ((self.bits[idx][:, None] >> shifts) & 1).float()
         flip = torch.rand(idx.shape[0], generator=gen) < 0.5
         x[flip] = x[flip].flip(-1)
         seg[flip] = seg[flip].flip(-1)
         return x, self.y[idx], seg
+
+
+def _gaussian_kernels(sigma: torch.Tensor, radius: int = 4) -> torch.Tensor:
+    """(B,) sigmas in pixels -> (B, 1, 2r+1, 2r+1) normalised Gaussian kernels."""
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    g = torch.exp(-(t[None] ** 2) / (2 * sigma.clamp(min=1e-3)[:, None] ** 2))
+    g = g / g.sum(dim=1, keepdim=True)
+    return (g[:, :, None] * g[:, None, :])[:, None]
+
+
+def _smooth(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each sample of (B, K, H, W) in-plane with its own Gaussian (B,) sigma."""
+    b, k, h, w = x.shape
+    ker = _gaussian_kernels(sigma).repeat_interleave(k, dim=0)
+    pad = ker.shape[-1] // 2
+    y = F.conv2d(F.pad(x.reshape(1, b * k, h, w), (pad,) * 4, mode="replicate"), ker,
+                 groups=b * k)
+    return y.reshape(b, k, h, w)
+
+
+def augment_hu(hu: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
+    """Acquisition augmentation of (B, K, H, W) HU slabs (K context slabs of one sample share
+    the draw); see :class:`Augment`. Air (< -500 HU) stays air."""
+    b = hu.shape[0]
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, generator=gen)[:, None, None, None]
+
+    tissue = hu > -500
+    bone = hu > 300
+    hu = torch.where(bone, 300 + (hu - 300) * u(*aug.bone_scale), hu)
+    hu = torch.where(tissue, hu + u(-aug.hu_shift, aug.hu_shift), hu)
+    blur = torch.rand(b, generator=gen) < aug.p_blur
+    if bool(blur.any()):
+        sig = aug.blur_px * torch.rand(int(blur.sum()), generator=gen)
+        hu[blur] = _smooth(hu[blur], sig)
+    noisy = torch.rand(b, generator=gen) < aug.p_noise
+    if bool(noisy.any()):
+        n = int(noisy.sum())
+        sel = hu[noisy]
+        noise = _smooth(torch.randn(sel.shape, generator=gen),
+                        0.3 + (aug.noise_corr_px - 0.3) * torch.rand(n, generator=gen))
+        noise = noise / noise.flatten(1).std(dim=1).clamp(min=1e-6)[:, None, None, None]
+        amp = aug.noise_hu * torch.rand(n, generator=gen)[:, None, None, None]
+        hu[noisy] = torch.where(sel > -500, sel + amp * noise, sel)
+    return hu
 
 
 def _mask_slabs(mask: np.ndarray, slab_of_slice: np.ndarray, m: int, card: ModelCard
@@ -203,6 +286,9 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.nn.Module
     net = build_network(provisional.architecture.name, provisional.architecture.params)
     if not isinstance(net, IchSegNet):
         raise TypeError("the ICH trainer needs an IchSegNet")
+    if cfg.init_from:
+        net.load_state_dict(torch.load(cfg.init_from, map_location="cpu", weights_only=True))
+        log(f"continuing from {cfg.init_from}")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     steps_per_epoch = max(1, bank.hu.shape[0] // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs
@@ -214,7 +300,7 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.nn.Module
         total = 0.0
         for _ in range(steps_per_epoch):
             idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen)
-            x, y, seg = bank.batch(idx, gen)
+            x, y, seg = bank.batch(idx, gen, cfg.augment)
             logits, seg_logits = net.forward_all(x)
             loss = F.binary_cross_entropy_with_logits(logits, y) + cfg.seg_weight * (
                 F.binary_cross_entropy_with_logits(seg_logits, seg)
@@ -235,8 +321,8 @@ def finalize(out_dir: Path, net: torch.nn.Module, cfg: TrainConfig,
     on the test phantoms, and write the card for ``out_dir/weights.pt``."""
     t_start = time.perf_counter()
     digest = sha256_file(out_dir / WEIGHTS_FILE)
-    card = parse_card({**card_skeleton(cfg), "weights": {"format": "state_dict", "files": [
-        {"path": WEIGHTS_FILE, "sha256": digest}]}})
+    card = parse_card({**card_skeleton(cfg), **_kept_sections(out_dir), "weights": {
+        "format": "state_dict", "files": [{"path": WEIGHTS_FILE, "sha256": digest}]}})
     pipe = IchPipeline(LoadedModel(card, out_dir, net, torch.device("cpu")))
     calibration = list(family_dataset(cfg.n_calibration, cfg.seed + 1, cfg.family,
                                       cfg.eval_matrix, cfg.max_slices))
@@ -291,6 +377,16 @@ def finalize(out_dir: Path, net: torch.nn.Module, cfg: TrainConfig,
     write_card(final, out_dir)
     log(f"wrote {out_dir}")
     return final
+
+
+def _kept_sections(out_dir: Path) -> dict[str, Any]:
+    """Sections of an existing card in ``out_dir`` that other tools write (the explanation
+    maps' faithfulness figures): a retrain keeps them."""
+    try:
+        old = load_card(out_dir)
+    except ModelCardError:
+        return {}
+    return {"explainability": old.explainability} if old.explainability else {}
 
 
 def card_thresholds(card: ModelCard) -> dict[str, float]:

@@ -18,6 +18,10 @@ def test_tiny_training_run_produces_a_verifiable_segmenting_model(tmp_path):
     assert "normal_head_specificity" in card.metrics
     assert card.metrics["original_generator"]["n_studies"] == 2
     assert all(0 < lab.threshold < 1 for lab in card.labels)
+    # the input gate and the uncertainty check travel with the weights
+    assert card.quality is not None and card.quality.min_slices == 8
+    assert card.uncertainty is not None and card.uncertainty.classes == ("any",)
+    assert card.training_data["config"]["augment"]["enabled"] is True
     reg = ModelRegistry([tmp_path], device="cpu")
     assert reg.ids() == ["ich-tiny"]
     res = reg.verify("ich-tiny")
