@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import Engine, and_, delete, or_, select, update
 
 from dicom_node.index.tables import instances, series, studies
-from dicom_node.spool import Spool
+from dicom_node.spool import Spool, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,20 @@ def delete_study(engine: Engine, spool: Spool, candidate: Candidate, now: dateti
                    instances.c.received_at <= candidate.last_received_at)
         ).all()
     files = size = 0
+    emptied: set[Path] = set()
     for row in listed:
         path = Path(row.path)
         try:
             size += path.stat().st_size
             path.unlink()
             files += 1
+            emptied.add(path.parent)
         except FileNotFoundError:
             continue
+    # The unlinks reach the disk before the rows go: otherwise a power loss could bring the
+    # files back without rows, and start-up recovery would index them as a live study again.
+    for folder in emptied:
+        fsync_dir(folder)
     with engine.begin() as conn:
         current = conn.scalar(select(studies.c.last_received_at)
                               .where(studies.c.study_instance_uid == uid))

@@ -112,11 +112,11 @@ class Spool:
                 os.replace(staged.tmp, final)
             elif not _rename_new(staged.tmp, final):
                 return False
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             if new_dirs:
                 # New directory entries must survive a crash too.
-                _fsync_dir(final.parent.parent)
-                _fsync_dir(self.root)
+                fsync_dir(final.parent.parent)
+                fsync_dir(self.root)
         except OSError as exc:
             staged.tmp.unlink(missing_ok=True)
             reason = exc.strerror or type(exc).__name__
@@ -150,7 +150,7 @@ class Spool:
         """Removes a file written by `write` that must not stay (its index row went elsewhere)."""
         try:
             stored.unlink(missing_ok=True)
-            _fsync_dir(stored.parent)
+            fsync_dir(stored.parent)
         except OSError:
             pass  # an unindexed leftover is harmless: a later write of the instance replaces it
 
@@ -177,7 +177,7 @@ class Spool:
         try:
             self.rejected_dir.mkdir(parents=True, exist_ok=True)
             os.replace(stored, target)
-            _fsync_dir(self.rejected_dir)
+            fsync_dir(self.rejected_dir)
             self._write_record(target, record)
         except OSError:
             return None
@@ -263,7 +263,8 @@ def _rename_new(source: Path, target: Path) -> bool:
     return True
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flushes a directory's entries (renames, unlinks) to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
