@@ -202,7 +202,10 @@ def fill_results(table: Table, studies: list[Any], jobs: dict[str, Any],
         kinds: dict[str, int] = {}
         for out in result.get("outputs", []):
             kinds[out["kind"]] = kinds.get(out["kind"], 0) + 1
-        finding = summary.get("not_analysed") or _finding(job["pipeline"], summary)
+        if summary.get("indeterminate"):
+            finding = f"indeterminate, read as usual: {summary['indeterminate']}"
+        else:
+            finding = summary.get("not_analysed") or _finding(job["pipeline"], summary)
         if result.get("priority_flag"):
             finding = f"[bold red]{result['priority_flag']}[/bold red] ({finding})"
         if job["state"] != "succeeded":

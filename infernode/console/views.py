@@ -168,12 +168,16 @@ def search_studies(engine: Engine, f: StudyFilter, limit: int = 200) -> list[dic
 
 
 def result_label(result: Any, outcome: str | None) -> tuple[str, str]:
-    """(positive | negative | not_analysed | none, a short text) of a job's result."""
+    """(positive | negative | not_analysed | indeterminate | none, a short text) of a job's
+    result."""
     if not isinstance(result, dict):
         return ("none", "")
     summary = result.get("summary") or {}
     if outcome == "not_analysed" or summary.get("not_analysed"):
         return ("not_analysed", str(summary.get("not_analysed") or "not analysed"))
+    if outcome == "indeterminate" or summary.get("indeterminate"):
+        return ("indeterminate", "indeterminate, read as usual: "
+                + str(summary.get("indeterminate") or "see the report"))
     if summary.get("positive"):
         flag = result.get("priority_flag")
         return ("positive", f"{flag} ({summary['positive']})" if flag

@@ -48,3 +48,22 @@ def test_demo_result_table_fits_80_columns():
         assert identity.accession_number in text
     assert "critical:" in text and "47.8 mL" in text and "not complete" in text
     assert "123.40" in text and "demo-pacs: 1" in text
+
+
+def test_an_indeterminate_result_is_never_shown_as_negative():
+    from infernode.console.views import result_label
+
+    identity = StudyIdentity(accession_number="DEMOACC009")
+    summary = {"positive": "", "indeterminate": "too few slices for the model (12 < 20)"}
+    jobs = {identity.study_instance_uid: _job("ich", summary)}
+    table = results_table()
+    fill_results(table, [(identity, "partial head CT")], jobs, {})
+    console = Console(width=80, record=True, color_system=None)
+    console.print(table)
+    text = " ".join(console.export_text().split())
+    assert "indeterminate," in text and "read as usual" in text
+    assert "no ICH detected" not in text and "negative" not in text
+
+    kind, label = result_label({"summary": summary}, "indeterminate")
+    assert kind == "indeterminate" and "too few slices" in label
+    assert result_label({"summary": {"positive": ""}}, "negative")[0] == "negative"
