@@ -108,7 +108,7 @@ def train(
     fit_minutes: Annotated[float | None, typer.Option(
         help="fracture: wall-time budget of the fit (the schedule still ends properly)")] = None,
     init_from: Annotated[Path | None, typer.Option(
-        help="fracture: a weights.pt of the same architecture to continue from")] = None,
+        help="ich, fracture: a weights.pt of the same architecture to continue from")] = None,
 ) -> None:
     """Train a demo model on phantoms (CPU, minutes) and write weights + model card."""
     from dataclasses import replace
@@ -122,6 +122,8 @@ def train(
         assert out is not None
         if n_test is not None:
             overrides["n_test"] = n_test
+        if init_from is not None:
+            overrides["init_from"] = str(init_from)
         from inference.training.ich import TrainConfig, train_ich
 
         card = train_ich(out, replace(TrainConfig(), **overrides), log=console.print)
