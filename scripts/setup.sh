@@ -22,6 +22,8 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 command -v rsyslogd >/dev/null 2>&1 || need_apt+=(rsyslog)
 dpkg -s rsyslog-openssl >/dev/null 2>&1 || need_apt+=(rsyslog-openssl)
+# deploy/compose validated with `docker-compose config` (no daemon needed for that).
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   echo "setup: installing Debian packages: ${need_apt[*]}"
