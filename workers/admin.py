@@ -85,6 +85,23 @@ def retry(engine: Engine, job_id: str, now: datetime) -> Job:
     return get_job(engine, job_id)
 
 
+def give_up(engine: Engine, job_id: str, now: datetime, reason: str) -> Job:
+    """Dead-letter a queued job by hand (e.g. a study that must not be analysed): no worker
+    will claim it, and it can be replayed later like any dead letter. Raises JobNotFound or
+    InvalidTransition (only queued jobs; a running job ends its attempt first)."""
+    job = get_job(engine, job_id)
+    if job.state is not JobState.QUEUED:
+        raise InvalidTransition(f"cannot dead-letter a {job.state} job (only queued jobs)")
+    with engine.begin() as conn:
+        done = conn.execute(update(jobs).where(
+            jobs.c.id == job_id, jobs.c.state == JobState.QUEUED.value,
+        ).values(state=JobState.DEAD_LETTERED.value, finished_at=now, updated_at=now,
+                 last_error=f"dead-lettered by an operator: {reason}"[:2000]))
+    if done.rowcount != 1:
+        raise InvalidTransition("the job changed state meanwhile; look again")
+    return get_job(engine, job_id)
+
+
 def replay(engine: Engine, now: datetime, *, job_ids: Sequence[str] = (),
            pipeline: str | None = None) -> list[Job]:
     """Queue dead-lettered jobs again: the given ids, or every dead letter (of `pipeline`)."""

@@ -211,14 +211,32 @@ def add_pages(router: APIRouter, con: Console, node: Node) -> None:
 ACTIONS: dict[str, tuple[str, str]] = {
     "job-retry": ("job", "Retry job (run it again; its outputs are replaced)"),
     "job-replay": ("job", "Replay dead-lettered job"),
+    "job-dead-letter": ("job", "Dead-letter queued job (no worker takes it; replay it later)"),
+    "job-agree": ("job", "Record that you agree with the AI result of"),
+    "job-disagree": ("job", "Record that you disagree with the AI result of"),
     "delivery-retry": ("delivery", "Send delivery again now"),
     "delivery-replay": ("delivery", "Replay dead-lettered delivery"),
+    "delivery-dead-letter": ("delivery", "Dead-letter pending delivery (no more tries; replay "
+                                         "it later)"),
 }
+#: actions whose confirmation asks for a short note (the reason, or the reader's comment)
+NOTED = {"job-dead-letter": "reason", "delivery-dead-letter": "reason",
+         "job-agree": "comment (optional)", "job-disagree": "comment (optional)"}
 
 
-def _act(node: Node, action: str, target: str) -> str:
-    """Does an action; returns what happened. Raises WorkerError or ValueError."""
+def _act(node: Node, action: str, target: str, user: str, note: str) -> str:
+    """Does an action for `user`; returns what happened. Raises WorkerError or ValueError."""
     now = utcnow()
+    if action in ("job-agree", "job-disagree"):
+        from workers.monitoring.agreement import record_feedback
+
+        record_feedback(node.engine, target, action == "job-agree", user, now, note or None)
+        return f"your verdict on job {target} is recorded"
+    if action == "job-dead-letter":
+        if not note:
+            raise ValueError("a reason is needed to dead-letter a job")
+        job_admin.give_up(node.engine, target, now, note)
+        return f"job {target} is dead-lettered"
     if action == "job-retry":
         job = job_admin.retry(node.engine, target, now)
         _send_jobs(node, [job])
@@ -228,6 +246,11 @@ def _act(node: Node, action: str, target: str) -> str:
         _send_jobs(node, jobs)
         return f"job {target} replayed"
     delivery_id = int(target)
+    if action == "delivery-dead-letter":
+        if not note:
+            raise ValueError("a reason is needed to dead-letter a delivery")
+        view = delivery_admin.give_up(node.engine, delivery_id, now, note)
+        return f"delivery {view.id} to {view.destination} is dead-lettered"
     if action == "delivery-retry":
         view = delivery_admin.retry(node.engine, delivery_id, now)
     else:
@@ -270,16 +293,18 @@ def _add_actions(router: APIRouter, con: Console, node: Node) -> None:
             raise HTTPException(404, "no such action")
         kind, label = ACTIONS[action]
         return con.render(request, session, "confirm.html", action=action, target=target,
-                          kind=kind, label=label, back=local_path(request.headers.get("referer")))
+                          kind=kind, label=label, note=NOTED.get(action),
+                          back=local_path(request.headers.get("referer")))
 
     @router.post("/actions/{action}/{target}", include_in_schema=False)
     async def act(request: Request, action: str, target: str) -> Response:
         session, form = await con.post(request, Role.OPERATOR)
         if action not in ACTIONS:
             raise HTTPException(404, "no such action")
+        note = str(form.get("note") or "").strip()[:500]
         try:
-            message = _act(node, action, target)
-        except (WorkerError, ValueError) as exc:
+            message = _act(node, action, target, session.user, note)
+        except (WorkerError, ValueError, LookupError) as exc:
             con.record(request, session, action, outcome=Outcome.FAILURE, subject=target,
                        detail={"error": str(exc)[:200]})
             return con.render(request, session, "message.html", status_code=409,

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from dicom_node.index.tables import instances, series, studies
 from workers.db import as_utc, job_attempts, jobs
+from workers.monitoring.tables import reader_feedback
 from workers.outbox.tables import deliveries, outputs
 
 #: the PS3.6 keywords the console reads from a stored header; shown only to operators and admins
@@ -206,8 +207,13 @@ def study_detail(engine: Engine, study_uid: str) -> dict[str, Any] | None:
             .order_by(deliveries.c.id)).mappings()]
         first_path = conn.execute(sa.select(instances.c.path).where(
             instances.c.study_instance_uid == study_uid).limit(1)).scalar()
+        verdicts = [dict(r) for r in conn.execute(
+            sa.select(reader_feedback).where(reader_feedback.c.job_id.in_(
+                [j["id"] for j in job_rows])).order_by(reader_feedback.c.recorded_at))
+            .mappings()]
     study = dict(row)
     for job in job_rows:
+        job["verdicts"] = [v for v in verdicts if v["job_id"] == job["id"]]
         job["result_label"] = result_label(job["result"], job["outcome"])
         job["timeline"] = timeline(study, job, [d for d in delivery_rows
                                                 if d["job_id"] == job["id"]])

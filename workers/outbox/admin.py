@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, Select, select, update
+from sqlalchemy import Engine, Select, or_, select, update
 from sqlalchemy.engine import RowMapping
 
 from workers.db import as_utc
@@ -130,6 +130,24 @@ def _requeue(engine: Engine, delivery_id: int, from_states: Sequence[str],
         ).values(**values))
     if done.rowcount != 1:
         raise InvalidTransition("the delivery changed state meanwhile; look again")
+    return get_delivery(engine, delivery_id)
+
+
+def give_up(engine: Engine, delivery_id: int, now: datetime, reason: str) -> DeliveryView:
+    """Dead-letter a pending delivery by hand (e.g. a destination that will never take it):
+    no more tries; it can be replayed later. Raises DeliveryNotFound or InvalidTransition (a
+    delivery that is not pending, or whose send is in flight: try again when it ends)."""
+    current = get_delivery(engine, delivery_id)
+    if current.state != PENDING:
+        raise InvalidTransition(f"delivery {delivery_id} is {current.state}, not pending")
+    with engine.begin() as conn:
+        done = conn.execute(update(deliveries).where(
+            deliveries.c.id == delivery_id, deliveries.c.state == PENDING,
+            or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+        ).values(state=DEAD, claim_token=None, lease_until=None, updated_at=now,
+                 last_reason="operator", last_error=f"dead-lettered by an operator: {reason}"))
+    if done.rowcount != 1:
+        raise InvalidTransition(f"delivery {delivery_id} is being sent; try again when it ends")
     return get_delivery(engine, delivery_id)
 
 

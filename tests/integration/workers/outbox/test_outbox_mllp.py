@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from tests.integration.workers.outbox.outbox_support import (
@@ -14,6 +15,7 @@ from tests.integration.workers.outbox.outbox_support import (
 )
 from tests.support.peers.mllp import mllp_listener
 from workers.config import WorkersConfig
+from workers.errors import InvalidTransition
 from workers.outbox import admin
 from workers.outbox.config import DeliveryConfig
 from workers.outbox.runner import DeliveryRunner
@@ -51,3 +53,27 @@ def test_a_rejected_message_is_dead_and_a_silent_port_is_retried(
     report = DeliveryRunner(engine, _config(ris.port), clock=clock).run_due_once()
     assert report.retried == 1
     assert admin.get_delivery(engine, dead.id).state == "pending"
+
+
+def test_an_operator_dead_letters_a_retrying_delivery_and_replays_it_later(
+        engine: Engine, clock: MovableClock, tmp_path: Path) -> None:
+    with mllp_listener() as ris:
+        port = ris.port
+    cfg = _config(port)  # nobody listens: every try is a transient failure
+    job = running_job(engine, cfg, clock())
+    succeed(engine, job, clock(), (write_oru(tmp_path),))
+    assert DeliveryRunner(engine, cfg, clock=clock).run_due_once().retried == 1
+    (pending,) = admin.list_deliveries(engine, states=("pending",))
+
+    dead = admin.give_up(engine, pending.id, clock(), "the RIS was retired")
+    assert dead.state == "dead" and dead.last_reason == "operator"
+    assert "the RIS was retired" in (dead.last_error or "")
+    clock.advance(3600)
+    assert DeliveryRunner(engine, cfg, clock=clock).run_due_once().retried == 0  # no more tries
+    with pytest.raises(InvalidTransition, match="not pending"):
+        admin.give_up(engine, pending.id, clock(), "again")
+
+    with mllp_listener() as ris:
+        admin.replay(engine, clock(), delivery_ids=[pending.id])
+        cfg = _config(ris.port)
+        assert DeliveryRunner(engine, cfg, clock=clock).run_due_once().delivered == 1
