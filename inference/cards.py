@@ -152,6 +152,15 @@ class QualitySpec(_Strict):
     """CT: HU window of the soft tissue the noise is measured in (bone edges excluded)."""
     max_motion_mm: float | None = Field(default=None, gt=0)
     """Largest in-plane jump of the foreground's centre between adjacent slices."""
+    min_matrix: int | None = Field(default=None, ge=1)
+    """Radiographs: an image with fewer rows or columns than this (a thumbnail, a cropped
+    export) fails."""
+    min_dynamic_range: float | None = Field(default=None, gt=0)
+    """Radiographs: the robust range (1st to 99th percentile) as a share of the stored bit
+    depth's full scale (2^BitsStored - 1); a flat or nearly flat image fails."""
+    max_clipped_fraction: float | None = Field(default=None, gt=0, le=1)
+    """Radiographs: the share of pixels at the image's lowest or at its highest value (the
+    larger); a saturated or clipped exposure fails."""
 
 
 class UncertaintySpec(_Strict):
@@ -168,6 +177,9 @@ class UncertaintySpec(_Strict):
     |v - v'| / max(v, v', ``volume_floor_ml``)."""
     volume_floor_ml: float = Field(default=1.0, gt=0)
     decisions_must_agree: bool = True
+    per_image: bool = False
+    """Compare each image's probability (radiographs: the image-level probabilities, image by
+    image), not only the study's."""
 
 
 class ModelCard(_Strict):

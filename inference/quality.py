@@ -13,6 +13,9 @@ Measures, each compared with its threshold in the model card's ``quality`` secti
 - motion: the largest in-plane jump of the foreground's centre between adjacent slices (a head
   that moved between slices jumps; anatomy alone moves its centre smoothly).
 
+Radiographs are gated one image at a time by :func:`assess_radiograph`: matrix size, usable
+dynamic range against the stored bit depth, and the share of clipped pixels.
+
 A failed check does not stop the pipeline: the runner answers "indeterminate — read as usual"
 with the reasons, so that a scan the model should not judge is never reported as negative.
 """
@@ -168,3 +171,38 @@ def _noise(arr: np.ndarray, fg: np.ndarray, spec: QualitySpec, median: float) ->
     # keep away from bone: the high-pass rings at the skull's edges
     soft = ndimage.binary_erosion(soft, structure=np.ones((1, 3, 3), bool))
     return noise_sigma(arr, soft)
+
+
+def assess_radiograph(pixels: np.ndarray, bits_stored: int | None,
+                      spec: QualitySpec) -> QualityReport:
+    """Gate for one radiograph (``pixels`` as :class:`inference.types.Radiograph` holds them):
+    its matrix (``min_matrix``), its usable dynamic range (the 1st to 99th percentile as a share
+    of ``2^bits_stored - 1``; of the image's own full range when the bit depth is unknown:
+    ``min_dynamic_range``) and its clipped share (pixels at the lowest or at the highest value,
+    the larger: ``max_clipped_fraction``). The volume checks of :func:`assess` do not apply."""
+    arr = np.asarray(pixels, dtype=np.float64)
+    rows, cols = (int(v) for v in arr.shape[:2])
+    measures: dict[str, float] = {"rows": rows, "columns": cols}
+    reasons: list[str] = []
+    if spec.min_matrix is not None and min(rows, cols) < spec.min_matrix:
+        reasons.append(f"image of {rows} x {cols} pixels, at least {spec.min_matrix} rows "
+                       f"and columns needed")
+    if arr.size == 0 or not np.isfinite(arr).all():
+        reasons.append("no usable pixel values")
+        return QualityReport(measures, tuple(reasons))
+    low, high = float(arr.min()), float(arr.max())
+    if spec.min_dynamic_range is not None:
+        p1, p99 = (float(v) for v in np.percentile(arr, (1, 99)))
+        scale = float(2 ** bits_stored - 1) if bits_stored else high - low
+        dynamic = (p99 - p1) / scale if scale > 0 else 0.0
+        measures["dynamic_range"] = round(dynamic, 4)
+        if dynamic < spec.min_dynamic_range:
+            reasons.append(f"no usable contrast (1st to 99th percentile span {dynamic:.1%} of "
+                           f"the bit depth, at least {spec.min_dynamic_range:.0%} needed)")
+    if spec.max_clipped_fraction is not None:
+        clipped = max(float((arr == low).mean()), float((arr == high).mean()))
+        measures["clipped_fraction"] = round(clipped, 4)
+        if clipped > spec.max_clipped_fraction:
+            reasons.append(f"saturated or clipped exposure ({clipped:.0%} of the pixels at one "
+                           f"extreme value, at most {spec.max_clipped_fraction:.0%})")
+    return QualityReport(measures, tuple(reasons))

@@ -9,18 +9,22 @@ the study and on its mirror image (thresholds in the model card's ``uncertainty`
 :class:`inference.cards.UncertaintySpec`) means the answer hangs on details the model should
 not depend on; the runner then reports "indeterminate — read as usual" with the reason.
 
+Radiographs (:func:`mirrored_images`) are compared image by image when the card says
+``per_image``: the largest change of an image's own probability.
+
 Flipping only the voxel order (the affine unchanged) mirrors the anatomy in the model's eyes;
 volumes and probabilities do not depend on the side, so nothing is mapped back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .cards import UncertaintySpec
-from .types import Prediction, StudyInput, Volume
+from .types import Prediction, Radiograph, StudyInput, Volume
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,11 @@ class SpreadReport:
     @property
     def passed(self) -> bool:
         return not self.reasons
+
+
+def mirrored_images(images: Sequence[Radiograph]) -> list[Radiograph]:
+    """The radiographs flipped left-right (columns reversed), ids and header facts kept."""
+    return [replace(i, array=np.ascontiguousarray(i.array[:, ::-1])) for i in images]
 
 
 def mirrored(study: StudyInput) -> StudyInput:
@@ -57,6 +66,15 @@ def spread(base: Prediction, other: Prediction, spec: UncertaintySpec) -> Spread
         if spec.max_probability_spread is not None and diffs[worst] > spec.max_probability_spread:
             reasons.append(f"the {worst} probability changes by {diffs[worst]:.2f} when the "
                            f"image is mirrored (at most {spec.max_probability_spread:g})")
+    if spec.per_image:
+        image = _image_spread(base, other, keys)
+        if image is not None:
+            where, diff = image
+            measures["image_probability_spread"] = round(diff, 4)
+            if spec.max_probability_spread is not None and diff > spec.max_probability_spread:
+                reasons.append(f"the {where} probability of an image changes by {diff:.2f} "
+                               f"when the image is mirrored (at most "
+                               f"{spec.max_probability_spread:g})")
     if spec.decisions_must_agree:
         changed = sorted((set(base.positive) ^ set(other.positive)) & set(keys))
         measures["decisions_changed"] = len(changed)
@@ -72,3 +90,18 @@ def spread(base: Prediction, other: Prediction, spec: UncertaintySpec) -> Spread
             reasons.append(f"the segmented volume changes by {change:.0%} when the image is "
                            f"mirrored (at most {spec.max_volume_spread:.0%})")
     return SpreadReport(measures, tuple(reasons))
+
+
+def _image_spread(base: Prediction, other: Prediction, keys: Sequence[str]
+                  ) -> tuple[str, float] | None:
+    """The largest per-image (per-slice) probability change over the compared classes, with
+    its class; None when the two predictions do not cover the same images."""
+    a, b = np.asarray(base.slice_probabilities), np.asarray(other.slice_probabilities)
+    if base.slice_ids != other.slice_ids or a.shape != b.shape or a.ndim != 2 or not a.size:
+        return None
+    columns = {c.key: j for j, c in enumerate(base.classes)}
+    picked = [(k, columns[k]) for k in keys if k in columns and columns[k] < a.shape[1]]
+    if not picked:
+        return None
+    return max(((k, float(np.abs(a[:, j] - b[:, j]).max())) for k, j in picked),
+               key=lambda kv: kv[1])

@@ -24,7 +24,10 @@ Radiograph definitions (`input: radiographs`) read each chosen image on its own 
 (`dicom_node.radiograph.read_radiograph`) instead of one volume per role; images the model does
 not read (a body part its card does not list, a photometric it cannot use, pixels that cannot
 be decoded) are left out with their reason, and a study with none left gets the not-analysed
-report naming them.
+report naming them. The card's `quality` gate then runs image by image
+(`inference.quality.assess_radiograph`): an image that fails it is left out with its reason, a
+study whose every image fails is indeterminate; with `uncertainty` the model also reads the
+mirrored images, and too large a spread is indeterminate too.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from dicom_node.volume import SeriesVolume, read_headers, read_series
 from dicom_node.volume.registration import align_onto
 from dicom_node.volume.sources import on_source_frames
 from inference import quality, uncertainty
+from inference.cards import QualitySpec
 from inference.errors import PermanentInferenceError
 from inference.registry import ModelRegistry
 from inference.types import Prediction, Radiograph, StudyInput, Volume
@@ -201,17 +205,33 @@ class StudyPipeline:
         if predict_images is None:
             raise PermanentError(f"model {self.model_id!r} does not read radiographs",
                                  reason="model_task_mismatch")
-        prediction: Prediction = predict_images(
-            [Radiograph(array=i.pixels, image_id=i.sop_instance_uid,
-                        pixel_spacing_mm=i.pixel_spacing_mm, body_part=i.body_part,
-                        laterality=i.laterality, view=i.view) for i in images],
-            explain=False, **self.predict_options)
+        by_uid = {str(h.get("SOPInstanceUID", "")): h for h in headers}
+        card = self.registry.card(self.model_id)
+        if card.quality is not None:  # the card's gate, image by image, before the model
+            gated = images
+            images, refused = _gate_radiographs(gated, by_uid, card.quality, summary)
+            if not images:
+                return self.reporter.indeterminate(
+                    context, f"input quality: {'; '.join(refused)}",
+                    "quality_gate", [by_uid[i.sop_instance_uid] for i in gated], summary)
+        inputs = [Radiograph(array=i.pixels, image_id=i.sop_instance_uid,
+                             pixel_spacing_mm=i.pixel_spacing_mm, body_part=i.body_part,
+                             laterality=i.laterality, view=i.view) for i in images]
+        prediction: Prediction = predict_images(inputs, explain=False, **self.predict_options)
+        if card.uncertainty is not None:  # test-time augmentation: the mirrored images
+            stability = uncertainty.spread(prediction, predict_images(
+                uncertainty.mirrored_images(inputs), explain=False, **self.predict_options),
+                card.uncertainty)
+            summary["uncertainty"] = json.dumps(stability.measures)
+            if not stability.passed:
+                return self.reporter.indeterminate(
+                    context, f"uncertain result: {'; '.join(stability.reasons)}", "uncertain",
+                    [by_uid[i.sop_instance_uid] for i in images], summary)
         facts = {i.sop_instance_uid: mapping.ImageFacts(
             rows=i.rows, columns=i.columns,
             site=dcodes.body_part_site(i.body_part) or d.finding_site,
             laterality=dcodes.LATERALITY.get(i.laterality) if i.laterality else None)
             for i in images}
-        by_uid = {str(h.get("SOPInstanceUID", "")): h for h in headers}
         sources = [by_uid[i.sop_instance_uid] for i in images]
         findings = mapping.radiograph_findings(prediction, facts, d.finding_site)
         fhir = mapping.fhir_detection_findings(prediction, facts, d.finding_site, self.critical)
@@ -285,6 +305,40 @@ class StudyPipeline:
         return AlgorithmInfo(name=card.name, version=card.version,
                              manufacturer=card.manufacturer, model_name=card.id,
                              weights_sha256=card.weights_sha256)
+
+
+def _gate_radiographs(images: Sequence[RadiographImage], by_uid: Mapping[str, Dataset],
+                      spec: QualitySpec, summary: Summary
+                      ) -> tuple[list[RadiographImage], list[str]]:
+    """The images that pass the card's quality gate, and the reasons of those that do not
+    (each prefixed with its image's position in the study). The measures of every image
+    (by position) go into the summary's ``quality``; the refused ones' reasons into
+    ``images_refused``."""
+    kept: list[RadiographImage] = []
+    refused: list[str] = []
+    measures: dict[str, dict[str, float]] = {}
+    for n, image in enumerate(images, start=1):
+        gate = quality.assess_radiograph(
+            image.pixels, _bits_stored(by_uid[image.sop_instance_uid]), spec)
+        measures[f"image {n}"] = gate.measures
+        if gate.passed:
+            kept.append(image)
+        else:
+            refused.append(f"image {n}: {', '.join(gate.reasons)}")
+    summary["quality"] = json.dumps(measures)
+    if refused:
+        summary["images_refused"] = "; ".join(refused)
+        summary["images_skipped"] = int(summary.get("images_skipped", 0)) + len(refused)
+    return kept, refused
+
+
+def _bits_stored(header: Dataset) -> int | None:
+    """Bits Stored when the header gives a usable one (1 to 32), else None."""
+    try:
+        bits = int(header.get("BitsStored"))
+    except (TypeError, ValueError):
+        return None
+    return bits if 1 <= bits <= 32 else None
 
 
 def _on_stored_frames(volume: SeriesVolume, prediction: Prediction
