@@ -70,6 +70,16 @@ class TrainConfig:
     version: str = "0.1.0"
 
 
+QUALITY_GATE: dict[str, Any] = {
+    "min_matrix": 256, "min_dynamic_range": 0.05, "max_clipped_fraction": 0.6}
+"""The radiograph input gate (docs/MODELS.md says why each value)."""
+UNCERTAINTY: dict[str, Any] = {
+    "method": "tta-flip", "classes": ["fracture"], "max_probability_spread": 0.17,
+    "per_image": True, "decisions_must_agree": False}
+"""Mirror-image spread allowed per image, set from the held-out family with
+bench/fracture_spread.py (docs/MODELS.md); re-measure it after retraining."""
+
+
 def card_skeleton(cfg: TrainConfig, params: FractureParams) -> dict[str, Any]:
     """The card fields fixed before training (everything but weights and measured figures)."""
     code = CODE_TABLE["fracture"].code
@@ -91,6 +101,8 @@ def card_skeleton(cfg: TrainConfig, params: FractureParams) -> dict[str, Any]:
         "labels": [{"key": "fracture", "name": "Fracture",
                     "code": {"value": code.value, "scheme": code.scheme, "meaning": code.meaning},
                     "threshold": params.box_threshold}],
+        "quality": QUALITY_GATE,
+        "uncertainty": UNCERTAINTY,
     }
 
 
