@@ -6,13 +6,14 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from infernode.cli_common import settings_or_exit
 from infernode.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="InferNode: AI inference node")
@@ -23,13 +24,8 @@ ConfigOption = Annotated[
 ]
 
 
-def _settings(config: Path | None, **overrides: object) -> Settings:
-    try:
-        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
-    except ConfigError as exc:
-        for key, message in exc.problems:
-            console.print(f"[red]config error[/red] {key}: {message}")
-        raise typer.Exit(2) from exc
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    return settings_or_exit(config, **overrides)
 
 
 def _logging(level: str) -> None:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
+from infernode.cli_common import ConfigOption, DbOption, JsonOption, migrated_engine
 from workers.db import utcnow
 from workers.errors import WorkerError
 from workers.outbox import admin
@@ -26,18 +27,13 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Deliveries: list, show, dead letters, replay, retry.")
 console = Console()
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="settings file")]
-DbOption = Annotated[str | None, typer.Option("--db", help="database URL (overrides the file)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
 def _engine(config: Path | None, db: str | None) -> Engine:
     from infernode.cli_jobs import load
-    from infernode.db import create_engine, migrate
 
     url, _ = load(config, db)
-    engine = create_engine(url)
-    migrate(engine)
+    engine = migrated_engine(url)
     return engine
 
 

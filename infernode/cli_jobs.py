@@ -18,6 +18,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from dicom_node.events import StudyReady
+from infernode.cli_common import ConfigOption, DbOption, JsonOption, migrated_engine
 from workers import admin
 from workers.config import WorkersConfig
 from workers.db import utcnow
@@ -31,32 +32,20 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Jobs: list, show, retry, dead letters, replay.")
 console = Console()
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="settings file")]
-DbOption = Annotated[str | None, typer.Option("--db", help="database URL (overrides the file)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
 def load(config: Path | None, db: str | None) -> tuple[str, WorkersConfig]:
     """The database URL and the workers section of the node's settings."""
-    from infernode.settings import ConfigError, load_settings
-
-    try:
-        settings = load_settings(config, **({"database": {"url": db}} if db else {}))
-    except ConfigError as exc:
-        for key, message in exc.problems:
-            console.print(f"[red]config error[/red] {key}: {message}")
-        raise typer.Exit(2) from exc
+    from infernode.cli_common import settings_or_exit
     from infernode.wiring import workers_config
+
+    settings = settings_or_exit(config, db)
 
     return settings.database.url, workers_config(settings)
 
 
 def _engine(url: str) -> Engine:
-    from infernode.db import create_engine, migrate
-
-    engine = create_engine(url)
-    migrate(engine)
-    return engine
+    return migrated_engine(url)
 
 
 def _fail(exc: WorkerError) -> typer.Exit:

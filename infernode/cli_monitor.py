@@ -14,7 +14,14 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from infernode.settings import ConfigError, Settings, load_settings
+from infernode.cli_common import (
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    migrated_engine,
+    settings_or_exit,
+)
+from infernode.settings import Settings
 from workers.db import utcnow
 
 if TYPE_CHECKING:
@@ -25,26 +32,14 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Monitoring: drift, agreement, references, readers' verdicts.")
 console = Console()
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="settings file")]
-DbOption = Annotated[str | None, typer.Option("--db", help="database URL (overrides the file)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
 def _settings(config: Path | None, db: str | None) -> Settings:
-    try:
-        return load_settings(config, **({"database": {"url": db}} if db else {}))
-    except ConfigError as exc:
-        for key, message in exc.problems:
-            console.print(f"[red]config error[/red] {key}: {message}")
-        raise typer.Exit(2) from exc
+    return settings_or_exit(config, db)
 
 
 def _engine(url: str) -> Engine:
-    from infernode.db import create_engine, migrate
-
-    engine = create_engine(url)
-    migrate(engine)
-    return engine
+    return migrated_engine(url)
 
 
 def _day(text: str | None, default: date) -> date:

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from dicom_node import retention as spool_retention
 from dicom_node.spool import Spool
 from infernode.audit import AuditEvent, AuditLog, Category
+from infernode.cli_common import ConfigOption, DbOption
 from workers import retention as work_retention
 from workers.config import RetentionConfig
 
@@ -166,8 +167,6 @@ class Retention:
                 log.error("retention pass failed: %s", type(exc).__name__)
 
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="settings file")]
-DbOption = Annotated[str | None, typer.Option("--db", help="database URL (overrides the file)")]
 
 
 @app.command("run")
@@ -178,17 +177,10 @@ def run_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """One retention pass now: studies due are deleted (with --dry-run only listed)."""
-    from infernode.db import create_engine, migrate
-    from infernode.settings import ConfigError, load_settings
+    from infernode.cli_common import migrated_engine, settings_or_exit
 
-    try:
-        settings = load_settings(config, **({"database": {"url": db}} if db else {}))
-    except ConfigError as exc:
-        for key, message in exc.problems:
-            console.print(f"[red]config error[/red] {key}: {message}")
-        raise typer.Exit(2) from exc
-    engine = create_engine(settings.database.url)
-    migrate(engine)
+    settings = settings_or_exit(config, db)
+    engine = migrated_engine(settings.database.url)
     try:
         spool = Spool(settings.dicom.spool_dir, settings.dicom.min_free_bytes)
         retention = Retention(engine, spool, settings.workers.retention,
