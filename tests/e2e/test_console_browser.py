@@ -108,6 +108,25 @@ def _log_in(driver: Any, base: str, user: str) -> None:
     wait_until(lambda: "Overview" in driver.title, timeout=15, what="the overview page")
 
 
+def _follow(driver: Any, element: Any) -> None:
+    """Clicks a link or submit button and waits until the next page has replaced this one, so
+    nothing is read from the page being left (a click returns before the navigation ends)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+
+    def replaced() -> bool:
+        try:
+            page.tag_name  # noqa: B018 - touching the old page's root tells whether it is gone
+        except StaleElementReferenceException:
+            return driver.execute_script("return document.readyState") == "complete"
+        return False
+
+    wait_until(replaced, timeout=30, what="the next page", every=0.05)
+
+
 def _png(driver: Any, url: str) -> np.ndarray:
     cookies = {c["name"]: c["value"] for c in driver.get_cookies()}
     response = httpx.get(url, cookies=cookies, timeout=30)
@@ -162,11 +181,11 @@ def _browse(driver: Any, shots: Shots, base: str, positive: Any, node: Any) -> N
     # find the positive study
     driver.get(base + "/studies")
     Select(driver.find_element(By.NAME, "result")).select_by_visible_text("positive")
-    driver.find_element(By.ID, "search").click()
+    _follow(driver, driver.find_element(By.ID, "search"))
     links = driver.find_elements(By.CSS_SELECTOR, "a.study-link")
     assert [link.text for link in links] == [positive.accession_number]
     shots.take("studies")
-    links[0].click()
+    _follow(driver, links[0])
 
     # its page: timeline, routing explained, preview with the overlay
     assert uid in driver.page_source
@@ -196,9 +215,9 @@ def _browse(driver: Any, shots: Shots, base: str, positive: Any, node: Any) -> N
     assert rows
     delivery_id = rows[0].get_attribute("id").removeprefix("delivery-")
     shots.take("dead-letters")
-    rows[0].find_element(By.LINK_TEXT, "replay").click()
+    _follow(driver, rows[0].find_element(By.LINK_TEXT, "replay"))
     shots.take("confirm")
-    driver.find_element(By.ID, "confirm").click()
+    _follow(driver, driver.find_element(By.ID, "confirm"))
     assert "pending again" in driver.find_element(By.ID, "message").text
 
     def delivered() -> bool:
@@ -212,7 +231,7 @@ def _browse(driver: Any, shots: Shots, base: str, positive: Any, node: Any) -> N
         driver.get(base + page)
         assert marker in driver.page_source
         shots.take(page.strip("/"))
-    driver.find_element(By.ID, "logout").click()
+    _follow(driver, driver.find_element(By.ID, "logout"))
     assert driver.current_url.endswith("/login")
     driver.get(base + f"/studies/{uid}")
     assert driver.current_url.endswith("/login")  # the session is over
