@@ -7,7 +7,7 @@ from each process. Created on a registry the caller passes, never at import time
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -30,6 +30,22 @@ BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 3
            1800.0)
 
 
+def with_up_gauge(up: GaugeMetricFamily, families: Callable[[], list[Metric]]
+                  ) -> Iterator[Metric]:
+    """The empty gauge `up` set to 1 and followed by `families()` when they could be read from
+    the database, or set to 0 alone when the database answered with an error: for collectors
+    that read at scrape time."""
+    try:
+        read = families()
+    except SQLAlchemyError:
+        up.add_metric([], 0.0)
+        yield up
+        return
+    up.add_metric([], 1.0)
+    yield up
+    yield from read
+
+
 class JobsCollector(Collector):
     """Queue depth per queue, jobs per state, dead letters per pipeline, failed attempts by
     pipeline and reason, and stage durations of succeeded jobs per pipeline."""
@@ -38,17 +54,9 @@ class JobsCollector(Collector):
         self._engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("infernode_jobs_metrics_up",
-                               "1 when the jobs table could be read for these metrics")
-        try:
-            families = self._families()
-        except SQLAlchemyError:
-            up.add_metric([], 0.0)
-            yield up
-            return
-        up.add_metric([], 1.0)
-        yield up
-        yield from families
+        return with_up_gauge(GaugeMetricFamily(
+            "infernode_jobs_metrics_up", "1 when the jobs table could be read for these metrics"),
+            self._families)
 
     def _families(self) -> list[Metric]:
         depth = GaugeMetricFamily("infernode_queue_depth", "Jobs queued, per queue",

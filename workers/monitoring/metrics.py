@@ -13,8 +13,8 @@ from datetime import time as day_start
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
+from workers.metrics import with_up_gauge
 from workers.monitoring.aggregate import latest_rows
 from workers.monitoring.agreement import agreement
 
@@ -39,17 +39,9 @@ class MonitoringCollector(Collector):
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
-        up = _family("infernode_monitoring_metrics_up",
-                     "1 when the monitoring aggregates could be read", [])
-        try:
-            families = self._cached_families()
-        except SQLAlchemyError:
-            up.add_metric([], 0.0)
-            yield up
-            return
-        up.add_metric([], 1.0)
-        yield up
-        yield from families
+        return with_up_gauge(_family("infernode_monitoring_metrics_up",
+                                     "1 when the monitoring aggregates could be read", []),
+                             self._cached_families)
 
     def _cached_families(self) -> list[Metric]:
         """The families, recomputed at most every `cache_s` seconds: agreement reads 90 days
