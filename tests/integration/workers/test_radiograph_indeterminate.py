@@ -66,6 +66,10 @@ def _write(folder: Path, index: int, images: list[np.ndarray]) -> tuple[str, lis
     paths = [write_radiograph(folder / f"view{n}.dcm", image,
                               RadiographSpec(identity=identity, series_instance_uid=series))
              for n, image in enumerate(images, start=1)]
+    for n, path in enumerate(paths, start=1):  # the views' order in the study: 1, 2, ...
+        ds = pydicom.dcmread(path)
+        ds.InstanceNumber = n
+        ds.save_as(path)
     return identity.study_instance_uid, paths
 
 
