@@ -2,7 +2,7 @@
 
 Order of work, so that nothing acknowledged can be lost and nothing damaged is indexed: validate
 the received bytes and read their identifiers (`index.headers.read_header`), write the bytes
-unchanged to the spool (temp file, fsync, rename), commit the index row, and only then report
+unchanged to the spool (slot, fsync, rename), commit the index row, and only then report
 success. Every failure becomes a `StoreRefused` carrying the status to answer (`refusal_for`, the
 one mapping from exceptions to statuses), after a record of why was written to `ingest_failures`
 and the received bytes were kept under the spool's `.rejected/` folder. A second instance under an
@@ -185,7 +185,7 @@ class Ingestor:
             received = arrival()
             sop_instance = checked_uid(sop_instance_uid, "Affected SOP Instance UID")
             sop_class = checked_uid(sop_class_uid, "Affected SOP Class UID")
-            # The bytes go to a temporary file and are fsynced while they are validated here.
+            # The bytes go to a spool slot and are fsynced while they are validated here.
             staged = self.spool.stage(received.raw)
             if received.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
                 check_inflated_size(received.raw, self.max_inflated_bytes)
@@ -203,6 +203,9 @@ class Ingestor:
                           peer_address, sop_class_uid, sop_instance_uid)
             raise moved.refusal from moved.__cause__
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status and a record
+            if staged is not None:
+                # Removed for good before the refusal: recovery must not find these bytes.
+                self.spool.discard(staged, durable=True)
             refused = refusal_for(exc)
             kept = self._keep(refused, received, calling_ae, peer_address, sop_class_uid,
                               sop_instance_uid)
@@ -213,7 +216,7 @@ class Ingestor:
             raise refused from exc
         finally:
             if staged is not None:
-                self.spool.discard(staged)  # nothing left when it was placed
+                self.spool.discard(staged)  # nothing left when it was placed or refused
             if self.metrics is not None:
                 self.metrics.store_seconds.observe(time.perf_counter() - started)
         if self.metrics is not None:

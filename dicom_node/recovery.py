@@ -1,16 +1,24 @@
-"""Start-up recovery: every spool file without an index row is indexed, or quarantined.
+"""Start-up recovery: abandoned spool slots are put in place, then every spool file without an
+index row is indexed, or quarantined.
 
-The spool is the receive path's journal. An instance is acknowledged once its file is fsynced at
-its final path and the directory entry is fsynced too (`Spool.write`); its index row is
-committed before the acknowledgement, but on SQLite without a WAL fsync of its own
-(`IndexStore.spool_is_journal`). A power loss can therefore take rows whose files are safe, and a
-crash between the rename and the commit leaves a file whose sender was never answered. Either way
-the file at `<study>/<series>/<sop>.dcm` is acknowledged-or-about-to-be, and `recover_unindexed`
-indexes it again from its own bytes (the same validation as on receipt; the sending and
-receiving AE titles from its File Meta, 0002,0017/0018). A file that no longer passes that
-validation is moved to `.rejected/` with a record and an `ingest_failures` row (quarantined); a
-leftover copy of an instance indexed under another path is removed, as the receive path itself
-does. Nothing else is ever deleted here.
+The spool is the receive path's journal. An instance is acknowledged once its bytes are fsynced
+in a spool slot whose directory entry was durable already and the slot is renamed to its final
+path (`Spool.place`, docs/DICOM.md Durability); the renamed-into directory is fsynced later. Its
+index row is committed before the acknowledgement, but on SQLite without a WAL fsync of its own
+(`IndexStore.spool_is_journal`). A power loss can therefore take the rename (the file is complete
+at its slot name) and rows whose files are safe, and a crash between the rename and the commit
+leaves a file whose sender was never answered.
+
+`recover_unindexed` first looks at every non-empty slot no store holds: one whose bytes match
+its completeness mark (length and CRC-32, set before its fsync) is moved to the final path its own
+header names, or dropped when an identical file is there already; one that does not match (a
+store cut before its acknowledgement), cannot be read as an instance, or differs from the file at
+its final path is quarantined. Empty slots stay in the pool. Then every file at
+`<study>/<series>/<sop>.dcm` is acknowledged-or-about-to-be, and is indexed again from its own
+bytes (the same validation as on receipt; the sending and receiving AE titles from its File
+Meta, 0002,0017/0018). A file that no longer passes that validation is moved to `.rejected/` with
+a record and an `ingest_failures` row (quarantined); a leftover copy of an instance indexed under
+another path is removed, as the receive path itself does. Nothing else is ever deleted here.
 """
 
 from __future__ import annotations
@@ -46,6 +54,12 @@ class RecoveryReport:
     removed_duplicates: int
     skipped_young: int
     seconds: float
+    slots_placed: int = 0
+    """Complete abandoned slots moved to their final path (then indexed, in `indexed`)."""
+    slots_dropped: int = 0
+    """Abandoned slots whose identical instance was at its final path already."""
+    slots_quarantined: int = 0
+    """Abandoned slots set aside: incomplete, unreadable, or differing from the file in place."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,18 @@ def recover_unindexed(ingestor: Ingestor, *, min_age_s: float = 0.0,
     started = time.perf_counter()
     spool, index = ingestor.spool, ingestor.index
     folders = indexed = quarantined = removed = young = 0
+    slots = {"placed": 0, "dropped": 0, "quarantined": 0}
+    for slot in spool.abandoned_slots():
+        try:
+            mtime = slot.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if min_age_s and now() - mtime < min_age_s:
+            young += 1
+            continue
+        outcome = _recover_slot(ingestor, slot)
+        if outcome in slots:
+            slots[outcome] += 1
     for study_uid, series_uid, folder in spool.series_folders():
         folders += 1
         known = index.indexed_in_series(series_uid)
@@ -90,10 +116,13 @@ def recover_unindexed(ingestor: Ingestor, *, min_age_s: float = 0.0,
             quarantined += outcome == "quarantined"
             removed += outcome == "removed"
     report = RecoveryReport(folders, indexed, quarantined, removed, young,
-                            round(time.perf_counter() - started, 3))
-    if indexed or quarantined or removed:
+                            round(time.perf_counter() - started, 3), slots["placed"],
+                            slots["dropped"], slots["quarantined"])
+    if indexed or quarantined or removed or any(slots.values()):
         log.warning("spool recovery indexed=%d quarantined=%d removed_duplicates=%d "
-                    "series_folders=%d seconds=%.3f", indexed, quarantined, removed, folders,
+                    "slots_placed=%d slots_dropped=%d slots_quarantined=%d "
+                    "series_folders=%d seconds=%.3f", indexed, quarantined, removed,
+                    slots["placed"], slots["dropped"], slots["quarantined"], folders,
                     report.seconds)
     else:
         log.info("spool recovery: nothing unindexed in %d series folders (%.3f s)", folders,
@@ -145,6 +174,65 @@ def _recover(ingestor: Ingestor, path: Path, study_uid: str, series_uid: str,
     return "indexed"
 
 
+def _recover_slot(ingestor: Ingestor, slot: Path) -> str:
+    """One abandoned slot: "placed" (moved to its final path, for the scan to index),
+    "dropped" (an identical file is there), "quarantined" or "gone" (removed meanwhile)."""
+    spool = ingestor.spool
+    try:
+        raw = slot.read_bytes()
+    except FileNotFoundError:
+        return "gone"
+    except OSError as exc:
+        return _quarantine(ingestor, slot, None, StoreRefused(
+            f"spool slot unreadable: {exc.strerror or type(exc).__name__}"), None)
+    if not raw:
+        return "gone"  # an empty slot belongs to the pool
+    if not spool.slot_is_complete(slot, raw):
+        return _quarantine(ingestor, slot, None, IncompleteSlot(
+            "spool slot incomplete: a store cut before its acknowledgement"), None)
+    try:
+        meta, _ = read_file_meta(raw)
+        sop_uid = checked_uid(meta.get("MediaStorageSOPInstanceUID"),
+                              "MediaStorageSOPInstanceUID")
+        transfer_syntax = checked_uid(meta.get("TransferSyntaxUID"), "TransferSyntaxUID")
+        if transfer_syntax == DeflatedExplicitVRLittleEndian:
+            check_inflated_size(raw, ingestor.max_inflated_bytes)
+        header = read_header(
+            raw, expected_sop_class=checked_uid(meta.get("MediaStorageSOPClassUID"),
+                                                "MediaStorageSOPClassUID"),
+            expected_sop_instance=sop_uid, transfer_syntax=transfer_syntax)
+        final = spool.path_for(header.study_instance_uid, header.series_instance_uid, sop_uid)
+    except Exception as exc:  # noqa: BLE001 - every failure quarantines the slot with its reason
+        return _quarantine(ingestor, slot, None, refusal_for(exc), exc)
+    with ingestor.uid_lock(sop_uid):
+        try:
+            if spool.adopt_slot(slot, final):
+                return "placed"
+            same = final.read_bytes() == raw
+        except FileNotFoundError:
+            return "gone"
+        except OSError as exc:
+            return _quarantine(ingestor, slot, sop_uid, StoreRefused(
+                f"spool slot cannot be placed: {exc.strerror or type(exc).__name__}"), exc)
+        if same:
+            spool.drop_slot(slot)
+            return "dropped"
+        return _quarantine(ingestor, slot, sop_uid, ConflictingSlot(
+            "spool slot differs from the file at its final path"), None)
+
+
+class IncompleteSlot(StoreRefused):
+    """A slot whose bytes do not match their completeness mark (never acknowledged)."""
+
+    reason_code = "incomplete_slot"
+
+
+class ConflictingSlot(StoreRefused):
+    """A complete slot whose final path holds other bytes under the same SOP Instance UID."""
+
+    reason_code = "conflicting_slot"
+
+
 def _validate(raw: bytes, study_uid: str, series_uid: str, sop_uid: str,
               max_inflated_bytes: int) -> _Found:
     meta, _ = read_file_meta(raw)
@@ -165,7 +253,7 @@ def _ae(value: object) -> str:
     return str(value or "").strip()
 
 
-def _quarantine(ingestor: Ingestor, path: Path, sop_uid: str, refused: StoreRefused,
+def _quarantine(ingestor: Ingestor, path: Path, sop_uid: str | None, refused: StoreRefused,
                 cause: BaseException | None) -> str:
     at = ingestor.clock()
     record: dict[str, object] = {

@@ -1,14 +1,24 @@
 """The spool: where received instances live, bit-exact as they arrived.
 
-A write goes to a temporary file under `.tmp/`, is fsynced (on a writer thread, while the receive
-path validates the same bytes), renamed into `<study>/<series>/<sop>.dcm` and the directory is
-fsynced, so after a crash a file either is complete at its final path or is not there (a leftover
-temporary file is never indexed; a file at its final path is acknowledged-or-about-to-be, and
-start-up recovery indexes it, `dicom_node.recovery`).
+One flush per new instance before it is acknowledged (docs/DICOM.md, Durability). The spool keeps
+a pool of empty files under `.slots/` whose directory entries were made durable beforehand (made
+in batches, one fsync of `.slots/` per batch, by a background thread). `stage` takes a slot and,
+on a writer thread while the receive path validates the same bytes, writes the bytes, marks the
+file with their length and CRC-32 (an extended attribute of the same inode) and fsyncs it: that
+one flush makes data, size and mark durable, and the slot's name was durable already. `place`
+renames the slot to `<study>/<series>/<sop>.dcm` without fsyncing the directory: after a power
+loss the file is complete at its slot name or at its final name (a rename is one atomic step), and
+start-up recovery (`dicom_node.recovery`) moves a complete slot (its mark matches its bytes) to
+the final name its own header gives. The renamed-into directories are fsynced later, in batches,
+only to keep that recovery short. A new study or series folder is made durable (mkdir, fsync of
+its parent) before the first rename into it. Where the file system keeps no extended attributes,
+`place` fsyncs the directory before it returns (two flushes, as without slots), and a slot
+without a mark is never taken for a complete instance.
 
 Refused instances are kept under `.rejected/` and conflicting duplicates under
 `.rejected/conflicts/`, each `<id>.dcm` beside a `<id>.json` record (time, calling AE, SOP UIDs,
 status, reason; no PHI), so the folder explains itself even when the database was unreachable.
+`.tmp/` holds STOW-RS request bodies while they are read; it is emptied at start-up.
 """
 
 from __future__ import annotations
@@ -18,7 +28,11 @@ import errno
 import json
 import os
 import shutil
+import threading
+import time
 import uuid
+import zlib
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,14 +44,31 @@ from dicom_node.uids import checked_uid, is_valid_uid
 
 @dataclass(frozen=True)
 class Staged:
-    """A temporary file being written and fsynced by the spool's writer threads."""
+    """A slot being written and fsynced by the spool's writer threads; the future tells whether
+    the slot carries its completeness mark."""
 
-    tmp: Path
-    written: Future[None]
+    slot: Path
+    written: Future[bool]
 
 
 WRITER_THREADS = 16
-"""Temporary files written and fsynced at once; more concurrent stores wait for a thread."""
+"""Slots written and fsynced at once; more concurrent stores wait for a thread."""
+
+SLOT_POOL = 64
+"""Empty durable slots the background thread keeps ready (one `.slots/` fsync per batch)."""
+
+FLUSH_INTERVAL_S = 0.1
+"""How often the background thread fsyncs the directories that renames touched (this bounds
+recovery's work after a power loss; correctness never waits for it)."""
+
+IDLE_EXIT_S = 5.0
+"""The background thread ends after this long without work and starts again when needed."""
+
+SLOT_MARK = "user.infernode.slot"
+"""Extended attribute of a written slot: `<length>:<crc32 hex>` of its bytes."""
+
+SLOT_SUFFIX = ".slot"
+_DURABLE_DIRS_MAX = 65536
 
 
 class Spool:
@@ -50,15 +81,40 @@ class Spool:
         self.root = Path(root)
         self.min_free_bytes = min_free_bytes
         self._tmp = self.root / ".tmp"
+        self.slots_dir = self.root / ".slots"
         self.rejected_dir = self.root / ".rejected"
         self.conflicts_dir = self.rejected_dir / "conflicts"
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._background: threading.Thread | None = None
+        self._free: deque[Path] = deque()  # empty slots whose directory entry is durable
+        self._busy: set[Path] = set()  # slots handed to a store, not yet placed or discarded
+        self._dirty: set[Path] = set()  # directories with renames or unlinks not yet fsynced
+        self._durable: set[Path] = set()  # series/study folders known durable in this process
+        self._dir_lock = threading.Lock()
+        self._marks = True  # False once the file system refused an extended attribute
 
     def prepare(self) -> None:
-        """Creates the folders and removes temporary files a crash left behind."""
+        """Creates the folders, removes STOW-RS bodies a crash left in `.tmp/`, takes the empty
+        slots into the pool (after one fsync of `.slots/`: a previous process may have died
+        before its own) and fills it. Non-empty slots are left for `recovery`."""
         self._tmp.mkdir(parents=True, exist_ok=True)
         self.conflicts_dir.mkdir(parents=True, exist_ok=True)
+        self.slots_dir.mkdir(parents=True, exist_ok=True)
         for leftover in self._tmp.iterdir():
             leftover.unlink(missing_ok=True)
+        empty = []
+        with os.scandir(self.slots_dir) as entries:
+            for entry in entries:
+                if (entry.name.endswith(SLOT_SUFFIX) and entry.is_file(follow_symlinks=False)
+                        and entry.stat(follow_symlinks=False).st_size == 0):
+                    empty.append(Path(entry.path))
+        fsync_dir(self.slots_dir)
+        fsync_dir(self.root)
+        with self._lock:
+            known = set(self._free) | self._busy
+            self._free.extend(p for p in sorted(empty) if p not in known)
+        self._refill()
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
@@ -74,7 +130,8 @@ class Spool:
 
     def series_folders(self) -> Iterator[tuple[str, str, Path]]:
         """(study UID, series UID, folder) of every series folder in the spool proper; the
-        dot-folders (`.tmp/`, `.rejected/`) and any name that is not a UID are passed over."""
+        dot-folders (`.tmp/`, `.slots/`, `.rejected/`) and any name that is not a UID are passed
+        over."""
         for study in _subfolders(self.root):
             if is_valid_uid(study.name):
                 for series in _subfolders(study):
@@ -87,55 +144,83 @@ class Spool:
             raise OutOfResources("spool below its free-space watermark")
 
     def stage(self, data: bytes) -> Staged:
-        """Starts writing `data` to a temporary file and fsyncing it, on a writer thread, so that
+        """Starts writing `data` to a slot, marking and fsyncing it, on a writer thread, so that
         the caller can validate the data meanwhile; `place` or `discard` must follow.
 
-        Raises OutOfResources when the watermark would be crossed.
+        With the pool empty the store makes its own slot and fsyncs `.slots/` too (the pool
+        saves time, correctness never depends on it). Raises OutOfResources when the watermark
+        would be crossed.
         """
         self.check_space(len(data))
-        tmp = self._tmp / f"{uuid.uuid4().hex}.part"
-        return Staged(tmp, self._writer.submit(_write_synced, tmp, data))
+        with self._lock:
+            slot = self._free.popleft() if self._free else None
+            created = slot is None
+            if slot is None:
+                slot = self._new_slot_name()
+            self._busy.add(slot)
+            low = len(self._free) < SLOT_POOL // 2
+        if low:
+            self._kick()
+        return Staged(slot, self._writer.submit(self._fill, slot, data, created))
 
     def place(self, staged: Staged, final: Path, *, replace: bool = True) -> bool:
-        """Waits until `staged` is fsynced, renames it to `final` and fsyncs the directory (and
-        the new directories' parents), so that `final` survives a crash once this returns.
+        """Waits until `staged` is written and fsynced and renames it to `final`; once this
+        returns, `final` survives kill -9 and power loss (at its slot name or at `final`, where
+        recovery finds it). A new study or series folder is made durable before the rename.
 
         With `replace` False an existing file at `final` is left as it is and False is returned
         (`staged` stays, for another `place` or `discard`): the caller learns of a repeated
-        instance without asking the index. Raises OutOfResources when the write fails.
+        instance without asking the index. With `replace` True (an unindexed leftover is
+        overwritten) the directory is fsynced before this returns, so that old and new content
+        are never both found after a power loss. Raises OutOfResources when the write fails.
         """
         try:
-            staged.written.result()
-            new_dirs = not final.parent.exists()
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if replace:
-                os.replace(staged.tmp, final)
-            elif not _rename_new(staged.tmp, final):
+            marked = staged.written.result()
+            if not self._rename(staged.slot, final, replace=replace):
                 return False
-            fsync_dir(final.parent)
-            if new_dirs:
-                # New directory entries must survive a crash too.
-                fsync_dir(final.parent.parent)
-                fsync_dir(self.root)
+            if replace or not marked:
+                fsync_dir(final.parent)
+                self._mark_dirty(self.slots_dir)
+            else:
+                self._mark_dirty(final.parent, self.slots_dir)
         except OSError as exc:
-            staged.tmp.unlink(missing_ok=True)
+            staged.slot.unlink(missing_ok=True)
+            self._release(staged.slot)
             reason = exc.strerror or type(exc).__name__
             raise OutOfResources(f"spool write failed: {reason}") from exc
+        self._release(staged.slot)
         return True
 
-    @staticmethod
-    def discard(staged: Staged) -> None:
-        """Removes the temporary file of `staged` unless it was placed (waits for its writer)."""
+    def discard(self, staged: Staged, *, durable: bool = False) -> None:
+        """Removes the slot of `staged` unless it was placed (waits for its writer). With
+        `durable` (a refused instance) the removal is fsynced, so that recovery never finds the
+        refused bytes after a power loss; a repeat's slot (the same instance, found in place)
+        is removed lazily."""
         try:
             staged.written.result()
         except OSError:
             pass
-        staged.tmp.unlink(missing_ok=True)
+        try:
+            staged.slot.unlink()
+        except FileNotFoundError:
+            pass  # placed, or discarded already
+        except OSError:
+            pass  # recovery finds it, unmarked or a repeat, and sets it aside
+        else:
+            if durable:
+                try:
+                    fsync_dir(self.slots_dir)
+                except OSError:
+                    pass
+            else:
+                self._mark_dirty(self.slots_dir)
+        self._release(staged.slot)
 
     def write(self, data: bytes, final: Path, *, replace: bool = True) -> bool:
-        """Writes `data` durably at `final`: `stage` then `place` (temp file, fsync, rename,
-        directory fsync); False, with nothing written, when `replace` is False and `final`
-        exists. Raises OutOfResources when the watermark would be crossed or the write fails.
+        """Writes `data` durably at `final`: `stage` then `place` (one flush with `replace`
+        False and the pool non-empty); False, with nothing written, when `replace` is False and
+        `final` exists. Raises OutOfResources when the watermark would be crossed or the write
+        fails.
         """
         staged = self.stage(data)
         placed = False
@@ -153,6 +238,190 @@ class Spool:
             fsync_dir(stored.parent)
         except OSError:
             pass  # an unindexed leftover is harmless: a later write of the instance replaces it
+
+    # Slots, for start-up recovery.
+
+    def abandoned_slots(self) -> list[Path]:
+        """Non-empty slots no store of this process holds: left by a process that died (a
+        store cut before its acknowledgement, or an acknowledged one whose rename a power loss
+        took). Oldest name first."""
+        found = []
+        try:
+            with os.scandir(self.slots_dir) as entries:
+                for entry in entries:
+                    path = Path(entry.path)
+                    if (not entry.name.endswith(SLOT_SUFFIX)
+                            or not entry.is_file(follow_symlinks=False)):
+                        continue
+                    if entry.stat(follow_symlinks=False).st_size > 0:
+                        found.append(path)
+        except FileNotFoundError:
+            return []
+        with self._lock:  # after the listing: a slot written meanwhile was handed out before
+            held = set(self._free) | self._busy
+        return sorted(p for p in found if p not in held)
+
+    @staticmethod
+    def slot_is_complete(slot: Path, raw: bytes) -> bool:
+        """Whether `raw`, read from `slot`, is what its writer marked (length and CRC-32): a
+        slot without its mark, or whose bytes differ from it, was cut before its fsync ended."""
+        try:
+            mark = os.getxattr(slot, SLOT_MARK).decode("ascii")
+        except (OSError, UnicodeDecodeError):
+            return False
+        return mark == _mark(raw)
+
+    def adopt_slot(self, slot: Path, final: Path) -> bool:
+        """Renames a complete abandoned slot to `final` durably (its folders too); False, with
+        the slot untouched, when `final` exists."""
+        if not self._rename(slot, final, replace=False):
+            return False
+        fsync_dir(final.parent)
+        fsync_dir(self.slots_dir)
+        return True
+
+    def drop_slot(self, slot: Path) -> None:
+        """Removes an abandoned slot whose instance is at its final name already."""
+        slot.unlink(missing_ok=True)
+        fsync_dir(self.slots_dir)
+
+    # Internals of the slot protocol.
+
+    def _new_slot_name(self) -> Path:
+        return self.slots_dir / f"{time.time_ns():020d}-{uuid.uuid4().hex}{SLOT_SUFFIX}"
+
+    def _fill(self, slot: Path, data: bytes, created: bool) -> bool:
+        """On a writer thread: writes, marks and fsyncs a slot (and `.slots/` when this store
+        made the slot itself). Returns whether the mark was set."""
+        flags = os.O_WRONLY | (os.O_CREAT | os.O_EXCL if created else os.O_TRUNC)
+        fd = os.open(slot, flags, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            marked = self._set_mark(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_dir(self.slots_dir)
+        return marked
+
+    def _set_mark(self, fd: int, data: bytes) -> bool:
+        if not self._marks:
+            return False
+        try:
+            os.setxattr(fd, SLOT_MARK, _mark(data).encode("ascii"))
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                self._marks = False  # this file system: the directory fsync in `place` instead
+                return False
+            raise
+        return True
+
+    def _rename(self, source: Path, final: Path, *, replace: bool) -> bool:
+        """Renames into a durable folder; a folder removed meanwhile (retention removes empty
+        ones) is made again."""
+        for attempt in (1, 2):
+            self._durable_folder(final.parent, known=attempt == 1)
+            try:
+                if replace:
+                    os.replace(source, final)
+                    return True
+                return _rename_new(source, final)
+            except FileNotFoundError:
+                if attempt == 2 or not source.exists():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _durable_folder(self, series: Path, *, known: bool) -> None:
+        """Makes `series` (and its study folder) exist with durable directory entries before a
+        rename into it: mkdir and an fsync of the parent, once per folder and process."""
+        if known and series in self._durable:
+            return
+        with self._dir_lock:
+            if len(self._durable) > _DURABLE_DIRS_MAX:
+                self._durable.clear()
+            if not known:
+                self._durable.discard(series)
+                self._durable.discard(series.parent)
+            for folder in (series.parent, series):
+                if folder not in self._durable:
+                    folder.mkdir(exist_ok=True)
+                    fsync_dir(folder.parent)
+                    self._durable.add(folder)
+
+    def _release(self, slot: Path) -> None:
+        with self._lock:
+            self._busy.discard(slot)
+
+    def _mark_dirty(self, *folders: Path) -> None:
+        with self._lock:
+            self._dirty.update(folders)
+        self._kick(wake=False)  # flushed at the next interval, with the others
+
+    def _kick(self, *, wake: bool = True) -> None:
+        """Starts the background thread when it is not running; with `wake`, it refills the
+        pool now instead of at its next interval."""
+        with self._lock:
+            if self._background is None:
+                self._background = threading.Thread(target=self._run_background,
+                                                    name="spool-background", daemon=True)
+                self._background.start()
+        if wake:
+            self._wake.set()
+
+    def _run_background(self) -> None:
+        idle_since = last_flush = time.monotonic()
+        while True:
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
+            worked = self._refill()
+            now = time.monotonic()
+            if now - last_flush >= FLUSH_INTERVAL_S:
+                worked = self.flush_dirty() or worked
+                last_flush = now
+            if worked:
+                idle_since = now
+            elif now - idle_since > IDLE_EXIT_S:
+                with self._lock:
+                    if not self._dirty and len(self._free) >= SLOT_POOL // 2:
+                        self._background = None
+                        return
+
+    def flush_dirty(self) -> bool:
+        """Fsyncs the directories that renames and removals touched since the last call (the
+        background thread does this every FLUSH_INTERVAL_S); whether there were any."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+        for folder in sorted(dirty):
+            try:
+                fsync_dir(folder)
+            except OSError:
+                pass  # removed meanwhile (retention), or a failing disk the next store reports
+        return bool(dirty)
+
+    def _refill(self) -> bool:
+        """Creates empty slots up to SLOT_POOL, then one fsync of `.slots/` makes their entries
+        durable before any is handed out. Whether it made any."""
+        with self._lock:
+            wanted = SLOT_POOL - len(self._free)
+        if wanted <= 0:
+            return False
+        made = []
+        try:
+            for _ in range(wanted):
+                slot = self._new_slot_name()
+                os.close(os.open(slot, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
+                made.append(slot)
+            fsync_dir(self.slots_dir)
+        except OSError:
+            for slot in made:  # not known durable: never handed out
+                slot.unlink(missing_ok=True)
+            return False
+        with self._lock:
+            self._free.extend(made)
+        return True
 
     def keep_rejected(self, data: bytes, record: Mapping[str, object] | None = None, *,
                       conflict: bool = False) -> Path | None:
@@ -210,6 +479,10 @@ def _subfolders(folder: Path) -> list[Path]:
                           if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
     except FileNotFoundError:
         return []
+
+
+def _mark(data: bytes) -> str:
+    return f"{len(data)}:{zlib.crc32(data):08x}"
 
 
 def _write_synced(path: Path, data: bytes) -> None:

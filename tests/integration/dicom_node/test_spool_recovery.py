@@ -96,3 +96,4 @@ def test_a_restart_recovers_before_it_accepts(node_factory, tmp_path: Path):
     kept = [json.loads(p.read_text()) for p in Path(spool, ".rejected").glob("*.json")]
     assert kept == []
     assert not any(os.scandir(Path(spool, ".tmp")))
+    assert all(p.stat().st_size == 0 for p in Path(spool, ".slots").iterdir())

@@ -1,5 +1,5 @@
 """The spool's no-replace write: a new instance lands at its final name, an existing file there is
-never replaced (the caller learns of a repeat), and no temporary file is left either way; the
+never replaced (the caller learns of a repeat), and no written slot is left either way; the
 same with renameat2 and with the hard-link fallback."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_a_new_instance_is_written_and_a_repeat_is_left_alone(spool: Spool):
     assert path.read_bytes() == b"first"
     assert spool.write(b"third", path)  # replace=True: an unindexed leftover is overwritten
     assert path.read_bytes() == b"third"
-    assert list((spool.root / ".tmp").iterdir()) == []
+    assert [p for p in spool.slots_dir.iterdir() if p.stat().st_size] == []
 
 
 def test_remove_takes_a_written_file_away(spool: Spool):

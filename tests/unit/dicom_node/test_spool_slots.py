@@ -1,0 +1,206 @@
+"""The spool's slot protocol (docs/DICOM.md, Durability): one flush on the path of a new instance
+into a known folder (the slot's fsync; its name was made durable beforehand, in a batch), the
+directory fsyncs it still needs are counted here, and the pool, the fallback without extended
+attributes and the lazy directory flush are checked."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dicom_node import spool as spool_module
+from dicom_node.spool import SLOT_POOL, Spool
+
+
+@dataclass(frozen=True)
+class Flush:
+    thread: str
+    path: str
+    is_dir: bool
+
+
+class Flushes:
+    """Every os.fsync, with the thread that called it and what it flushed."""
+
+    def __init__(self) -> None:
+        self.seen: list[Flush] = []
+        self._lock = threading.Lock()
+
+    def critical(self) -> list[Flush]:
+        """The flushes a store waits for (the background thread's are not)."""
+        with self._lock:
+            return [f for f in self.seen if f.thread != "spool-background"]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.seen.clear()
+
+
+@pytest.fixture
+def flushes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Flushes]:
+    record = Flushes()
+    real = os.fsync
+
+    def counted(fd: int) -> None:
+        flush = Flush(threading.current_thread().name, os.readlink(f"/proc/self/fd/{fd}"),
+                      stat.S_ISDIR(os.fstat(fd).st_mode))
+        real(fd)
+        with record._lock:
+            record.seen.append(flush)
+
+    monkeypatch.setattr(os, "fsync", counted)
+    yield record
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Spool:
+    s = Spool(tmp_path / "spool", 0)
+    s.prepare()
+    return s
+
+
+def _slots(spool: Spool) -> list[Path]:
+    return sorted(spool.slots_dir.iterdir())
+
+
+def test_prepare_fills_the_pool_with_durable_empty_slots(spool: Spool):
+    slots = _slots(spool)
+    assert len(slots) == SLOT_POOL
+    assert all(p.stat().st_size == 0 for p in slots)
+
+
+def test_a_new_instance_in_a_known_series_costs_one_flush(spool: Spool, flushes: Flushes):
+    first = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    assert spool.write(b"first", first, replace=False)
+    flushes.clear()
+    second = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.2")
+    assert spool.write(b"second" * 1000, second, replace=False)
+    [flush] = flushes.critical()
+    assert not flush.is_dir and flush.thread.startswith("spool-write")
+    assert second.read_bytes() == b"second" * 1000
+    assert os.getxattr(second, spool_module.SLOT_MARK)  # the mark travels with the file
+
+
+def test_new_folders_are_made_durable_before_the_first_rename(spool: Spool, flushes: Flushes):
+    path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    assert spool.write(b"x", path, replace=False)
+    dirs = sorted(f.path for f in flushes.critical() if f.is_dir)
+    assert dirs == sorted([str(spool.root), str(spool.root / "1.2.3")])
+    assert len(flushes.critical()) == 3  # the two parents and the file
+
+
+def test_the_background_thread_flushes_renamed_into_folders(spool: Spool, flushes: Flushes):
+    path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    assert spool.write(b"x", path, replace=False)
+    deadline = time.monotonic() + 30
+    wanted = {str(path.parent), str(spool.slots_dir)}
+    while time.monotonic() < deadline:
+        with flushes._lock:
+            done = {f.path for f in flushes.seen if f.thread == "spool-background"}
+        if wanted <= done:
+            break
+        time.sleep(0.05)
+    assert wanted <= done
+
+
+def test_with_the_pool_empty_a_store_makes_its_own_slot_durable(spool: Spool, flushes: Flushes):
+    spool.write(b"first", spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1"))
+    spool._free.clear()
+    flushes.clear()
+    path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.2")
+    assert spool.write(b"second", path, replace=False)
+    critical = flushes.critical()
+    assert sorted((f.is_dir, f.path) for f in critical if f.is_dir) == [
+        (True, str(spool.slots_dir))]
+    assert len(critical) == 2  # the file, then `.slots/`
+    assert path.read_bytes() == b"second"
+
+
+def test_replacing_a_leftover_fsyncs_the_directory_at_once(spool: Spool, flushes: Flushes):
+    path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    spool.write(b"leftover", path)
+    flushes.clear()
+    assert spool.write(b"new", path)  # replace=True
+    assert sorted(f.path for f in flushes.critical() if f.is_dir) == [str(path.parent)]
+    assert path.read_bytes() == b"new"
+
+
+def test_without_extended_attributes_place_fsyncs_the_directory(spool: Spool,
+                                                                 flushes: Flushes):
+    spool.write(b"first", spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1"))
+    spool._marks = False  # what an ENOTSUP from setxattr leaves
+    flushes.clear()
+    staged = spool.stage(b"unmarked")
+    assert staged.written.result() is False
+    assert not Spool.slot_is_complete(staged.slot, b"unmarked")  # never taken for complete
+    path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.2")
+    assert spool.place(staged, path, replace=False)
+    assert sorted(f.path for f in flushes.critical() if f.is_dir) == [str(path.parent)]
+
+
+def test_discard_removes_the_slot_durably_only_for_a_refusal(spool: Spool, flushes: Flushes):
+    repeat = spool.stage(b"a repeat")
+    repeat.written.result()
+    flushes.clear()
+    spool.discard(repeat)
+    assert not repeat.slot.exists() and not any(f.is_dir for f in flushes.critical())
+    refused = spool.stage(b"refused")
+    refused.written.result()
+    flushes.clear()
+    spool.discard(refused, durable=True)
+    assert not refused.slot.exists()
+    assert [f.path for f in flushes.critical() if f.is_dir] == [str(spool.slots_dir)]
+    spool.discard(refused, durable=True)  # again: nothing to do
+
+
+def test_the_completeness_mark_catches_a_cut_slot(spool: Spool):
+    staged = spool.stage(b"0123456789" * 100)
+    staged.written.result()
+    raw = staged.slot.read_bytes()
+    assert Spool.slot_is_complete(staged.slot, raw)
+    with staged.slot.open("r+b") as cut:
+        cut.truncate(500)
+    assert not Spool.slot_is_complete(staged.slot, staged.slot.read_bytes())
+    staged.slot.write_bytes(b"9" + raw[1:])  # same length, other bytes
+    assert not Spool.slot_is_complete(staged.slot, staged.slot.read_bytes())
+    spool.discard(staged)
+
+
+def test_slots_held_by_this_process_are_not_abandoned(spool: Spool, tmp_path: Path):
+    held = spool.stage(b"in flight")
+    held.written.result()
+    other = Spool(spool.root, 0)  # another process's spool on the same folder
+    left = other.stage(b"left behind")
+    left.written.result()
+    assert spool.abandoned_slots() == [left.slot]
+    assert other.abandoned_slots() == [held.slot]  # each sees only the other's
+    spool.discard(held)
+
+
+def test_prepare_keeps_written_slots_and_pools_empty_ones(spool: Spool):
+    left = spool.stage(b"an acknowledged instance whose rename was lost")
+    left.written.result()
+    (spool.root / ".tmp" / "stow-x.body").write_bytes(b"body")
+    again = Spool(spool.root, 0)  # the next process
+    again.prepare()
+    assert left.slot.read_bytes().startswith(b"an acknowledged")
+    assert again.abandoned_slots() == [left.slot]
+    assert left.slot not in again._free and len(again._free) >= SLOT_POOL - 1
+    assert not any((spool.root / ".tmp").iterdir())
+
+
+def test_a_series_folder_removed_meanwhile_is_made_again(spool: Spool):
+    first = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    spool.write(b"first", first, replace=False)
+    first.unlink()
+    first.parent.rmdir()  # what retention does to an emptied series folder
+    second = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.2")
+    assert spool.write(b"second", second, replace=False)
+    assert second.read_bytes() == b"second"
