@@ -110,7 +110,9 @@ def test_the_background_thread_flushes_renamed_into_folders(spool: Spool, flushe
     assert wanted <= done
 
 
-def test_with_the_pool_empty_a_store_makes_its_own_slot_durable(spool: Spool, flushes: Flushes):
+def test_with_the_pool_empty_a_store_makes_its_own_slot_durable(
+        spool: Spool, flushes: Flushes, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(spool, "_refill", lambda: False)  # a refill that does not keep up
     spool.write(b"first", spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1"))
     spool._free.clear()
     flushes.clear()
