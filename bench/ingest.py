@@ -7,11 +7,16 @@ with TCP_NODELAY=1 in the environment of senders and receivers (DCMTK reads it).
 new Study/Series/SOP Instance UIDs, so no receiver ever sees a duplicate. A run counts only when
 the receiver holds every instance afterwards. Prints one JSON line: median images/s per receiver
 and association count, the ratios node/storescp and node/orthanc, the node's four/one scaling,
-and the node's peak RSS.
+the node's peak RSS, each receiver's CPU time per instance (its processes' user + system time,
+children included: steadier than images/s on a shared machine), and the disk's flush latency
+(median write + fsync of one 0.5 MB file in the receivers' folder). With `--syscalls`, one more
+run per receiver under `strace -c` counts the flushes (fsync, fdatasync, sync_file_range) each
+receiver makes per instance; those runs are slowed by strace and not counted in the rates.
 
     python bench/ingest.py                 # 300 slices, 5 repeats
     python bench/ingest.py --quick         # 60 slices, 2 repeats
     python bench/ingest.py --profile out   # also py-spy the node during its runs (py-spy on PATH)
+    python bench/ingest.py --syscalls      # also count each receiver's flushes per instance
 """
 
 from __future__ import annotations
@@ -129,6 +134,7 @@ class StoreScp(Receiver):
         self.process = subprocess.Popen(
             [str(DCMTK / "storescp"), "--fork", "-aet", self.aet, "-od", str(self.out),
              str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pid = self.process.pid
         wait_echo(self.port, self.aet)
 
     def count(self) -> int:
@@ -234,6 +240,55 @@ def wait_echo(port: int, aet: str, *, process: subprocess.Popen[bytes] | None = 
     raise RuntimeError(f"{aet} does not answer C-ECHO")
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system time of `pid` and of its children it has waited for (/proc/PID/stat)."""
+    if pid is None:
+        return float("nan")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def flush_latency_ms(folder: Path, runs: int = 40) -> float:
+    """Median time to write and fsync a new 0.5 MB file in `folder` (the disk's flush cost)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data, times = os.urandom(1 << 19), []
+    for k in range(runs):
+        path = folder / f"probe-{k}"
+        started = time.perf_counter()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        times.append(time.perf_counter() - started)
+        path.unlink()
+    return round(statistics.median(times) * 1000, 2)
+
+
+FLUSH_CALLS = ("fsync", "fdatasync", "sync_file_range", "syncfs", "sync", "msync")
+
+
+def count_flushes(receiver: Receiver, files: Sequence[Path], out: Path) -> dict[str, float]:
+    """Sends `files` on one association with `strace -c` attached to the receiver (and the
+    processes it forks); returns flush system calls per instance, by call."""
+    spy = subprocess.Popen(["strace", "-f", "-qq", "-c", "-o", str(out),
+                            "-e", "trace=" + ",".join(FLUSH_CALLS), "-p", str(receiver.pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # strace attaches to every thread
+    send(receiver, files, 1)
+    time.sleep(0.5)
+    spy.send_signal(signal.SIGINT)
+    spy.wait(timeout=60)
+    calls: dict[str, float] = {}
+    for line in out.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[-1] in FLUSH_CALLS and len(parts) >= 5:
+            calls[parts[-1]] = round(int(parts[3]) / len(files), 2)
+    return calls
+
+
 def send(receiver: Receiver, files: Sequence[Path], associations: int) -> float:
     """Sends `files` on `associations` concurrent storescu processes; returns seconds."""
     chunks = [list(files[i::associations]) for i in range(associations)]
@@ -260,6 +315,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                              node) if r.name in args.receivers]
     rates: dict[str, dict[int, list[float]]] = {
         r.name: {n: [] for n in args.associations} for r in receivers}
+    cpu: dict[str, dict[int, list[float]]] = {
+        r.name: {n: [] for n in args.associations} for r in receivers}
+    flushes: dict[str, dict[str, float]] = {}
+    flush_ms = flush_latency_ms(work / "probe")
     try:
         for r in receivers:
             r.start()
@@ -275,20 +334,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for r in order:
                     copy, _ = fresh_copy(files, token, work / "send")
                     before = r.count() if not isinstance(r, StoreScp) else 0
+                    cpu_before = cpu_seconds(r.pid)
                     seconds = send(r, copy, n)
+                    if isinstance(r, StoreScp):
+                        time.sleep(0.2)  # storescp reaps its children (their CPU time) late
+                    cpu_used = cpu_seconds(r.pid) - cpu_before
                     got = r.count() - before
                     if got != len(copy):
                         raise RuntimeError(f"{r.name} holds {got} of {len(copy)} instances")
                     rates[r.name][n].append(len(copy) / seconds)
+                    cpu[r.name][n].append(cpu_used * 1000 / len(copy))
                     print(f"# {r.name} x{n}: {len(copy) / seconds:.1f} images/s",
                           file=sys.stderr, flush=True)
         rss = node.peak_rss_mb() if node in receivers else None
+        if args.syscalls:
+            for r in receivers:
+                copy, _ = fresh_copy(files, token, work / "send")
+                flushes[r.name] = count_flushes(r, copy, work / f"strace-{r.name}.txt")
+                r.count()
+                print(f"# {r.name} flushes per instance: {flushes[r.name]}", file=sys.stderr)
     finally:
         for r in receivers:
             r.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    return summary(args, rates, rss)
+    result = summary(args, rates, rss)
+    result["cpu_ms_per_instance"] = {
+        name: {str(n): round(statistics.median(v), 2) for n, v in per.items() if v}
+        for name, per in cpu.items()}
+    result["disk_flush_ms"] = flush_ms
+    if flushes:
+        result["flushes_per_instance"] = flushes
+    return result
 
 
 def summary(args: argparse.Namespace, rates: dict[str, dict[int, list[float]]],
@@ -324,6 +401,8 @@ def main() -> None:
                              "process when its first job is due, cpu never does")
     parser.add_argument("--quick", action="store_true", help="60 slices, 2 repeats")
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of the node")
+    parser.add_argument("--syscalls", action="store_true",
+                        help="one more run per receiver under strace -c: flushes per instance")
     parser.add_argument("--tmp", type=Path, help="where receivers store (default: TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()

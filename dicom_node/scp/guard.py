@@ -17,6 +17,7 @@ Before a peer has sent its A-ASSOCIATE-RQ the node knows only its address, so:
 from __future__ import annotations
 
 import ipaddress
+import queue
 import socket
 import struct
 import threading
@@ -226,11 +227,40 @@ def poll_interval(open_associations: int) -> float:
     return min(DUL_POLL_MAX_S, DUL_POLL_S * max(1, open_associations))
 
 
+MESSAGE_WAIT_S = 0.005
+"""How long an association's own thread waits for the next decoded DIMSE message each time it
+looks. pynetdicom's acceptor loop sleeps 1 ms between non-blocking looks at its message queue, so
+a C-STORE request that is complete waits on average half of that sleep (more on a loaded machine)
+before the handler starts, and a sender waits for every response. Looking with a short wait
+instead takes the message the moment it is queued; the loop's other checks (release, abort,
+idle timeout) still run at least every `MESSAGE_WAIT_S` + 1 ms."""
+
+
+def wait_for_messages(assoc: Association, wait_s: float = MESSAGE_WAIT_S) -> None:
+    """Makes the acceptor loop's non-blocking look at the DIMSE message queue wait up to
+    `wait_s` for a message (a blocking look keeps its own timeout)."""
+    dimse = assoc.dimse
+    messages = dimse.msg_queue
+    original = dimse.get_msg
+
+    def get_msg(block: bool = False) -> Any:
+        if block:
+            return original(block=True)
+        try:
+            return messages.get(timeout=wait_s)
+        except queue.Empty:
+            return None, None
+
+    dimse.get_msg = get_msg  # type: ignore[method-assign]
+
+
 def bound_connection(assoc: Association, config: DicomNodeConfig,
                      guard: ConnectionGuard | None = None) -> None:
     """Shortens the ARTIM timer, sets the DUL polling interval of every open association for
-    their new number, and puts the PDU deadline and size limit on a new connection."""
+    their new number, lets the association's thread wait for messages instead of polling
+    (`wait_for_messages`), and puts the PDU deadline and size limit on a new connection."""
     assoc.dul.artim_timer.timeout = config.artim_s
+    wait_for_messages(assoc)
     acceptors = [a for a in assoc.ae.active_associations if a.is_acceptor and a is not assoc]
     interval = poll_interval(len(acceptors) + 1)
     for each in (*acceptors, assoc):
