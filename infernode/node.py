@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -79,19 +80,31 @@ class Node:
 
         wcfg = workers_config(settings)
 
-        def quiet_period(header: InstanceHeader) -> float:
+        @functools.lru_cache(maxsize=4096)
+        def series_quiet_period(series_instance_uid: str, modality: str | None,
+                                body_part_examined: str | None, series_description: str | None,
+                                protocol_name: str | None, image_type: tuple[str, ...],
+                                sop_class_uid: str, slice_thickness: float | None) -> float:
             # The longest quiet period of the rules that could still route this series, judged
             # on its first instances (count conditions see the count so far).
             summary = SeriesSummary(
-                series_instance_uid=header.series_instance_uid, modality=header.modality,
-                body_part_examined=header.body_part_examined,
-                series_description=header.series_description,
-                protocol_name=header.protocol_name, image_type=header.image_type,
-                sop_class_uids=(header.sop_class_uid,), instance_count=1,
-                slice_thickness=header.slice_thickness, calling_ae=None, called_ae=None,
+                series_instance_uid=series_instance_uid, modality=modality,
+                body_part_examined=body_part_examined, series_description=series_description,
+                protocol_name=protocol_name, image_type=image_type,
+                sop_class_uids=(sop_class_uid,), instance_count=1,
+                slice_thickness=slice_thickness, calling_ae=None, called_ae=None,
             )
             return quiet_period_s(summary, wcfg.rules, wcfg.exclusions,
                                   settings.dicom.quiet_period_s)
+
+        def quiet_period(header: InstanceHeader) -> float:
+            # Asked for every received instance; the answer depends only on these header
+            # values and the (fixed) rules, so the instances of a series after the first are
+            # answered from the cache instead of evaluating every rule again.
+            return series_quiet_period(
+                header.series_instance_uid, header.modality, header.body_part_examined,
+                header.series_description, header.protocol_name, header.image_type,
+                header.sop_class_uid, header.slice_thickness)
 
         ingestor = Ingestor(
             spool, index, quiet_period=quiet_period, clock=utc_now, metrics=metrics,
