@@ -10,15 +10,17 @@ at its slot name) and rows whose files are safe, and a crash between the rename 
 leaves a file whose sender was never answered.
 
 `recover_unindexed` first looks at every non-empty slot no store holds: one whose bytes match
-its completeness mark (length and CRC-32, set before its fsync) is moved to the final path its own
-header names, or dropped when an identical file is there already; one that does not match (a
-store cut before its acknowledgement), cannot be read as an instance, or differs from the file at
-its final path is quarantined. Empty slots stay in the pool. Then every file at
-`<study>/<series>/<sop>.dcm` is acknowledged-or-about-to-be, and is indexed again from its own
-bytes (the same validation as on receipt; the sending and receiving AE titles from its File
-Meta, 0002,0017/0018). A file that no longer passes that validation is moved to `.rejected/` with
-a record and an `ingest_failures` row (quarantined); a leftover copy of an instance indexed under
-another path is removed, as the receive path itself does. Nothing else is ever deleted here.
+its completeness mark (length and CRC-32, set before its fsync) is moved to the final path its
+own header names, or dropped when an identical file is there already; one that does not match (a
+store cut before its acknowledgement), cannot be read as an instance, differs from the file at
+its final path, or differs from the index row of its SOP Instance UID (patient, study, series,
+pixel hash: the row describes the instance acknowledged first) is quarantined. Empty slots stay
+in the pool. Then every file at `<study>/<series>/<sop>.dcm` is acknowledged-or-about-to-be, and
+is indexed again from its own bytes (the same validation as on receipt; the sending and
+receiving AE titles from its File Meta, 0002,0017/0018). A file that no longer passes that
+validation is moved to `.rejected/` with a record and an `ingest_failures` row (quarantined); a
+leftover copy of an instance indexed under another path is removed, as the receive path itself
+does. Nothing else is ever deleted here.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 from dicom_node.errors import DatasetMismatch, StoreRefused
 from dicom_node.index.headers import InstanceHeader, read_header
 from dicom_node.index.parse import read_file_meta
-from dicom_node.index.store import FailureRecord, Receipt
+from dicom_node.index.store import FailureRecord, Receipt, differences
 from dicom_node.ingest import Ingestor, check_inflated_size, refusal_for
 from dicom_node.uids import checked_uid, is_valid_uid
 
@@ -205,6 +207,12 @@ def _recover_slot(ingestor: Ingestor, slot: Path) -> str:
     except Exception as exc:  # noqa: BLE001 - every failure quarantines the slot with its reason
         return _quarantine(ingestor, slot, None, refusal_for(exc), exc)
     with ingestor.uid_lock(sop_uid):
+        indexed = ingestor.index.stored_instance(sop_uid)
+        if indexed is not None and differences(header, indexed):
+            # Not the instance the row describes (acknowledged first): a conflicting repeat
+            # whose lazy removal a power loss took, whatever the order of the slot names.
+            return _quarantine(ingestor, slot, sop_uid, ConflictingSlot(
+                "spool slot differs from the indexed instance"), None)
         try:
             if spool.adopt_slot(slot, final):
                 return "placed"

@@ -174,17 +174,21 @@ class Spool:
         overwritten) the directory is fsynced before this returns, so that old and new content
         are never both found after a power loss. Raises OutOfResources when the write fails.
         """
+        renamed = False
         try:
             marked = staged.written.result()
             if not self._rename(staged.slot, final, replace=replace):
                 return False
+            renamed = True
             if replace or not marked:
                 fsync_dir(final.parent)
                 self._mark_dirty(self.slots_dir)
             else:
                 self._mark_dirty(final.parent, self.slots_dir)
         except OSError as exc:
-            staged.slot.unlink(missing_ok=True)
+            # A refused store leaves nothing that recovery would index: neither the slot nor,
+            # when the rename happened before the failure, the file at its final name.
+            _remove_quietly(final if renamed else staged.slot)
             self._release(staged.slot)
             reason = exc.strerror or type(exc).__name__
             raise OutOfResources(f"spool write failed: {reason}") from exc
@@ -481,6 +485,16 @@ def _subfolders(folder: Path) -> list[Path]:
         return []
 
 
+def _remove_quietly(path: Path) -> None:
+    """Removes `path` durably where the disk still allows it (a failing disk: recovery sets
+    what stays aside)."""
+    try:
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+    except OSError:
+        pass
+
+
 def _mark(data: bytes) -> str:
     return f"{len(data)}:{zlib.crc32(data):08x}"
 
@@ -532,7 +546,11 @@ def _rename_new(source: Path, target: Path) -> bool:
         os.link(source, target)
     except FileExistsError:
         return False
-    source.unlink()
+    try:
+        source.unlink()
+    except OSError:
+        target.unlink(missing_ok=True)  # not renamed after all: one name only
+        raise
     return True
 
 

@@ -114,3 +114,60 @@ def test_a_restart_places_abandoned_slots_before_it_accepts(node_factory, tmp_pa
     final = second.spool.path_for(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     assert _rows(second) == {ds.SOPInstanceUID: str(final)}
     assert not slot.exists() and final.read_bytes() == raw
+
+
+def _rename_older(slot: Path) -> Path:
+    """The same slot under a name older than any other (pool names are given when a slot is
+    made, not when it is written: a slot made earlier may be written later)."""
+    older = slot.with_name(f"{0:020d}-older{slot.suffix}")
+    slot.rename(older)  # the mark is an attribute of the inode: it stays
+    return older
+
+
+def test_the_indexed_version_wins_over_an_older_named_conflicting_slot(node_factory):
+    # Acknowledged: v1 (its row committed, its rename lost). Answered as a conflicting
+    # duplicate: v2 (its lazy slot removal lost too). After the power loss the file at the final
+    # path must be v1's, the one the row describes, whatever the slot names say.
+    node = node_factory()
+    ds = ct_dataset(seed=6)
+    v1 = part10(ds)
+    final = node.spool.path_for(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert node.spool.write(v1, final, replace=False)
+    assert recover_unindexed(node.ingestor).indexed == 1  # the row of v1
+    lost_rename = node.spool.slots_dir / f"{9:020d}-acknowledged.slot"
+    final.rename(lost_rename)
+    ds.PatientID = "other patient, same SOP Instance UID"
+    v2 = part10(ds)
+    conflicting = _rename_older(_abandon(node.spool.root, v2).slot)
+
+    report = recover_unindexed(node.ingestor)
+
+    assert final.read_bytes() == v1
+    assert (report.slots_placed, report.slots_quarantined) == (1, 1)
+    assert not lost_rename.exists() and not conflicting.exists()
+    [record] = node.spool.kept_records()
+    assert record["reason_code"] == "conflicting_slot"
+    assert Path(str(record["path"])).read_bytes() == v2
+
+
+def test_a_slot_of_an_instance_indexed_in_another_study_is_kept_not_deleted(node_factory):
+    # A store cut after its fsync whose SOP Instance UID is indexed under another study: the
+    # receive path keeps such an instance under .rejected/conflicts; recovery must not place it
+    # only to remove it as a copy (its bytes are different, and would be gone unread).
+    node = node_factory()
+    ds = ct_dataset(seed=7)
+    first = node.spool.path_for(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert node.spool.write(part10(ds), first, replace=False)
+    assert recover_unindexed(node.ingestor).indexed == 1
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.7"
+    moved = part10(ds)
+    slot = _abandon(node.spool.root, moved).slot
+
+    report = recover_unindexed(node.ingestor)
+
+    assert (report.slots_placed, report.removed_duplicates, report.slots_quarantined) == (0, 0, 1)
+    assert not slot.exists()
+    assert _rows(node) == {ds.SOPInstanceUID: str(first)}
+    [record] = node.spool.kept_records()
+    assert record["reason_code"] == "conflicting_slot"
+    assert Path(str(record["path"])).read_bytes() == moved

@@ -5,6 +5,7 @@ attributes and the lazy directory flush are checked."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from dicom_node import spool as spool_module
+from dicom_node.errors import OutOfResources
 from dicom_node.spool import SLOT_POOL, Spool
 
 
@@ -206,3 +208,108 @@ def test_a_series_folder_removed_meanwhile_is_made_again(spool: Spool):
     second = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.2")
     assert spool.write(b"second", second, replace=False)
     assert second.read_bytes() == b"second"
+
+
+def _failing_fsync_dir(monkeypatch: pytest.MonkeyPatch, target: Path) -> None:
+    """An fsync of `target` that fails (EIO) from now on; other directories flush as usual."""
+    real = spool_module.fsync_dir
+
+    def fsync_dir(path: Path) -> None:
+        if Path(path) == target:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+        real(path)
+
+    monkeypatch.setattr(spool_module, "fsync_dir", fsync_dir)
+
+
+@pytest.mark.parametrize("unmarked", [False, True])
+def test_a_place_that_fails_after_its_rename_leaves_nothing_at_the_final_path(
+        spool: Spool, monkeypatch: pytest.MonkeyPatch, unmarked: bool):
+    # Refused (OutOfResources) means never indexed: the renamed file must not stay where the
+    # next recovery would index it. Both places that flush the directory after the rename:
+    # replace=True, and a slot without its completeness mark.
+    leftover = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    spool.write(b"leftover", leftover)
+    spool._marks = not unmarked
+    path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.2") if unmarked else leftover
+    _failing_fsync_dir(monkeypatch, path.parent)
+    staged = spool.stage(b"refused")
+    with pytest.raises(OutOfResources):
+        spool.place(staged, path, replace=not unmarked)
+    spool.discard(staged, durable=True)
+    assert not staged.slot.exists() and not path.exists()
+    assert staged.slot not in spool._busy
+
+
+def test_a_link_fallback_that_cannot_remove_the_slot_leaves_no_final_file(
+        spool: Spool, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(spool_module, "_RENAMEAT2", None)  # the hard link fallback
+    path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    staged = spool.stage(b"linked")
+    staged.written.result()
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self == staged.slot and not getattr(unlink, "failed", False):
+            unlink.failed = True  # type: ignore[attr-defined]
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(OutOfResources):
+        spool.place(staged, path, replace=False)
+    spool.discard(staged, durable=True)
+    assert not path.exists() and not staged.slot.exists()
+
+
+def test_enotsup_from_setxattr_falls_back_to_the_directory_fsync(
+        spool: Spool, flushes: Flushes, monkeypatch: pytest.MonkeyPatch):
+    spool.write(b"first", spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1"))
+
+    def setxattr(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOTSUP, os.strerror(errno.ENOTSUP))
+
+    monkeypatch.setattr(os, "setxattr", setxattr)
+    flushes.clear()
+    path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.2")
+    assert spool.write(b"second", path, replace=False)
+    assert path.read_bytes() == b"second" and spool._marks is False
+    assert [f.path for f in flushes.critical() if f.is_dir] == [str(path.parent)]
+
+
+def test_a_full_disk_at_setxattr_refuses_the_store_and_keeps_the_pool_sound(
+        spool: Spool, monkeypatch: pytest.MonkeyPatch):
+    real = os.setxattr
+
+    def setxattr(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "setxattr", setxattr)
+    path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    with pytest.raises(OutOfResources):
+        spool.write(b"too much", path, replace=False)
+    assert not path.exists() and spool._marks is True and not spool._busy
+    assert all(p.stat().st_size == 0 for p in _slots(spool))
+    monkeypatch.setattr(os, "setxattr", real)
+    assert spool.write(b"room again", path, replace=False)
+    assert Spool.slot_is_complete(path, b"room again")
+
+
+def test_a_full_disk_during_refill_hands_out_no_slot_it_did_not_flush(
+        spool: Spool, monkeypatch: pytest.MonkeyPatch):
+    with spool._lock:
+        spool._free.clear()
+    before = set(_slots(spool))
+    real_open = os.open
+    opened = []
+
+    def open_(path: object, flags: int, *args: object) -> int:
+        if str(path).endswith(spool_module.SLOT_SUFFIX) and flags & os.O_CREAT:
+            opened.append(path)
+            if len(opened) > 3:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", open_)
+    assert spool._refill() is False
+    assert not spool._free and set(_slots(spool)) == before  # the three made were removed
