@@ -324,11 +324,11 @@ class Spool:
         return True
 
     def _rename(self, source: Path, final: Path, *, replace: bool) -> bool:
-        """Renames into a durable folder; a folder removed meanwhile (retention removes empty
-        ones) is made again."""
+        """Renames into a durable folder; a folder removed meanwhile (retention removes a
+        study's empty folders, its study folder too) is made again."""
         for attempt in (1, 2):
-            self._durable_folder(final.parent, known=attempt == 1)
             try:
+                self._durable_folder(final.parent, known=attempt == 1)
                 if replace:
                     os.replace(source, final)
                     return True

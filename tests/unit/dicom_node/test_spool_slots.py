@@ -313,3 +313,17 @@ def test_a_full_disk_during_refill_hands_out_no_slot_it_did_not_flush(
     monkeypatch.setattr(os, "open", open_)
     assert spool._refill() is False
     assert not spool._free and set(_slots(spool)) == before  # the three made were removed
+
+
+def test_a_new_series_of_a_study_retention_removed_is_stored(spool: Spool):
+    # Retention deletes a study's files and then its empty folders; an instance of a new series
+    # of that study that arrives later is stored like any new one (docs/RETENTION), not refused
+    # because this process once made the study folder durable.
+    first = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    assert spool.write(b"first", first, replace=False)
+    first.unlink()
+    first.parent.rmdir()
+    first.parent.parent.rmdir()  # the study folder too
+    later = spool.path_for("1.2.3", "1.2.3.5", "1.2.3.5.1")
+    assert spool.write(b"later", later, replace=False)
+    assert later.read_bytes() == b"later"
