@@ -62,7 +62,8 @@ FLUSH_INTERVAL_S = 0.1
 recovery's work after a power loss; correctness never waits for it)."""
 
 IDLE_EXIT_S = 5.0
-"""The background thread ends after this long without work and starts again when needed."""
+"""The background thread ends after this long without work (a failed refill is none) and
+starts again when needed."""
 
 SLOT_MARK = "user.infernode.slot"
 """Extended attribute of a written slot: `<length>:<crc32 hex>` of its bytes."""
@@ -388,8 +389,10 @@ class Spool:
             if worked:
                 idle_since = now
             elif now - idle_since > IDLE_EXIT_S:
+                # Idle, or a refill that keeps failing (a full or read-only disk): the next
+                # store that finds the pool low starts the thread again (`stage`).
                 with self._lock:
-                    if not self._dirty and len(self._free) >= SLOT_POOL // 2:
+                    if not self._dirty:
                         self._background = None
                         return
 

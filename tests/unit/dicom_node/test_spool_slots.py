@@ -327,3 +327,18 @@ def test_a_new_series_of_a_study_retention_removed_is_stored(spool: Spool):
     later = spool.path_for("1.2.3", "1.2.3.5", "1.2.3.5.1")
     assert spool.write(b"later", later, replace=False)
     assert later.read_bytes() == b"later"
+
+
+def test_the_background_thread_ends_when_the_refill_keeps_failing(
+        spool: Spool, monkeypatch: pytest.MonkeyPatch):
+    # A `.slots/` the refill cannot write to (no inodes left, say) must not keep a thread
+    # retrying every interval for ever: it ends when idle, and a later store starts it again.
+    monkeypatch.setattr(spool_module, "IDLE_EXIT_S", 0.2)
+    monkeypatch.setattr(spool, "_refill", lambda: False)
+    with spool._lock:
+        spool._free.clear()
+    spool.write(b"x", spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1"), replace=False)
+    deadline = time.monotonic() + 30
+    while spool._background is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spool._background is None
