@@ -93,6 +93,8 @@ class Spool:
         self._dirty: set[Path] = set()  # directories with renames or unlinks not yet fsynced
         self._durable: set[Path] = set()  # series/study folders known durable in this process
         self._dir_lock = threading.Lock()
+        # Held while slots are made but not yet pooled, so that `prepare` never pools them too.
+        self._refill_lock = threading.Lock()
         self._marks = True  # False once the file system refused an extended attribute
 
     def prepare(self) -> None:
@@ -104,17 +106,19 @@ class Spool:
         self.slots_dir.mkdir(parents=True, exist_ok=True)
         for leftover in self._tmp.iterdir():
             leftover.unlink(missing_ok=True)
-        empty = []
-        with os.scandir(self.slots_dir) as entries:
-            for entry in entries:
-                if (entry.name.endswith(SLOT_SUFFIX) and entry.is_file(follow_symlinks=False)
-                        and entry.stat(follow_symlinks=False).st_size == 0):
-                    empty.append(Path(entry.path))
-        fsync_dir(self.slots_dir)
-        fsync_dir(self.root)
-        with self._lock:
-            known = set(self._free) | self._busy
-            self._free.extend(p for p in sorted(empty) if p not in known)
+        with self._refill_lock:
+            empty = []
+            with os.scandir(self.slots_dir) as entries:
+                for entry in entries:
+                    if (entry.name.endswith(SLOT_SUFFIX)
+                            and entry.is_file(follow_symlinks=False)
+                            and entry.stat(follow_symlinks=False).st_size == 0):
+                        empty.append(Path(entry.path))
+            fsync_dir(self.slots_dir)
+            fsync_dir(self.root)
+            with self._lock:
+                known = set(self._free) | self._busy
+                self._free.extend(p for p in sorted(empty) if p not in known)
         self._refill()
 
     def free_bytes(self) -> int:
@@ -411,24 +415,25 @@ class Spool:
     def _refill(self) -> bool:
         """Creates empty slots up to SLOT_POOL, then one fsync of `.slots/` makes their entries
         durable before any is handed out. Whether it made any."""
-        with self._lock:
-            wanted = SLOT_POOL - len(self._free)
-        if wanted <= 0:
-            return False
-        made = []
-        try:
-            for _ in range(wanted):
-                slot = self._new_slot_name()
-                os.close(os.open(slot, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
-                made.append(slot)
-            fsync_dir(self.slots_dir)
-        except OSError:
-            for slot in made:  # not known durable: never handed out
-                slot.unlink(missing_ok=True)
-            return False
-        with self._lock:
-            self._free.extend(made)
-        return True
+        with self._refill_lock:
+            with self._lock:
+                wanted = SLOT_POOL - len(self._free)
+            if wanted <= 0:
+                return False
+            made = []
+            try:
+                for _ in range(wanted):
+                    slot = self._new_slot_name()
+                    os.close(os.open(slot, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
+                    made.append(slot)
+                fsync_dir(self.slots_dir)
+            except OSError:
+                for slot in made:  # not known durable: never handed out
+                    slot.unlink(missing_ok=True)
+                return False
+            with self._lock:
+                self._free.extend(made)
+            return True
 
     def keep_rejected(self, data: bytes, record: Mapping[str, object] | None = None, *,
                       conflict: bool = False) -> Path | None:

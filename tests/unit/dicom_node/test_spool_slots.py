@@ -342,3 +342,33 @@ def test_the_background_thread_ends_when_the_refill_keeps_failing(
     while spool._background is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert spool._background is None
+
+
+def test_prepare_during_a_background_refill_pools_no_slot_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # The refill makes its slots, then flushes `.slots/`, then pools them; a `prepare` in
+    # between took the same empty files into the pool as well: each would be handed out twice.
+    spool = Spool(tmp_path / "spool", 0)
+    spool.slots_dir.mkdir(parents=True)
+    real = spool_module.fsync_dir
+    preparing: list[threading.Thread] = []
+
+    def fsync_dir(path: Path) -> None:
+        if (threading.current_thread().name == "spool-background" and not preparing
+                and Path(path) == spool.slots_dir):
+            preparing.append(threading.Thread(target=spool.prepare))
+            preparing[0].start()
+            preparing[0].join(timeout=2)  # as far as it gets while the refill is in here
+        real(path)
+
+    monkeypatch.setattr(spool_module, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(spool_module, "IDLE_EXIT_S", 0.2)
+    spool._kick()
+    deadline = time.monotonic() + 30
+    while (spool._background is not None or not preparing or preparing[0].is_alive()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)  # until both the refill and the prepare are over
+    with spool._lock:
+        pooled = list(spool._free)
+    assert preparing and not preparing[0].is_alive() and spool._background is None
+    assert len(pooled) == len(set(pooled)) == SLOT_POOL
