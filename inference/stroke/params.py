@@ -37,8 +37,9 @@ class ThresholdParams(PostProcess):
     mean, ``reference_sigma_mm``), which cancels coil bias. With ``boundary: partial-volume``
     the border voxels of each detected lesion are then re-decided by the half-way rule
     (see :func:`inference.stroke.threshold.partial_volume_boundary`; the edge signal's
-    extrapolation needs ``boundary_fit_min_voxels`` interior voxels); ``threshold`` keeps the
-    plain ADC < ``adc_threshold`` border."""
+    extrapolation needs ``boundary_fit_min_voxels`` pure voxels and is remade on the decided
+    lesion ``boundary_refits`` times); ``threshold`` keeps the plain ADC < ``adc_threshold``
+    border."""
 
     adc_threshold: float = Field(default=620.0, gt=0.0)
     adc_floor: float = Field(default=100.0, ge=0.0)
@@ -47,6 +48,7 @@ class ThresholdParams(PostProcess):
     reference_sigma_mm: float = Field(default=20.0, gt=0.0)
     boundary: Literal["threshold", "partial-volume"] = "partial-volume"
     boundary_fit_min_voxels: int = Field(default=10, ge=2)
+    boundary_refits: int = Field(default=2, ge=0, le=10)
     boundary_sigma_mm: float = Field(default=6.0, gt=0.0)
 
 

@@ -39,11 +39,19 @@ def partial_volume_boundary(core: np.ndarray, ch: StrokeChannels, p: ThresholdPa
     Gaussian-weighted local mean (``boundary_sigma_mm``), since lesions straddle grey and white
     matter. The edge infarct signal is not the interior's: diffusion restriction is deepest in
     the centre of a core and eases towards its border, so the interior mean overstates the
-    edge and shrinks every lesion. It is extrapolated to the surface (half a voxel outside the
-    outermost lesion voxels) from the interior voxels' DWI over normal DWI against their
-    distance to the border (:func:`edge_ratio`). Border voxels (within one voxel of the detected
-    lesion, inside and out) are kept or added by that rule when their ADC is at least
-    ``adc_floor`` and below that of the normal tissue around them (mixing in infarct lowers it).
+    edge and shrinks every lesion. It is extrapolated to the surface from the DWI over normal
+    DWI of the lesion's *pure* voxels against their distance to the border (:func:`edge_ratio`).
+    Pure voxels are those whose six face neighbours are lesion too: with thick slices a voxel
+    one step inside the detected lesion is still partly normal (the detection keeps voxels
+    well under half infarct), and such voxels pull the estimate towards the normal signal, so
+    small lesions grew. The estimate is therefore made on the detected lesion, the border
+    decided, and the estimate remade on the decided lesion (within the detected one)
+    ``boundary_refits`` times. A remade estimate is only taken when it is higher: a purer set
+    can only find a brighter infarct, a lower one means the decided lesion took in partial
+    voxels, and taking it would grow the lesion further. Border voxels (within one voxel of
+    the detected lesion, inside and out) are kept or added by the rule when their ADC is at
+    least ``adc_floor`` and below that of the normal tissue around them (mixing in infarct
+    lowers it).
     """
     labels, _ = ndimage.label(core, structure=structure(p.connectivity))
     out = np.zeros_like(core)
@@ -65,28 +73,54 @@ def partial_volume_boundary(core: np.ndarray, ch: StrokeChannels, p: ThresholdPa
             out[pad] |= comp
             continue
         normal = _local_mean(dwi, ring, sigma)
-        ratio = edge_ratio(comp, inner, dwi / normal, ch.grid.spacing, p.boundary_fit_min_voxels)
-        cut = normal * (1.0 + ratio) / 2
+        rel = dwi / normal
         near = ndimage.binary_dilation(comp, structure=ball)
-        border = near & ~inner
-        decided = border & brain & (adc >= p.adc_floor) & (
-            adc < _local_mean(adc, ring, sigma)) & (dwi >= cut)
-        grown = inner | decided
-        keep, _ = ndimage.label(grown, structure=structure(p.connectivity))
-        ids = np.unique(keep[grown & comp])
-        out[pad] |= np.isin(keep, ids[ids > 0])
+        open_ = near & ~inner & brain & (adc >= p.adc_floor) & (
+            adc < _local_mean(adc, ring, sigma))
+
+        def decide(ratio: float, comp: np.ndarray = comp, inner: np.ndarray = inner,
+                   open_: np.ndarray = open_, normal: np.ndarray = normal,
+                   dwi: np.ndarray = dwi) -> np.ndarray:
+            grown = inner | (open_ & (dwi >= normal * (1.0 + ratio) / 2))
+            keep, _ = ndimage.label(grown, structure=structure(p.connectivity))
+            ids = np.unique(keep[grown & comp])
+            kept: np.ndarray = np.isin(keep, ids[ids > 0])
+            return kept
+
+        ratio = _pure_edge_ratio(comp, rel, ch.grid.spacing, p.boundary_fit_min_voxels)
+        if ratio is None:
+            ratio = float(rel[inner].mean())
+        lesion = decide(ratio)
+        for _ in range(p.boundary_refits):
+            again = _pure_edge_ratio(lesion & comp, rel, ch.grid.spacing,
+                                     p.boundary_fit_min_voxels)
+            if again is None or again <= ratio:
+                break
+            ratio = again
+            lesion = decide(ratio)
+        out[pad] |= lesion
     return out
+
+
+def _pure_edge_ratio(lesion: np.ndarray, rel: np.ndarray, spacing: tuple[float, ...],
+                     min_voxels: int) -> float | None:
+    """:func:`edge_ratio` over the voxels of ``lesion`` whose six face neighbours are in it;
+    None when fewer than three are."""
+    pure = ndimage.binary_erosion(lesion, structure=structure(6))
+    if int(pure.sum()) < 3:
+        return None
+    return edge_ratio(lesion, pure, rel, spacing, min_voxels)
 
 
 def edge_ratio(comp: np.ndarray, inner: np.ndarray, ratio: np.ndarray,
                spacing: tuple[float, ...], min_voxels: int) -> float:
-    """The lesion's DWI / normal DWI at its surface, extrapolated from the interior.
+    """The lesion's DWI / normal DWI at its surface, extrapolated from the ``inner`` voxels.
 
-    A straight line of ``ratio`` against each interior voxel's distance (mm) to the nearest
+    A straight line of ``ratio`` against each inner voxel's distance (mm) to the nearest
     voxel outside ``comp`` is evaluated at the surface, half the finest voxel spacing from the
-    outermost lesion voxels' neighbours. The slope is kept only when the interior has
-    ``min_voxels`` voxels (fewer give a noisy slope: the interior mean is used) and is not
-    negative (a core is never taken to be brighter at its edge than inside).
+    outermost lesion voxels' neighbours. The slope is kept only when there are ``min_voxels``
+    inner voxels (fewer give a noisy slope: their mean is used) and is not negative (a core is
+    never taken to be brighter at its edge than inside).
     """
     dist = ndimage.distance_transform_edt(comp, sampling=spacing)[inner]
     values = ratio[inner].astype(np.float64)

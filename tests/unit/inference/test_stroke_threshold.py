@@ -120,3 +120,18 @@ def test_study_input_refuses_channels_on_different_grids(two_lesions):
     shifted = Volume(ph.adc.array, ph.adc.spacing, ph.adc.affine + np.eye(4) * 0 + 0.5)
     with pytest.raises(ValueError, match="grid"):
         StudyInput({"dwi": ph.dwi, "adc": shifted})
+
+
+def test_small_lesions_on_thick_slices_keep_their_volume(pipe):
+    """2 mL lesions on 5.5 mm slices are mostly border voxels; their edge signal comes from the
+    pure voxels (six face neighbours in the lesion), not from voxels one step inside the
+    detection, which are still partly normal: with those the median error here was 20 %."""
+    errors = []
+    for seed in range(30, 38):
+        ph = make_stroke_mr(StrokePhantomSpec(seed=seed, lesions=(
+            StrokeLesionSpec.of_volume("left", 2.0),)))
+        truth_ml = ph.lesion_volumes_ml[0]
+        got = pipe.predict_input(ph.study_input()).masks[0].volume_ml
+        errors.append(abs(got - truth_ml) / truth_ml)
+    assert float(np.median(errors)) <= 0.08, errors
+
