@@ -81,6 +81,10 @@ def delete_study(engine: Engine, spool: Spool, candidate: Candidate, now: dateti
         ).all()
     files = size = 0
     emptied: set[Path] = set()
+    # Slots of repeated instances are removed lazily (`Spool.discard`); their removal reaches the
+    # disk before the study's files and rows go, so that no power loss brings a copy back for
+    # start-up recovery to index as a live study again.
+    spool.flush_dirty()
     for row in listed:
         path = Path(row.path)
         try:

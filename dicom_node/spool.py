@@ -457,6 +457,11 @@ class Spool:
         target = self.rejected_dir / f"{uuid.uuid4().hex}.dcm"
         try:
             self.rejected_dir.mkdir(parents=True, exist_ok=True)
+            # The lazy rename that brought the file here from its slot is made durable first:
+            # on a file system that does not keep metadata operations in order, a power loss
+            # could otherwise keep this move and lose that rename, and the complete slot would
+            # come back for recovery to index (a refused instance).
+            self.flush_dirty()
             os.replace(stored, target)
             fsync_dir(self.rejected_dir)
             self._write_record(target, record)

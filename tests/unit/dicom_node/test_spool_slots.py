@@ -372,3 +372,26 @@ def test_prepare_during_a_background_refill_pools_no_slot_twice(
         pooled = list(spool._free)
     assert preparing and not preparing[0].is_alive() and spool._background is None
     assert len(pooled) == len(set(pooled)) == SLOT_POOL
+
+
+def test_a_file_moved_to_rejected_has_its_lazy_rename_flushed_first(
+        spool: Spool, flushes: Flushes, monkeypatch: pytest.MonkeyPatch):
+    path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    assert spool.write(b"refused later", path, replace=False)
+    flushes.clear()
+    order: list[str] = []
+    real_replace = os.replace
+
+    def replace(source: object, target: object) -> None:
+        with flushes._lock:
+            order.extend(f.path for f in flushes.seen if f.is_dir)
+        order.append("move")
+        real_replace(source, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", replace)
+    kept = spool.move_to_rejected(path, {"reason": "test"})
+    assert kept is not None and kept.read_bytes() == b"refused later"
+    # The slot's removal (its rename) and the series folder's new entry reach the disk before
+    # the move that a power loss must not keep on its own.
+    assert order.index(str(spool.slots_dir)) < order.index("move")
+    assert order.index(str(path.parent)) < order.index("move")
