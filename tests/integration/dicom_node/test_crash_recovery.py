@@ -108,8 +108,9 @@ def test_kill_9_mid_association_loses_nothing_acknowledged(tmp_path):
             ds = pydicom.dcmread(path)
             assert len(ds.PixelData) == 128 * 128 * 2  # complete, never half-written
         assert not list((tmp_path / "spool" / ".tmp").iterdir())
-        # Slots hold nothing after recovery: placed, or (a store cut before its answer) kept
-        # under .rejected/ with a record.
+        # Slots hold nothing after recovery: a complete one (its mark matches) is placed and
+        # indexed, a store cut before its mark or fsync ended is kept under .rejected/ with a
+        # record.
         slots = list((tmp_path / "spool" / ".slots").iterdir())
         assert slots and all(p.stat().st_size == 0 for p in slots)
         # The persisted quiet-period timer still completes the study after the restart.
