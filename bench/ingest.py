@@ -1,7 +1,8 @@
 """Ingest benchmark: images/s received by DCMTK storescp, Orthanc and the node, side by side.
 
 Each receiver runs on loopback (storescp forking per association, Orthanc with its default
-SQLite index, the node as `infernode serve` with SQLite). DCMTK `storescu` sends the same
+SQLite index, a no-op pynetdicom SCP that stores nothing (the ceiling of the node's DICOM stack),
+the node as `infernode serve` with SQLite). DCMTK `storescu` sends the same
 generated CT series (512 x 512, 300 slices by default) on 1 and on 4 concurrent associations,
 with TCP_NODELAY=1 in the environment of senders and receivers (DCMTK reads it). Every run gets
 new Study/Series/SOP Instance UIDs, so no receiver ever sees a duplicate. A run counts only when
@@ -174,6 +175,69 @@ class Orthanc(Receiver):
         stop_orthanc(self.process)
 
 
+NOOP_SCP = """
+import logging, sys
+from pathlib import Path
+from pynetdicom import AE, _config, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
+_config.LOG_HANDLER_LEVEL = "none"
+logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+count_file, port, aet = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+stored = [0]
+def on_store(event):
+    stored[0] += 1
+    return 0x0000
+def on_released(event):
+    count_file.write_text(str(stored[0]))
+ae = AE(ae_title=aet)
+ae.maximum_pdu_size = 262144
+ae.supported_contexts = AllStoragePresentationContexts
+ae.add_supported_context("1.2.840.10008.1.1")
+ae.start_server(("127.0.0.1", port), evt_handlers=[
+    (evt.EVT_C_STORE, on_store), (evt.EVT_RELEASED, on_released)])
+"""
+
+
+class NoopScp(Receiver):
+    """pynetdicom alone (the node's DICOM stack): an SCP whose C-STORE handler only counts and
+    answers Success, storing nothing. Its rate is the ceiling of any receiver built on
+    pynetdicom's association and DIMSE layers on this machine."""
+
+    name, aet = "pynetdicom", "NOOPSCP"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.counter = self.folder / "count"
+        self.counter.write_text("0")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", NOOP_SCP, str(self.counter), str(self.port), self.aet],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pid = self.process.pid
+        wait_echo(self.port, self.aet, process=self.process)
+
+    def count(self) -> int:
+        """Instances answered so far; written when an association is released, which can be
+        just after the sender exits: read until the value holds still for 0.3 s."""
+        deadline = time.monotonic() + 10
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            found = int(self.counter.read_text() or 0)
+            if found != last:
+                last, since = found, time.monotonic()
+            elif time.monotonic() - since >= 0.3:
+                break
+            time.sleep(0.05)
+        return last
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+
 class Node(Receiver):
     """`infernode serve` with SQLite, no web, no routing rules (no jobs start)."""
 
@@ -311,8 +375,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     token = new_token()
     files = template(work / "template", args.slices, args.size, token)
     node = Node(work / "node", args.node_device)
-    receivers: list[Receiver] = [r for r in (StoreScp(work / "storescp"), Orthanc(work / "orthanc"),
-                                             node) if r.name in args.receivers]
+    receivers: list[Receiver] = [
+        r for r in (StoreScp(work / "storescp"), Orthanc(work / "orthanc"),
+                    NoopScp(work / "pynetdicom"), node) if r.name in args.receivers]
     rates: dict[str, dict[int, list[float]]] = {
         r.name: {n: [] for n in args.associations} for r in receivers}
     cpu: dict[str, dict[int, list[float]]] = {
@@ -374,7 +439,7 @@ def summary(args: argparse.Namespace, rates: dict[str, dict[int, list[float]]],
               for name, per in rates.items()}
     ratios: dict[str, float] = {}
     ours = median.get("node", {})
-    for other in ("storescp", "orthanc"):
+    for other in ("storescp", "orthanc", "pynetdicom"):
         for n, value in ours.items():
             if other in median:
                 ratios[f"node/{other}@{n}"] = round(value / median[other][n], 2)
@@ -395,7 +460,9 @@ def main() -> None:
     parser.add_argument("--associations", type=lambda s: [int(x) for x in s.split(",")],
                         default=[1, 4])
     parser.add_argument("--receivers", type=lambda s: s.split(","),
-                        default=["storescp", "orthanc", "node"])
+                        default=["storescp", "orthanc", "pynetdicom", "node"],
+                        help="comma-separated; pynetdicom is a no-op SCP (the DICOM stack's "
+                             "ceiling)")
     parser.add_argument("--node-device", default="auto", choices=["auto", "cpu"],
                         help="the node's workers.device: auto imports torch into the node "
                              "process when its first job is due, cpu never does")
