@@ -243,9 +243,10 @@ class Node(Receiver):
 
     name, aet = "node", "INFERNODE"
 
-    def __init__(self, folder: Path, device: str = "auto") -> None:
+    def __init__(self, folder: Path, device: str = "auto", processes: int = 1) -> None:
         self.folder = folder
         self.device = device
+        self.processes = processes
         self.port = free_port()
         self.db = folder / "node.db"
         self.spy: subprocess.Popen[bytes] | None = None
@@ -257,7 +258,7 @@ class Node(Receiver):
             "data_dir": str(self.folder / "data"), "log_level": "WARNING",
             "database": {"url": f"sqlite:///{self.db}"},
             "dicom": {"port": self.port, "spool_dir": str(self.folder / "spool"),
-                      "min_free_bytes": 0},
+                      "min_free_bytes": 0, "acceptor_processes": self.processes},
             "web": {"enabled": False}, "workers": {"rules": [], "device": self.device},
         }))
         log = (self.folder / "node.log").open("ab")
@@ -374,7 +375,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=args.tmp))
     token = new_token()
     files = template(work / "template", args.slices, args.size, token)
-    node = Node(work / "node", args.node_device)
+    node = Node(work / "node", args.node_device, args.node_processes)
     receivers: list[Receiver] = [
         r for r in (StoreScp(work / "storescp"), Orthanc(work / "orthanc"),
                     NoopScp(work / "pynetdicom"), node) if r.name in args.receivers]
@@ -448,7 +449,7 @@ def summary(args: argparse.Namespace, rates: dict[str, dict[int, list[float]]],
     return {"bench": "ingest", "slices": args.slices, "size": args.size,
             "repeats": args.repeats, "images_per_s": median, "ratios": ratios,
             "node_peak_rss_mb": None if rss is None else round(rss, 1),
-            "node_device": args.node_device,
+            "node_device": args.node_device, "node_processes": args.node_processes,
             "cpus": os.cpu_count()}
 
 
@@ -466,6 +467,10 @@ def main() -> None:
     parser.add_argument("--node-device", default="auto", choices=["auto", "cpu"],
                         help="the node's workers.device: auto imports torch into the node "
                              "process when its first job is due, cpu never does")
+    parser.add_argument("--node-processes", type=int, default=1,
+                        help="the node's dicom.acceptor_processes (processes receiving on its "
+                             "port); its CPU time per instance then misses the extra "
+                             "processes' (not waited for)")
     parser.add_argument("--quick", action="store_true", help="60 slices, 2 repeats")
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of the node")
     parser.add_argument("--syscalls", action="store_true",

@@ -121,6 +121,12 @@ class DicomNodeConfig(BaseModel):
         default=10.0, gt=0, description="Default quiet period after which a series is complete"
     )
     assembly_poll_s: float = Field(default=0.5, gt=0)
+    acceptor_processes: int = Field(
+        default=1, ge=1,
+        description="processes accepting DICOM associations on host:port (SO_REUSEPORT; the "
+                    "kernel spreads new associations): 1 receives in the node's own process; "
+                    "N > 1 adds N-1 child processes that only receive, with the index as the "
+                    "meeting point. The association limits apply per process")
 
     @field_validator("ae_title")
     @classmethod

@@ -9,7 +9,9 @@ index row is committed before the acknowledgement, but on SQLite without a WAL f
 at its slot name) and rows whose files are safe, and a crash between the rename and the commit
 leaves a file whose sender was never answered.
 
-`recover_unindexed` first looks at every non-empty slot no store holds: one whose bytes match
+`recover_unindexed` first looks at every non-empty slot no store holds, in every process's slot
+folder (`.slots/` and the extra acceptor processes' `.slots/<k>/`, `Spool.abandoned_slots`; at
+start-up no acceptor process runs yet, so none of them holds a slot): one whose bytes match
 its completeness mark (length and CRC-32, set before its fsync) is moved to the final path its
 own header names, or dropped when an identical file is there already; one that does not match (a
 store cut before its acknowledgement), cannot be read as an instance, differs from the file at
@@ -76,9 +78,10 @@ def recover_unindexed(ingestor: Ingestor, *, min_age_s: float = 0.0,
     """Indexes every spool file of the spool proper that has no index row; quarantines (moves
     to `.rejected/`, with a record) those that fail validation.
 
-    At start-up (before the listener accepts) call it with `min_age_s` 0. While the node
-    receives, pass a `min_age_s` well above a store's duration (e.g. 60): a younger file may be
-    one whose row is being committed right now, and is left for a later pass.
+    At start-up (before the listener and any extra acceptor process accept) call it with
+    `min_age_s` 0. While the node receives, pass a `min_age_s` well above a store's duration
+    (e.g. 60): a younger file or slot (of any acceptor process) may be one whose store is
+    running right now, and is left for a later pass.
     Raises what the index raises when it cannot be written (recovery must not half-succeed
     silently).
     """

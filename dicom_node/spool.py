@@ -19,6 +19,12 @@ Refused instances are kept under `.rejected/` and conflicting duplicates under
 `.rejected/conflicts/`, each `<id>.dcm` beside a `<id>.json` record (time, calling AE, SOP UIDs,
 status, reason; no PHI), so the folder explains itself even when the database was unreachable.
 `.tmp/` holds STOW-RS request bodies while they are read; it is emptied at start-up.
+
+Each process that receives has its own slot folder (`slot_folder`): the node's own process
+`.slots/`, an extra acceptor process k (`dicom.acceptor_processes`) `.slots/<k>/`, so that no two
+processes take the same empty slot into their pools. `abandoned_slots` of the `.slots/` spool
+lists the subfolders' slots too: start-up recovery runs in the node's process before any
+acceptor process starts, when every slot there is abandoned.
 """
 
 from __future__ import annotations
@@ -75,14 +81,17 @@ _DURABLE_DIRS_MAX = 65536
 class Spool:
     """Durable instance storage under `root` with a free-space watermark."""
 
-    def __init__(self, root: Path, min_free_bytes: int) -> None:
+    def __init__(self, root: Path, min_free_bytes: int, *,
+                 slot_folder: str = ".slots") -> None:
+        """`slot_folder`: this process's slot folder, relative to `root` (`.slots` or, for
+        an extra acceptor process k, `.slots/<k>`)."""
         # Threads start on first use; an fsync releases the GIL, so a write overlaps the
         # validation of the same instance in the receiving thread.
         self._writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="spool-write")
         self.root = Path(root)
         self.min_free_bytes = min_free_bytes
         self._tmp = self.root / ".tmp"
-        self.slots_dir = self.root / ".slots"
+        self.slots_dir = self.root / slot_folder
         self.rejected_dir = self.root / ".rejected"
         self.conflicts_dir = self.rejected_dir / "conflicts"
         self._lock = threading.Lock()
@@ -115,7 +124,10 @@ class Spool:
                             and entry.stat(follow_symlinks=False).st_size == 0):
                         empty.append(Path(entry.path))
             fsync_dir(self.slots_dir)
-            fsync_dir(self.root)
+            for parent in self.slots_dir.parents:  # `.slots/` too for `.slots/<k>/`
+                fsync_dir(parent)
+                if parent == self.root:
+                    break
             with self._lock:
                 known = set(self._free) | self._busy
                 self._free.extend(p for p in sorted(empty) if p not in known)
@@ -253,22 +265,29 @@ class Spool:
     def abandoned_slots(self) -> list[Path]:
         """Non-empty slots no store of this process holds: left by a process that died (a
         store cut before its acknowledgement, or an acknowledged one whose rename a power loss
-        took). Oldest name first."""
-        found = []
-        try:
-            with os.scandir(self.slots_dir) as entries:
-                for entry in entries:
-                    path = Path(entry.path)
-                    if (not entry.name.endswith(SLOT_SUFFIX)
-                            or not entry.is_file(follow_symlinks=False)):
-                        continue
-                    if entry.stat(follow_symlinks=False).st_size > 0:
-                        found.append(path)
-        except FileNotFoundError:
-            return []
+        took), in this process's slot folder and its subfolders (the slot folders of extra
+        acceptor processes, `.slots/<k>/`: only call this before any of them starts, as
+        start-up recovery does). Oldest name first."""
+        found: list[Path] = []
+        folders = [self.slots_dir]
+        while folders:
+            try:
+                with os.scandir(folders.pop()) as entries:
+                    for entry in entries:
+                        path = Path(entry.path)
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append(path)
+                            continue
+                        if (not entry.name.endswith(SLOT_SUFFIX)
+                                or not entry.is_file(follow_symlinks=False)):
+                            continue
+                        if entry.stat(follow_symlinks=False).st_size > 0:
+                            found.append(path)
+            except FileNotFoundError:
+                continue
         with self._lock:  # after the listing: a slot written meanwhile was handed out before
             held = set(self._free) | self._busy
-        return sorted(p for p in found if p not in held)
+        return sorted((p for p in found if p not in held), key=lambda p: (p.name, str(p)))
 
     @staticmethod
     def slot_is_complete(slot: Path, raw: bytes) -> bool:
@@ -286,13 +305,13 @@ class Spool:
         if not self._rename(slot, final, replace=False):
             return False
         fsync_dir(final.parent)
-        fsync_dir(self.slots_dir)
+        fsync_dir(slot.parent)
         return True
 
     def drop_slot(self, slot: Path) -> None:
         """Removes an abandoned slot whose instance is at its final name already."""
         slot.unlink(missing_ok=True)
-        fsync_dir(self.slots_dir)
+        fsync_dir(slot.parent)
 
     # Internals of the slot protocol.
 

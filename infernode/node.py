@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -12,8 +11,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from dicom_node.assembly import StudyAssembler, utc_now
-from dicom_node.events import SeriesSummary, StudyReady
-from dicom_node.index.headers import InstanceHeader
+from dicom_node.events import StudyReady
 from dicom_node.index.store import IndexStore
 from dicom_node.ingest import Ingestor
 from dicom_node.metrics import IngestMetrics
@@ -22,7 +20,8 @@ from dicom_node.retention import SpoolWatch
 from dicom_node.scp.server import DicomServer
 from dicom_node.scp.storage import StorageSCP
 from dicom_node.spool import Spool
-from infernode.audit_hooks import NodeAudit
+from infernode.acceptor import AcceptorSupervisor, quiet_period_function, tagged
+from infernode.audit_hooks import AssociationAudit, NodeAudit
 from infernode.cli_retention import Retention, RetentionMetrics
 from infernode.console.switches import apply_switches
 from infernode.db import create_engine, migrate
@@ -37,7 +36,6 @@ from workers.monitoring.service import MonitoringService
 from workers.outbox.metrics import register_delivery_metrics
 from workers.outbox.runner import DeliveryRunner
 from workers.reconciler import Reconciler
-from workers.routing import quiet_period_s
 from workers.submit import default_transport, on_study_ready
 from workers.transport import Transport
 
@@ -67,6 +65,7 @@ class Node:
     _threads: list[threading.Thread] = field(default_factory=list)
     web_server: object | None = None
     audit: NodeAudit | None = None
+    acceptors: AcceptorSupervisor | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Node:
@@ -79,38 +78,17 @@ class Node:
         handlers: list[Callable[[StudyReady], None]] = []
 
         wcfg = workers_config(settings)
-
-        @functools.lru_cache(maxsize=4096)
-        def series_quiet_period(series_instance_uid: str, modality: str | None,
-                                body_part_examined: str | None, series_description: str | None,
-                                protocol_name: str | None, image_type: tuple[str, ...],
-                                sop_class_uid: str, slice_thickness: float | None) -> float:
-            # The longest quiet period of the rules that could still route this series, judged
-            # on its first instances (count conditions see the count so far).
-            summary = SeriesSummary(
-                series_instance_uid=series_instance_uid, modality=modality,
-                body_part_examined=body_part_examined, series_description=series_description,
-                protocol_name=protocol_name, image_type=image_type,
-                sop_class_uids=(sop_class_uid,), instance_count=1,
-                slice_thickness=slice_thickness, calling_ae=None, called_ae=None,
-            )
-            return quiet_period_s(summary, wcfg.rules, wcfg.exclusions,
-                                  settings.dicom.quiet_period_s)
-
-        def quiet_period(header: InstanceHeader) -> float:
-            # Asked for every received instance; the answer depends only on these header
-            # values and the (fixed) rules, so the instances of a series after the first are
-            # answered from the cache instead of evaluating every rule again.
-            return series_quiet_period(
-                header.series_instance_uid, header.modality, header.body_part_examined,
-                header.series_description, header.protocol_name, header.image_type,
-                header.sop_class_uid, header.slice_thickness)
+        quiet_period = quiet_period_function(settings)
 
         ingestor = Ingestor(
             spool, index, quiet_period=quiet_period, clock=utc_now, metrics=metrics,
             max_inflated_bytes=settings.dicom.max_inflated_bytes,
         )
         audit = NodeAudit(engine, registry, settings)
+        if settings.dicom.acceptor_processes > 1:
+            # The audit trail tells which acceptor process received an association (0: this).
+            audit.associations = AssociationAudit(tagged(audit.recorder.submit, 0),
+                                                  settings.dicom.ae_title)
         storage = StorageSCP(ingestor, on_stored=audit.associations.on_stored)
         server = DicomServer(settings.dicom, storage, metrics=metrics,
                              on_association=audit.associations.on_association)
@@ -177,6 +155,10 @@ class Node:
         # Before the listener accepts: index spool files whose rows a crash or power loss took.
         recover_unindexed(self.ingestor)
         self.server.start()
+        if self.settings.dicom.acceptor_processes > 1:
+            # After recovery, and on the port this listener bound (a configured 0 included).
+            self.acceptors = AcceptorSupervisor(self.settings, self.server.port)
+            self.acceptors.start()
         thread = threading.Thread(
             target=self.assembler.run,
             args=(self._stop, self.settings.dicom.assembly_poll_s),
@@ -206,7 +188,11 @@ class Node:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.acceptors is not None:
+            self.acceptors.stop()  # they stop their listeners meanwhile, with the same grace
         self.server.stop()
+        if self.acceptors is not None:
+            self.acceptors.join(timeout=self.settings.dicom.stop_grace_s + 2.0)
         self.reconciler.stop()
         self.delivery.stop()
         if self.monitoring is not None:

@@ -115,6 +115,17 @@ class GuardedServer(ThreadedAssociationServer):
     """Listen backlog (socketserver's default is 5): a burst of connections, refused ones
     included, must not make senders wait for a SYN retransmission."""
 
+    allow_reuse_port = False
+    """True when several acceptor processes listen on one port (SO_REUSEPORT): each sets it,
+    and the kernel spreads new connections among them."""
+
+    def server_bind(self) -> None:
+        # pynetdicom's server_bind does not look at socketserver's allow_reuse_port.
+        if self.allow_reuse_port:
+            assert self.socket is not None
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
     def get_request(self) -> tuple[socket.socket, Any]:
         assert self.socket is not None
         client, address = self.socket.accept()

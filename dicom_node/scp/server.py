@@ -73,6 +73,12 @@ TRANSFER_SYNTAXES: tuple[str, ...] = (
 )
 
 
+class ReusePortServer(GuardedServer):
+    """The listener of one of several acceptor processes on the same host:port."""
+
+    allow_reuse_port = True
+
+
 def tls_context(tls: TlsConfig) -> ssl.SSLContext:
     """A server context for DICOM over TLS: TLS 1.2 or newer, the node's certificate, and
     client certificates verified against `ca_file` (PS3.15 B.1, BCP 195 profile)."""
@@ -148,10 +154,12 @@ class DicomServer:
                 lambda: len([a for a in ae.active_associations if a.is_acceptor])
             )
             self.metrics.pending_connections.set_function(guard.pending)
+        server_class = (ReusePortServer if self.config.acceptor_processes > 1
+                        else GuardedServer)
         server = cast(GuardedServer, ae.make_server(
             (self.config.host, self.config.port), evt_handlers=handlers,
             ssl_context=tls_context(self.config.tls) if self.config.tls else None,
-            server_class=GuardedServer,
+            server_class=server_class,
         ))
         server.guard = guard
         # As pynetdicom's own non-blocking start_server does: serve in a daemon thread and

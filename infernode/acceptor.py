@@ -1,0 +1,214 @@
+"""Extra acceptor processes (`dicom.acceptor_processes` > 1): receiving in more than one process.
+
+The receive path's Python work holds one interpreter lock per process, so one process receives
+on one core however many associations are open. With N > 1 the node's own process keeps its
+listener and starts N-1 child processes (multiprocessing "spawn": the node has threads, never
+fork them) that each run only a DICOM listener on the same host:port, every listener with
+SO_REUSEPORT: the kernel spreads new associations among them. A child has its own database
+engine, index store, ingestor, spool slot folder (`.slots/<k>/`), Storage SCP and audit recorder
+for its associations and instances; study assembly, workers, web and retention stay in the
+node's process, which finds what the children indexed in the database (assembly polls it).
+
+`AcceptorSupervisor` (in the node's process) starts the children once the node's own listener is
+bound, restarts one that dies, and at stop sends them SIGTERM (each stops its listener with
+`stop_grace_s`, then exits) and kills those still running after the grace.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from multiprocessing.process import BaseProcess
+
+from prometheus_client import CollectorRegistry
+
+from dicom_node.assembly import utc_now
+from dicom_node.events import SeriesSummary
+from dicom_node.index.headers import InstanceHeader
+from dicom_node.index.store import IndexStore
+from dicom_node.ingest import Ingestor
+from dicom_node.metrics import IngestMetrics
+from dicom_node.scp.server import DicomServer
+from dicom_node.scp.storage import StorageSCP
+from dicom_node.spool import Spool
+from infernode.audit import AuditEvent, AuditLog
+from infernode.audit_hooks import AssociationAudit, AuditMetrics, AuditRecorder
+from infernode.db import create_engine
+from infernode.settings import Settings
+from infernode.wiring import workers_config
+from workers.routing import quiet_period_s
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY_S = 1.0
+"""At least this long between two starts of the same acceptor process (a child that dies at
+once is not restarted in a tight loop)."""
+
+
+def quiet_period_function(settings: Settings) -> Callable[[InstanceHeader], float]:
+    """The ingestor's quiet period of a received instance: the longest quiet period of the
+    routing rules that could still route its series (the node's process and every acceptor
+    process use this one function)."""
+    wcfg = workers_config(settings)
+
+    @functools.lru_cache(maxsize=4096)
+    def series_quiet_period(series_instance_uid: str, modality: str | None,
+                            body_part_examined: str | None, series_description: str | None,
+                            protocol_name: str | None, image_type: tuple[str, ...],
+                            sop_class_uid: str, slice_thickness: float | None) -> float:
+        # The longest quiet period of the rules that could still route this series, judged
+        # on its first instances (count conditions see the count so far).
+        summary = SeriesSummary(
+            series_instance_uid=series_instance_uid, modality=modality,
+            body_part_examined=body_part_examined, series_description=series_description,
+            protocol_name=protocol_name, image_type=image_type,
+            sop_class_uids=(sop_class_uid,), instance_count=1,
+            slice_thickness=slice_thickness, calling_ae=None, called_ae=None,
+        )
+        return quiet_period_s(summary, wcfg.rules, wcfg.exclusions,
+                              settings.dicom.quiet_period_s)
+
+    def quiet_period(header: InstanceHeader) -> float:
+        # Asked for every received instance; the answer depends only on these header
+        # values and the (fixed) rules, so the instances of a series after the first are
+        # answered from the cache instead of evaluating every rule again.
+        return series_quiet_period(
+            header.series_instance_uid, header.modality, header.body_part_examined,
+            header.series_description, header.protocol_name, header.image_type,
+            header.sop_class_uid, header.slice_thickness)
+
+    return quiet_period
+
+
+def tagged(submit: Callable[[AuditEvent], None], acceptor: int) -> Callable[[AuditEvent], None]:
+    """`submit` with the acceptor process's number added to each event's detail (0: the node's
+    own process), so that the audit trail tells which process received an association."""
+    def submit_tagged(event: AuditEvent) -> None:
+        submit(replace(event, detail={**event.detail, "acceptor": acceptor}))
+    return submit_tagged
+
+
+def slot_folder(acceptor: int) -> str:
+    """The spool slot folder of acceptor process `acceptor` (0: the node's own process)."""
+    return ".slots" if acceptor == 0 else f".slots/{acceptor}"
+
+
+def run_acceptor(settings: Settings, acceptor: int, port: int) -> None:
+    """A child process's main: a DICOM listener on `port` (the node's, bound already) until
+    SIGTERM or until the node's process is gone."""
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    from infernode.logs import install
+
+    install()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node's process decides (Ctrl-C)
+    parent = os.getppid()
+    config = settings.dicom.model_copy(update={"port": port})
+    engine = create_engine(settings.database.url)  # migrated by the node's process
+    registry = CollectorRegistry()  # not exported: the node's /metrics shows its own process
+    metrics = IngestMetrics(registry)
+    spool = Spool(config.spool_dir, config.min_free_bytes, slot_folder=slot_folder(acceptor))
+    ingestor = Ingestor(spool, IndexStore(engine), quiet_period=quiet_period_function(settings),
+                        clock=utc_now, metrics=metrics,
+                        max_inflated_bytes=config.max_inflated_bytes)
+    recorder = AuditRecorder(AuditLog(engine), AuditMetrics(registry),
+                             capacity=settings.audit.queue_size)
+    audit = AssociationAudit(tagged(recorder.submit, acceptor), config.ae_title)
+    server = DicomServer(config, StorageSCP(ingestor, on_stored=audit.on_stored),
+                         metrics=metrics, on_association=audit.on_association)
+    recorder.start()
+    spool.prepare()
+    server.start()
+    log.info("acceptor process %d listening port=%d pid=%d", acceptor, port, os.getpid())
+    while not stop.wait(0.2):
+        if os.getppid() != parent:
+            log.warning("acceptor process %d: the node's process is gone, stopping", acceptor)
+            break
+    server.stop()
+    audit.flush()
+    recorder.stop(timeout=5.0)
+    engine.dispose()
+    log.info("acceptor process %d stopped", acceptor)
+
+
+class AcceptorSupervisor:
+    """Starts acceptor processes 1..count-1 on `port`, restarts one that dies, stops them."""
+
+    def __init__(self, settings: Settings, port: int) -> None:
+        self.settings = settings
+        self.port = port
+        self.count = settings.dicom.acceptor_processes
+        self._context = multiprocessing.get_context("spawn")
+        self._children: dict[int, BaseProcess] = {}
+        self._started: dict[int, float] = {}
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        for k in range(1, self.count):
+            self._spawn(k)
+        self._thread = threading.Thread(target=self._watch, name="acceptors", daemon=True)
+        self._thread.start()
+
+    def pids(self) -> dict[int, int | None]:
+        with self._lock:
+            return {k: p.pid for k, p in self._children.items()}
+
+    def _spawn(self, k: int) -> None:
+        process = self._context.Process(target=run_acceptor, args=(self.settings, k, self.port),
+                                        name=f"infernode-acceptor-{k}", daemon=False)
+        process.start()
+        with self._lock:
+            self._children[k] = process
+            self._started[k] = time.monotonic()
+        log.info("acceptor process %d started pid=%s", k, process.pid)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            with self._lock:
+                dead = [(k, p) for k, p in self._children.items() if not p.is_alive()]
+            for k, process in dead:
+                if self._stopping.is_set():
+                    return
+                if time.monotonic() - self._started[k] < RESTART_DELAY_S:
+                    continue
+                log.error("acceptor process %d exited (code %s), restarting", k,
+                          process.exitcode)
+                process.close()
+                self._spawn(k)
+
+    def stop(self) -> None:
+        """SIGTERM to every child: each stops its listener with `stop_grace_s`, then exits.
+        Returns at once; `join` waits for them."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._lock:
+            children = list(self._children.values())
+        for process in children:
+            if process.is_alive():
+                process.terminate()
+
+    def join(self, timeout: float) -> None:
+        """Waits up to `timeout` for the children stopped by `stop`, then kills the rest."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            children = list(self._children.values())
+        for process in children:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+        for process in children:
+            if process.is_alive():
+                log.error("acceptor process pid=%s did not stop in time, killing", process.pid)
+                process.kill()
+                process.join(timeout=2)
