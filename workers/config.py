@@ -181,12 +181,12 @@ def default_rules() -> list[RoutingRule]:
 
 def default_pipelines() -> dict[str, PipelineSpec]:
     """ich runs the committed demo model (`models/ich-demo`, version 0.2.0); stroke the
-    ADC-threshold ischaemic core (`models/stroke-adc-threshold`, rule-based, 0.2.0); fracture
+    ADC-threshold ischaemic core (`models/stroke-adc-threshold`, rule-based, 0.3.0); fracture
     the phantom-trained demo detector (`models/fracture-demo`, 0.1.0). `noop` is for wiring
     tests and the queue benchmark; no default rule routes to it."""
     return {
         "ich": ModelPipelineSpec(kind="ich", model_version="0.2.0", model="ich-demo"),
-        "stroke": ModelPipelineSpec(kind="stroke", model_version="0.2.0",
+        "stroke": ModelPipelineSpec(kind="stroke", model_version="0.3.0",
                                     model="stroke-adc-threshold"),
         "fracture": ModelPipelineSpec(kind="fracture", model_version="0.1.0",
                                       model="fracture-demo"),

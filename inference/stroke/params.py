@@ -33,13 +33,15 @@ class ThresholdParams(PostProcess):
     """The ischaemic core rule: ADC below ``adc_threshold`` (620 x 10^-6 mm²/s, the core
     threshold of commercial perfusion/diffusion software; Purushotham et al., Int J Stroke 2015)
     and at least ``adc_floor`` (failed fits and background are 0), in brain voxels whose DWI is
-    above ``dwi_ratio`` times the DWI of the surrounding normal-ADC tissue (its Gaussian-weighted
-    mean, ``reference_sigma_mm``), which cancels coil bias. With ``boundary: partial-volume``
-    the border voxels of each detected lesion are then re-decided by the half-way rule
-    (see :func:`inference.stroke.threshold.partial_volume_boundary`; the edge signal's
-    extrapolation needs ``boundary_fit_min_voxels`` pure voxels and is remade on the decided
-    lesion ``boundary_refits`` times); ``threshold`` keeps the plain ADC < ``adc_threshold``
-    border."""
+    above ``dwi_ratio`` times the DWI of the surrounding normal-ADC tissue (its
+    Gaussian-weighted mean, ``reference_sigma_mm``), which cancels coil bias. With ``boundary:
+    partial-volume`` the border voxels of each detected lesion are then re-decided by the
+    half-way rule (see :func:`inference.stroke.threshold.partial_volume_boundary`; the edge
+    signal's extrapolation needs ``boundary_fit_min_voxels`` pure voxels and is remade on the
+    decided lesion ``boundary_refits`` times; a lesion with ``boundary_t2_min_voxels`` pure
+    voxels takes its scale from the infarct's own local T2 signal, Gaussian
+    ``boundary_t2_sigma_mm``, so that grey- and white-matter parts get their own edge value);
+    ``threshold`` keeps the plain ADC < ``adc_threshold`` border."""
 
     adc_threshold: float = Field(default=620.0, gt=0.0)
     adc_floor: float = Field(default=100.0, ge=0.0)
@@ -50,6 +52,8 @@ class ThresholdParams(PostProcess):
     boundary_fit_min_voxels: int = Field(default=10, ge=2)
     boundary_refits: int = Field(default=2, ge=0, le=10)
     boundary_sigma_mm: float = Field(default=6.0, gt=0.0)
+    boundary_t2_min_voxels: int = Field(default=30, ge=3)
+    boundary_t2_sigma_mm: float = Field(default=3.0, gt=0.0)
 
 
 class NetworkParams(PostProcess):

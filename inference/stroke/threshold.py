@@ -15,6 +15,12 @@ from .channels import StrokeChannels, tissue_reference
 from .lesions import clean, structure
 from .params import ThresholdParams
 
+_T2_B_VALUE = 1e-3
+"""b-value (10^6 s/mm² per 10^-6 mm²/s of ADC) that turns DWI and ADC back into the b=0 signal
+for :func:`edge_signal`; the b≈1000 the method assumes. Only the ratio of DWI to this signal's
+local mean is used, so a different b-value scales it and the lesion's small ADC spread alone
+matters."""
+
 
 def core_mask(ch: StrokeChannels, p: ThresholdParams) -> np.ndarray:
     """The ischaemic core of ``ch`` as a bool (z, y, x) mask on its grid."""
@@ -38,20 +44,22 @@ def partial_volume_boundary(core: np.ndarray, ch: StrokeChannels, p: ThresholdPa
     *at the lesion's edge*. Normal tissue is a shell 2-3 voxels out (CSF excluded), its
     Gaussian-weighted local mean (``boundary_sigma_mm``), since lesions straddle grey and white
     matter. The edge infarct signal is not the interior's: diffusion restriction is deepest in
-    the centre of a core and eases towards its border, so the interior mean overstates the
-    edge and shrinks every lesion. It is extrapolated to the surface from the DWI over normal
-    DWI of the lesion's *pure* voxels against their distance to the border (:func:`edge_ratio`).
-    Pure voxels are those whose six face neighbours are lesion too: with thick slices a voxel
-    one step inside the detected lesion is still partly normal (the detection keeps voxels
-    well under half infarct), and such voxels pull the estimate towards the normal signal, so
-    small lesions grew. The estimate is therefore made on the detected lesion, the border
-    decided, and the estimate remade on the decided lesion (within the detected one)
-    ``boundary_refits`` times. A remade estimate is only taken when it is higher: a purer set
-    can only find a brighter infarct, a lower one means the decided lesion took in partial
-    voxels, and taking it would grow the lesion further. Border voxels (within one voxel of
-    the detected lesion, inside and out) are kept or added by the rule when their ADC is at
-    least ``adc_floor`` and below that of the normal tissue around them (mixing in infarct
-    lowers it).
+    the centre of a core and eases towards its border, so the interior mean overstates the edge
+    and shrinks every lesion. It is extrapolated to the surface from the DWI over normal DWI of
+    the lesion's *pure* voxels against their distance to the border (:func:`edge_ratio`); on a
+    lesion with enough pure voxels it is taken over the infarct's own local T2 (b=0) signal
+    instead of the normal DWI, which gives the grey- and white-matter parts of a straddling
+    lesion each their own edge value (:func:`edge_signal`). Pure voxels are those whose six face
+    neighbours are lesion too: with thick slices a voxel one step inside the detected lesion is
+    still partly normal (the detection keeps voxels well under half infarct), and such voxels
+    pull the estimate towards the normal signal, so small lesions grew. The estimate is
+    therefore made on the detected lesion, the border decided, and the estimate remade on the
+    decided lesion (within the detected one) ``boundary_refits`` times. A remade estimate is
+    only taken when it is higher (its mean): a purer set can only find a brighter infarct, a
+    lower one means the decided lesion took in partial voxels, and taking it would grow the
+    lesion further. Border voxels (within one voxel of the detected lesion, inside and out) are
+    kept or added by the rule when their ADC is at least ``adc_floor`` and below that of the
+    normal tissue around them (mixing in infarct lowers it).
     """
     labels, _ = ndimage.label(core, structure=structure(p.connectivity))
     out = np.zeros_like(core)
@@ -78,38 +86,60 @@ def partial_volume_boundary(core: np.ndarray, ch: StrokeChannels, p: ThresholdPa
         open_ = near & ~inner & brain & (adc >= p.adc_floor) & (
             adc < _local_mean(adc, ring, sigma))
 
-        def decide(ratio: float, comp: np.ndarray = comp, inner: np.ndarray = inner,
+        s0 = dwi * np.exp(_T2_B_VALUE * adc.astype(np.float32))
+        t2_sigma = [p.boundary_t2_sigma_mm / s for s in ch.grid.spacing]
+
+        def decide(edge: np.ndarray, comp: np.ndarray = comp, inner: np.ndarray = inner,
                    open_: np.ndarray = open_, normal: np.ndarray = normal,
                    dwi: np.ndarray = dwi) -> np.ndarray:
-            grown = inner | (open_ & (dwi >= normal * (1.0 + ratio) / 2))
+            grown = inner | (open_ & (dwi >= (normal + edge) / 2))
             keep, _ = ndimage.label(grown, structure=structure(p.connectivity))
             ids = np.unique(keep[grown & comp])
             kept: np.ndarray = np.isin(keep, ids[ids > 0])
             return kept
 
-        ratio = _pure_edge_ratio(comp, rel, ch.grid.spacing, p.boundary_fit_min_voxels)
-        if ratio is None:
-            ratio = float(rel[inner].mean())
-        lesion = decide(ratio)
+        def edge_of(lesion: np.ndarray, normal: np.ndarray = normal, dwi: np.ndarray = dwi,
+                    s0: np.ndarray = s0, t2_sigma: list[float] = t2_sigma
+                    ) -> np.ndarray | None:
+            return edge_signal(lesion, dwi, normal, s0, ch.grid.spacing, t2_sigma,
+                               p.boundary_fit_min_voxels, p.boundary_t2_min_voxels)
+
+        edge = edge_of(comp)
+        if edge is None:
+            edge = normal * float(rel[inner].mean())
+        lesion = decide(edge)
         for _ in range(p.boundary_refits):
-            again = _pure_edge_ratio(lesion & comp, rel, ch.grid.spacing,
-                                     p.boundary_fit_min_voxels)
-            if again is None or again <= ratio:
+            again = edge_of(lesion & comp)
+            if again is None or float(again.mean()) <= float(edge.mean()):
                 break
-            ratio = again
-            lesion = decide(ratio)
+            edge = again
+            lesion = decide(edge)
         out[pad] |= lesion
     return out
 
 
-def _pure_edge_ratio(lesion: np.ndarray, rel: np.ndarray, spacing: tuple[float, ...],
-                     min_voxels: int) -> float | None:
-    """:func:`edge_ratio` over the voxels of ``lesion`` whose six face neighbours are in it;
-    None when fewer than three are."""
+def edge_signal(lesion: np.ndarray, dwi: np.ndarray, normal: np.ndarray, s0: np.ndarray,
+                spacing: tuple[float, ...], t2_sigma: list[float], min_voxels: int,
+                t2_min_voxels: int) -> np.ndarray | None:
+    """The pure-infarct DWI at the lesion's edge, per voxel; None when fewer than three voxels
+    of ``lesion`` have all six face neighbours in it (pure voxels).
+
+    With at least ``t2_min_voxels`` pure voxels the infarct's own T2 signal sets the scale:
+    ``s0`` (DWI x exp(b ADC), the b=0 signal) averaged over the pure voxels near each voxel
+    (Gaussian, ``t2_sigma`` in voxels). Infarct in grey matter carries grey matter's longer T2,
+    so its DWI is higher than infarct in white matter; the normal-tissue reference alone does not
+    tell the two apart where a lesion straddles them. The edge value is that local infarct T2
+    signal times the :func:`edge_ratio` of DWI over it (the diffusion weighting at the edge).
+    With fewer pure voxels the local T2 mean is too noisy and the edge is the normal-tissue DWI
+    times the :func:`edge_ratio` of DWI over normal DWI."""
     pure = ndimage.binary_erosion(lesion, structure=structure(6))
-    if int(pure.sum()) < 3:
+    n = int(pure.sum())
+    if n < 3:
         return None
-    return edge_ratio(lesion, pure, rel, spacing, min_voxels)
+    if n < t2_min_voxels:
+        return normal * edge_ratio(lesion, pure, dwi / normal, spacing, min_voxels)
+    t2 = _local_mean(s0, pure, t2_sigma)
+    return t2 * edge_ratio(lesion, pure, dwi / t2, spacing, min_voxels)
 
 
 def edge_ratio(comp: np.ndarray, inner: np.ndarray, ratio: np.ndarray,

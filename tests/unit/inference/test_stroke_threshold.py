@@ -135,3 +135,32 @@ def test_small_lesions_on_thick_slices_keep_their_volume(pipe):
         errors.append(abs(got - truth_ml) / truth_ml)
     assert float(np.median(errors)) <= 0.08, errors
 
+
+
+def test_edge_signal_follows_the_infarcts_own_t2_across_grey_and_white():
+    """A lesion half in grey matter (longer T2) and half in white matter: with enough pure voxels
+    each half gets the edge signal of its own tissue; with too few the edge is one ratio times
+    the normal-tissue reference, the same on both sides."""
+    from inference.stroke.threshold import edge_signal
+
+    lesion = np.zeros((12, 24, 24), dtype=bool)
+    lesion[2:10, 3:21, 3:21] = True
+    t2 = np.where(np.arange(24)[None, None, :] < 12, 0.8, 0.6) * np.ones(lesion.shape)
+    adc = np.where(lesion, 500.0, 800.0)
+    dwi = (t2 * 1.25 * np.exp(-1e-3 * adc)).astype(np.float32)
+    s0 = (dwi * np.exp(1e-3 * adc)).astype(np.float32)
+    normal = np.full(lesion.shape, 0.3, dtype=np.float32)
+    spacing = (1.0, 1.0, 1.0)
+    grey, white = (6, 12, 4), (6, 12, 19)
+
+    edge = edge_signal(lesion, dwi, normal, s0, spacing, [3.0] * 3, 10, 30)
+    assert edge is not None
+    assert edge[grey] == pytest.approx(dwi[grey], rel=0.03)
+    assert edge[white] == pytest.approx(dwi[white], rel=0.03)
+    assert edge[grey] / edge[white] > 1.25
+
+    few = edge_signal(lesion, dwi, normal, s0, spacing, [3.0] * 3, 10, 10**6)
+    assert few is not None and few[grey] == pytest.approx(few[white])
+    none = edge_signal(lesion[:, :, :4] & False, dwi[:, :, :4], normal[:, :, :4],
+                       s0[:, :, :4], spacing, [3.0] * 3, 10, 30)
+    assert none is None
