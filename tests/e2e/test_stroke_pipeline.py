@@ -50,17 +50,18 @@ from tests.support.peers import pixelmed
 from tests.support.peers.orthanc import OrthancServer, requires_orthanc, running_orthanc
 from tests.support.peers.pixelmed_allowlist import unexplained
 from workers.db import jobs as job_table
+from workers.pipelines.stroke import STROKE
 
 pytestmark = requires_orthanc
 
 SENDER = "MR_SCANNER"
-QUIET_PERIOD_S = 10.0
-"""How long a series may go without an instance before the node takes it as complete. The
-studies are sent one after the other while the node (in this process) analyses the ones before;
-on a loaded two-core machine that has held up the receipt of one study's next instance for
-1.7 s, and with a 1 s quiet period the study was then analysed in part (not analysed, its SR
-without a volume) and again as an amendment when the rest came in. The price of a longer one is
-the wait for the last study's series to complete."""
+QUIET_PERIOD_S = float(STROKE.rule["quiet_period_s"])
+"""How long a series may go without an instance before the node takes it as complete: the
+stroke rule's own (20 s). The studies are sent one after the other while the node (in this
+process) analyses the ones before; on a loaded two-core machine that has held up the receipt of
+a study's next instance for up to 4.4 s, and with the 1 s used before, a study was analysed in
+part (not analysed, its SR without a volume) and again as an amendment when the rest came in.
+The price is the wait for the last study's series to complete."""
 
 
 @dataclass(frozen=True)
