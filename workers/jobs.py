@@ -158,6 +158,7 @@ def _start(conn: Connection, row: RowMapping, worker: str, cfg: WorkersConfig,
         job_id=row["id"], attempt=attempt, study_instance_uid=row["study_instance_uid"],
         pipeline=row["pipeline"], model_version=row["model_version"],
         series=tuple(SeriesSummary.model_validate(s) for s in row["series"]), device=device,
+        amendment=row["amendment"],
     )
 
 

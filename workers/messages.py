@@ -93,6 +93,8 @@ class JobContext(_Message):
     model_version: str
     series: tuple[SeriesSummary, ...]
     device: str = "cpu"
+    amendment: int = 0
+    """Which completion of the study this job answers (0 the first; a late series makes 1, 2...)."""
 
     @property
     def key(self) -> str:

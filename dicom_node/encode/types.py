@@ -261,7 +261,10 @@ class EncodeContext:
         algorithm: AlgorithmInfo,
         clock: Clock,
         uid_root: str = UUID_ROOT,
+        amendment: int = 0,
     ) -> EncodeContext:
-        """The context of one job, keyed like the job: (study, pipeline, model version)."""
-        uids = UidFactory(study_instance_uid, pipeline.value, algorithm.version, uid_root)
+        """The context of one job, keyed like the job: (study, pipeline, model version,
+        amendment); see `UidFactory` for why an amendment gets new UIDs."""
+        uids = UidFactory(study_instance_uid, pipeline.value, algorithm.version, uid_root,
+                          amendment)
         return cls(pipeline=pipeline, algorithm=algorithm, uids=uids, clock=clock)

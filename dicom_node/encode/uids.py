@@ -44,21 +44,29 @@ def derive_uid(root: str, key: str) -> str:
 
 @dataclass(frozen=True)
 class UidFactory:
-    """UIDs of one job's outputs: the same (study, pipeline, model version, name) always
-    gives the same UID, and a different model version gives different ones."""
+    """UIDs of one job's outputs: the same (study, pipeline, model version, amendment, name)
+    always gives the same UID, and a different model version or amendment gives different ones.
+
+    A re-run of the same job writes the same objects again; an amendment of the study (a late
+    series made it run again) writes new instances, because a PACS that already holds a SOP
+    Instance UID keeps its first copy (Orthanc's default) and would go on showing the earlier
+    result. Amendment 0 keys exactly as before amendments were part of the key."""
 
     study_instance_uid: str
     pipeline: str
     model_version: str
     root: str = UUID_ROOT
+    amendment: int = 0
 
     def __post_init__(self) -> None:
         derive_uid(self.root, "")  # validates the root once, at construction
 
     def uid(self, name: str) -> str:
         """The UID named `name` within this job (e.g. "sr.sop", "tracking:IPH")."""
-        key = "|".join(("output", self.study_instance_uid, self.pipeline, self.model_version, name))
-        return derive_uid(self.root, key)
+        parts = ["output", self.study_instance_uid, self.pipeline, self.model_version, name]
+        if self.amendment:
+            parts.insert(4, f"amendment-{self.amendment}")
+        return derive_uid(self.root, "|".join(parts))
 
     def device_uid(self, weights_sha256: str) -> str:
         """The Device UID of a model, derived from its weights alone (IHE AIR: it changes

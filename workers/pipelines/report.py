@@ -122,7 +122,7 @@ class Reporter:
         """Encode and store every output of the job; returns what was stored."""
         algorithm = self._algorithm()
         ctx = EncodeContext.for_job(context.study_instance_uid, self.spec.kind, algorithm,
-                                    utcnow)
+                                    utcnow, amendment=context.amendment)
         encoded = encode_outputs(sources, findings, ctx)
         folder = self.facts.output_dir / context.study_instance_uid / self.spec.name
         folder.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ def write_views(reporter: Reporter, algorithm: AlgorithmInfo, context: JobContex
     source SOP Instance UID to its spool file (the overlay's key images are read whole)."""
     heatmaps = saliency_by_image(prediction)
     ctx = EncodeContext.for_job(context.study_instance_uid, reporter.spec.kind, algorithm,
-                                utcnow)
+                                utcnow, amendment=context.amendment)
     try:
         uids = view_uids(sources, findings, heatmaps)
         images = {uid: dcmread(paths[uid]) for uid in uids if uid in paths}

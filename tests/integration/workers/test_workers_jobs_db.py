@@ -65,6 +65,9 @@ def test_amended_study_supersedes_and_a_late_old_amendment_does_nothing(
     assert get_job(engine, old.id).state is JobState.SUPERSEDED
     assert get_job(engine, new.id).state is JobState.QUEUED
     assert on_study_ready(engine, cfg, _study("alpha routine", study_uid=uid)) == []
+    # The job of the amendment knows it is one (its DICOM outputs get new instance UIDs).
+    claimed = claim(engine, cfg, new.id, "w", "cpu", utcnow()).context
+    assert claimed is not None and claimed.amendment == 1
 
 
 def test_claim_is_exclusive_and_a_stale_attempt_cannot_finish(tmp_path: Path,

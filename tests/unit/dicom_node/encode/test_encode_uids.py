@@ -92,3 +92,27 @@ def test_a_rerun_replaces_and_a_new_model_version_does_not() -> None:
         a, b = getattr(first, kind), getattr(newer, kind)
         assert a.SOPInstanceUID != b.SOPInstanceUID
         assert a.SeriesInstanceUID != b.SeriesInstanceUID
+
+
+def test_an_amendment_writes_new_instances_and_amendment_0_keeps_the_job_key_uids() -> None:
+    # A PACS keeps the first copy of a SOP Instance UID: the objects of a study's later
+    # completion (a late series) must be new instances, or the earlier result stays on show.
+    case, first = _encode("1.0.0")
+    study = str(case.sources[0].StudyInstanceUID)
+    algorithm = sample_algorithm("ICH", "1.0.0", b"w")
+    explicit_0 = encode_outputs(case.sources, [*case.masks, *case.probabilities],
+                                EncodeContext.for_job(study, Pipeline.ICH, algorithm,
+                                                      fixed_clock(), amendment=0))
+    amended = encode_outputs(case.sources, [*case.masks, *case.probabilities],
+                             EncodeContext.for_job(study, Pipeline.ICH, algorithm,
+                                                   fixed_clock(), amendment=1))
+    amended_again = encode_outputs(case.sources, [*case.masks, *case.probabilities],
+                                   EncodeContext.for_job(study, Pipeline.ICH, algorithm,
+                                                         fixed_clock(), amendment=1))
+    for kind in ("seg", "sr", "kos"):
+        a, b = getattr(first, kind), getattr(amended, kind)
+        assert getattr(explicit_0, kind).SOPInstanceUID == a.SOPInstanceUID
+        assert a.SOPInstanceUID != b.SOPInstanceUID
+        assert a.SeriesInstanceUID != b.SeriesInstanceUID
+        # A re-run of the amendment's own job still replaces its objects.
+        assert _bytes(b) == _bytes(getattr(amended_again, kind))
