@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from dicom_node.errors import DatasetMismatch, StoreRefused
@@ -149,13 +150,9 @@ def _recover(ingestor: Ingestor, path: Path, study_uid: str, series_uid: str,
     """One unindexed file: "indexed", "quarantined", "removed" (a copy of an instance indexed
     elsewhere) or "gone" (removed meanwhile)."""
     index = ingestor.index
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return "gone"
-    except OSError as exc:
-        return _quarantine(ingestor, path, sop_uid, StoreRefused(
-            f"spool file unreadable: {exc.strerror or type(exc).__name__}"), None)
+    raw = _read(ingestor, path, sop_uid, "spool file")
+    if isinstance(raw, str):
+        return raw
     try:
         found = _validate(raw, study_uid, series_uid, sop_uid, ingestor.max_inflated_bytes)
     except Exception as exc:  # noqa: BLE001 - every failure quarantines the file with its reason
@@ -183,29 +180,17 @@ def _recover_slot(ingestor: Ingestor, slot: Path) -> str:
     """One abandoned slot: "placed" (moved to its final path, for the scan to index),
     "dropped" (an identical file is there), "quarantined" or "gone" (removed meanwhile)."""
     spool = ingestor.spool
-    try:
-        raw = slot.read_bytes()
-    except FileNotFoundError:
-        return "gone"
-    except OSError as exc:
-        return _quarantine(ingestor, slot, None, StoreRefused(
-            f"spool slot unreadable: {exc.strerror or type(exc).__name__}"), None)
+    raw = _read(ingestor, slot, None, "spool slot")
+    if isinstance(raw, str):
+        return raw
     if not raw:
         return "gone"  # an empty slot belongs to the pool
     if not spool.slot_is_complete(slot, raw):
         return _quarantine(ingestor, slot, None, IncompleteSlot(
             "spool slot incomplete: a store cut before its acknowledgement"), None)
     try:
-        meta, _ = read_file_meta(raw)
-        sop_uid = checked_uid(meta.get("MediaStorageSOPInstanceUID"),
-                              "MediaStorageSOPInstanceUID")
-        transfer_syntax = checked_uid(meta.get("TransferSyntaxUID"), "TransferSyntaxUID")
-        if transfer_syntax == DeflatedExplicitVRLittleEndian:
-            check_inflated_size(raw, ingestor.max_inflated_bytes)
-        header = read_header(
-            raw, expected_sop_class=checked_uid(meta.get("MediaStorageSOPClassUID"),
-                                                "MediaStorageSOPClassUID"),
-            expected_sop_instance=sop_uid, transfer_syntax=transfer_syntax)
+        header, _ = _read_instance(raw, None, ingestor.max_inflated_bytes)
+        sop_uid = header.sop_instance_uid
         final = spool.path_for(header.study_instance_uid, header.series_instance_uid, sop_uid)
     except Exception as exc:  # noqa: BLE001 - every failure quarantines the slot with its reason
         return _quarantine(ingestor, slot, None, refusal_for(exc), exc)
@@ -244,9 +229,27 @@ class ConflictingSlot(StoreRefused):
     reason_code = "conflicting_slot"
 
 
-def _validate(raw: bytes, study_uid: str, series_uid: str, sop_uid: str,
-              max_inflated_bytes: int) -> _Found:
+def _read(ingestor: Ingestor, path: Path, sop_uid: str | None, what: str) -> bytes | str:
+    """The bytes of a spool file or slot; else the outcome: "gone" (removed meanwhile) or
+    "quarantined" (unreadable)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return "gone"
+    except OSError as exc:
+        return _quarantine(ingestor, path, sop_uid, StoreRefused(
+            f"{what} unreadable: {exc.strerror or type(exc).__name__}"), None)
+
+
+def _read_instance(raw: bytes, sop_uid: str | None,
+                   max_inflated_bytes: int) -> tuple[InstanceHeader, Dataset]:
+    """Header and File Meta of a spool file or slot, validated as on receipt (File Meta,
+    deflate limit, structure, identifiers); the SOP Instance UID must be `sop_uid` (a file's
+    name), or with None the one its File Meta gives (a slot). Raises what validation raises."""
     meta, _ = read_file_meta(raw)
+    if sop_uid is None:
+        sop_uid = checked_uid(meta.get("MediaStorageSOPInstanceUID"),
+                              "MediaStorageSOPInstanceUID")
     transfer_syntax = checked_uid(meta.get("TransferSyntaxUID"), "TransferSyntaxUID")
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         check_inflated_size(raw, max_inflated_bytes)
@@ -254,6 +257,12 @@ def _validate(raw: bytes, study_uid: str, series_uid: str, sop_uid: str,
         raw, expected_sop_class=checked_uid(meta.get("MediaStorageSOPClassUID"),
                                             "MediaStorageSOPClassUID"),
         expected_sop_instance=sop_uid, transfer_syntax=transfer_syntax)
+    return header, meta
+
+
+def _validate(raw: bytes, study_uid: str, series_uid: str, sop_uid: str,
+              max_inflated_bytes: int) -> _Found:
+    header, meta = _read_instance(raw, sop_uid, max_inflated_bytes)
     if (header.study_instance_uid, header.series_instance_uid) != (study_uid, series_uid):
         raise DatasetMismatch("spool file lies outside its study/series folder")
     return _Found(header, _ae(meta.get("SendingApplicationEntityTitle")),
