@@ -324,9 +324,7 @@ class Spool:
         flags = os.O_WRONLY | (os.O_CREAT | os.O_EXCL if created else os.O_TRUNC)
         fd = os.open(slot, flags, 0o640)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
             marked = self._set_mark(fd, data)
             os.fsync(fd)
         finally:
@@ -531,12 +529,17 @@ def _mark(data: bytes) -> str:
     return f"{len(data)}:{zlib.crc32(data):08x}"
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Writes all of `data` to `fd` (os.write may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _write_synced(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
