@@ -28,8 +28,10 @@ from dataclasses import replace
 from multiprocessing.process import BaseProcess
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
 
 from dicom_node.assembly import utc_now
+from dicom_node.config import DicomNodeConfig
 from dicom_node.events import SeriesSummary
 from dicom_node.index.headers import InstanceHeader
 from dicom_node.index.store import IndexStore
@@ -87,6 +89,23 @@ def quiet_period_function(settings: Settings) -> Callable[[InstanceHeader], floa
     return quiet_period
 
 
+def receive_path(settings: Settings, engine: Engine, metrics: IngestMetrics,
+                 associations: AssociationAudit, *, config: DicomNodeConfig | None = None,
+                 slot_folder: str = ".slots") -> tuple[Ingestor, DicomServer]:
+    """The receive path of one process, the node's or an acceptor child's: spool (with this
+    process's slot folder), index store, ingestor, Storage SCP and listener on `config`
+    (default `settings.dicom`), audited by `associations`. The spool and index are the
+    ingestor's."""
+    config = settings.dicom if config is None else config
+    spool = Spool(config.spool_dir, config.min_free_bytes, slot_folder=slot_folder)
+    ingestor = Ingestor(spool, IndexStore(engine), quiet_period=quiet_period_function(settings),
+                        clock=utc_now, metrics=metrics,
+                        max_inflated_bytes=config.max_inflated_bytes)
+    server = DicomServer(config, StorageSCP(ingestor, on_stored=associations.on_stored),
+                         metrics=metrics, on_association=associations.on_association)
+    return ingestor, server
+
+
 def tagged(submit: Callable[[AuditEvent], None], acceptor: int) -> Callable[[AuditEvent], None]:
     """`submit` with the acceptor process's number added to each event's detail (0: the node's
     own process), so that the audit trail tells which process received an association."""
@@ -117,17 +136,13 @@ def run_acceptor(settings: Settings, acceptor: int, port: int) -> None:
     engine = create_engine(settings.database.url)  # migrated by the node's process
     registry = CollectorRegistry()  # not exported: the node's /metrics shows its own process
     metrics = IngestMetrics(registry)
-    spool = Spool(config.spool_dir, config.min_free_bytes, slot_folder=slot_folder(acceptor))
-    ingestor = Ingestor(spool, IndexStore(engine), quiet_period=quiet_period_function(settings),
-                        clock=utc_now, metrics=metrics,
-                        max_inflated_bytes=config.max_inflated_bytes)
     recorder = AuditRecorder(AuditLog(engine), AuditMetrics(registry),
                              capacity=settings.audit.queue_size)
     audit = AssociationAudit(tagged(recorder.submit, acceptor), config.ae_title)
-    server = DicomServer(config, StorageSCP(ingestor, on_stored=audit.on_stored),
-                         metrics=metrics, on_association=audit.on_association)
+    ingestor, server = receive_path(settings, engine, metrics, audit, config=config,
+                                    slot_folder=slot_folder(acceptor))
     recorder.start()
-    spool.prepare()
+    ingestor.spool.prepare()
     server.start()
     log.info("acceptor process %d listening port=%d pid=%d", acceptor, port, os.getpid())
     while not stop.wait(0.2):

@@ -18,9 +18,8 @@ from dicom_node.metrics import IngestMetrics
 from dicom_node.recovery import recover_unindexed
 from dicom_node.retention import SpoolWatch
 from dicom_node.scp.server import DicomServer
-from dicom_node.scp.storage import StorageSCP
 from dicom_node.spool import Spool
-from infernode.acceptor import AcceptorSupervisor, quiet_period_function, tagged
+from infernode.acceptor import AcceptorSupervisor, receive_path, tagged
 from infernode.audit_hooks import AssociationAudit, NodeAudit
 from infernode.cli_retention import Retention, RetentionMetrics
 from infernode.console.switches import apply_switches
@@ -73,25 +72,16 @@ class Node:
         migrate(engine)
         registry = CollectorRegistry()
         metrics = IngestMetrics(registry)
-        spool = Spool(settings.dicom.spool_dir, settings.dicom.min_free_bytes)
-        index = IndexStore(engine)
         handlers: list[Callable[[StudyReady], None]] = []
 
         wcfg = workers_config(settings)
-        quiet_period = quiet_period_function(settings)
-
-        ingestor = Ingestor(
-            spool, index, quiet_period=quiet_period, clock=utc_now, metrics=metrics,
-            max_inflated_bytes=settings.dicom.max_inflated_bytes,
-        )
         audit = NodeAudit(engine, registry, settings)
         if settings.dicom.acceptor_processes > 1:
             # The audit trail tells which acceptor process received an association (0: this).
             audit.associations = AssociationAudit(tagged(audit.recorder.submit, 0),
                                                   settings.dicom.ae_title)
-        storage = StorageSCP(ingestor, on_stored=audit.associations.on_stored)
-        server = DicomServer(settings.dicom, storage, metrics=metrics,
-                             on_association=audit.associations.on_association)
+        ingestor, server = receive_path(settings, engine, metrics, audit.associations)
+        spool, index = ingestor.spool, ingestor.index
 
         def dispatch(event: StudyReady) -> None:
             log.info(
