@@ -233,8 +233,9 @@ def _register_subcommands() -> None:
                   help="Monitoring: drift, agreement with final reports, references")
     app.command("route", help="Explain which routing rules match a study")(cli_jobs.route)
     app.command("worker", help="Run a Celery worker for some pipelines")(cli_jobs.worker)
-    from infernode import cli_audit
+    from infernode import cli_audit, cli_db
 
+    app.add_typer(cli_db.app, name="db", help="Database schema: current revisions, upgrade")
     app.command("audit", help="Query the audit trail (time, category, actor, subject)")(
         cli_audit.audit)
 

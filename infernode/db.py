@@ -8,11 +8,14 @@ PostgreSQL for more than one host. Each package keeps its Alembic revisions in i
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from workers.db import make_engine
@@ -50,3 +53,32 @@ def migrate(engine: Engine) -> None:
     """Brings every package's tables to their newest revision (idempotent)."""
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "heads")
+
+
+@dataclass(frozen=True)
+class BranchState:
+    """Where one package's branch of the schema stands: `current` is None when none of its
+    revisions was applied yet."""
+
+    branch: str
+    current: str | None
+    head: str
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == self.head
+
+
+def schema_state(engine: Engine) -> list[BranchState]:
+    """Each package's branch with its applied and newest revision, in branch order. Reads
+    only: nothing is migrated."""
+    with engine.connect() as conn:
+        script = ScriptDirectory.from_config(alembic_config(conn))
+        applied = set(MigrationContext.configure(conn).get_current_heads())
+    states = []
+    for head in script.get_heads():
+        lineage = [rev for rev in script.iterate_revisions(head, "base") if rev is not None]
+        branch = next((label for rev in lineage for label in sorted(rev.branch_labels)), head)
+        current = next((rev.revision for rev in lineage if rev.revision in applied), None)
+        states.append(BranchState(branch=branch, current=current, head=head))
+    return sorted(states, key=lambda state: state.branch)
