@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -163,6 +164,12 @@ class _Handler(socketserver.BaseRequestHandler):
             log.info("MLLP connection from a host not allowed; closed")
             return
         sock.settimeout(self.server.idle_timeout_s)
+        if self.server.ssl_context is not None:
+            try:
+                sock = self.server.ssl_context.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                log.info("MLLP TLS handshake failed (%s); closed", type(exc).__name__)
+                return
         buffer = b""
         while True:
             try:
@@ -195,9 +202,10 @@ class _Server(socketserver.ThreadingTCPServer):
 
     def __init__(self, address: tuple[str, int], on_report: ReportHandler,
                  clock: Callable[[], datetime], idle_timeout_s: float,
-                 allowed_hosts: frozenset[str]) -> None:
+                 allowed_hosts: frozenset[str], ssl_context: ssl.SSLContext | None) -> None:
         super().__init__(address, _Handler)
         self.allowed_hosts = allowed_hosts
+        self.ssl_context = ssl_context
         self.on_report = on_report
         self.clock = clock
         self.idle_timeout_s = idle_timeout_s
@@ -212,13 +220,16 @@ class _Server(socketserver.ThreadingTCPServer):
 
 class MllpListener:
     """A threaded MLLP listener; `start()` binds and returns the port. With `allowed_hosts`
-    (IP addresses), a connection from any other address is closed unanswered."""
+    (IP addresses), a connection from any other address is closed unanswered; with
+    `ssl_context` (`mllp.server_tls_context`), every connection is TLS: the handshake runs in
+    the connection's own thread under `idle_timeout_s`, and one that fails is closed."""
 
     def __init__(self, host: str, port: int, on_report: ReportHandler, *,
                  clock: Callable[[], datetime] | None = None,
-                 idle_timeout_s: float = 300.0, allowed_hosts: Iterable[str] = ()) -> None:
+                 idle_timeout_s: float = 300.0, allowed_hosts: Iterable[str] = (),
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._server = _Server((host, port), on_report, clock or (lambda: datetime.now(UTC)),
-                               idle_timeout_s, frozenset(allowed_hosts))
+                               idle_timeout_s, frozenset(allowed_hosts), ssl_context)
         self._thread: threading.Thread | None = None
 
     @property

@@ -1,5 +1,6 @@
 """MLLP client: one HL7 v2 message over TCP, then its ACK (HL7 v2.5.1 Appendix C, MLLP
-release 2: start block 0x0B, payload, end block 0x1C 0x0D).
+release 2: start block 0x0B, payload, end block 0x1C 0x0D), optionally inside TLS (1.2 or newer;
+`client_tls_context`, and `server_tls_context` for the listener).
 
 Failures map onto the two delivery error types: no connection, timeouts, a broken frame and
 AE/CE acknowledgments are transient; AR/CR (the receiver rejects the message itself) are
@@ -18,6 +19,33 @@ from hl7_fhir.hl7v2.ack import ACCEPT, ERROR, REJECT, Ack, parse_ack
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
 MAX_ACK_BYTES = 1 << 20
+
+
+def client_tls_context(ca_file: str, cert_file: str | None = None,
+                       key_file: str | None = None) -> ssl.SSLContext:
+    """A client context that trusts only `ca_file`, checks the receiver's name (or IP address)
+    against its certificate, and presents the node's certificate when one is given (a receiver
+    that asks for client certificates)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def server_tls_context(cert_file: str, key_file: str,
+                       client_ca_file: str | None = None) -> ssl.SSLContext:
+    """A listener context with the node's certificate; with `client_ca_file`, a sender must
+    present a certificate issued by that CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca_file:
+        context.load_verify_locations(cafile=client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    else:
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def frame(message: str) -> bytes:

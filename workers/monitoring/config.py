@@ -27,6 +27,17 @@ def default_label_rules() -> dict[str, LabelRules]:
     }
 
 
+class ListenerTls(BaseModel):
+    """The listener's certificate and key; with `client_ca_file`, a sender must present a
+    certificate issued by that CA."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+
+
 class ListenerConfig(BaseModel):
     """Where the HL7 v2 listener for final reports (ORU^R01 over MLLP) binds."""
 
@@ -36,6 +47,8 @@ class ListenerConfig(BaseModel):
     port: int = Field(default=2575, ge=0, le=65535)
     allowed_hosts: tuple[str, ...] = Field(
         default=(), description="IP addresses that may send reports (the RIS); none: any")
+    tls: ListenerTls | None = Field(
+        default=None, description="MLLP inside TLS 1.2+ (every connection); None: plain TCP")
 
 
 class FhirPollConfig(BaseModel):

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hl7_fhir.client import BearerToken, FhirClient
 from hl7_fhir.errors import DeliveryError
 from hl7_fhir.hl7v2.listener import MllpListener
+from hl7_fhir.hl7v2.mllp import server_tls_context
 from hl7_fhir.labels import FinalReport, final_report_from_fhir
 from workers.monitoring.aggregate import ReferenceLookup, aggregate_day
 from workers.monitoring.agreement import record_report
@@ -88,9 +89,12 @@ class MonitoringService:
             thread.start()
             self._threads.append(thread)
         if self.cfg.listener is not None:
-            self.listener = MllpListener(self.cfg.listener.host, self.cfg.listener.port,
-                                         self.on_report,
-                                         allowed_hosts=self.cfg.listener.allowed_hosts)
+            listen = self.cfg.listener
+            tls = listen.tls
+            self.listener = MllpListener(
+                listen.host, listen.port, self.on_report, allowed_hosts=listen.allowed_hosts,
+                ssl_context=(server_tls_context(tls.cert_file, tls.key_file, tls.client_ca_file)
+                             if tls is not None else None))
             port = self.listener.start()
             log.info("HL7 final-report listener on port %d", port)
 

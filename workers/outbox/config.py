@@ -79,7 +79,8 @@ class _Destination(BaseModel):
 
 
 class DicomTls(BaseModel):
-    """DICOM over TLS to a PACS (PS3.15 B.1): its CA, and the node's certificate if asked."""
+    """TLS to a receiver (DICOM, PS3.15 B.1; or MLLP): its CA, and the node's certificate if
+    asked."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -213,6 +214,9 @@ class MllpDestination(_Destination):
     type: Literal["mllp"] = "mllp"
     host: str
     port: int = Field(ge=1, le=65535)
+    tls: DicomTls | None = Field(
+        default=None, description="MLLP inside TLS 1.2+: the receiver's CA (its name or IP "
+        "address is checked against its certificate), and the node's certificate if it asks")
     accepted_kinds: ClassVar[tuple[str, ...]] = (HL7_ORU,)
     default_kinds: ClassVar[tuple[str, ...]] = (HL7_ORU,)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hl7_fhir.errors import PermanentDeliveryError, TransientDeliveryError
-from hl7_fhir.hl7v2.mllp import send_mllp
+from hl7_fhir.hl7v2.mllp import client_tls_context, send_mllp
 from workers.outbox.adapters.base import Sent, failure_from, invalid, missing
 from workers.outbox.claims import DueDelivery, Failure
 from workers.outbox.config import MllpDestination
@@ -18,6 +18,9 @@ class MllpAdapter:
 
     def __init__(self, dest: MllpDestination) -> None:
         self._dest = dest
+        tls = dest.tls
+        self._ssl = (client_tls_context(tls.ca_file, tls.cert_file, tls.key_file)
+                     if tls is not None else None)
 
     def _send_one(self, item: DueDelivery) -> Failure | None:
         gone = missing(item)
@@ -28,7 +31,8 @@ class MllpAdapter:
         except (OSError, UnicodeDecodeError):
             return invalid(item, "a UTF-8 ER7 message")
         try:
-            send_mllp(message, self._dest.host, self._dest.port, timeout_s=self._dest.timeout_s)
+            send_mllp(message, self._dest.host, self._dest.port, timeout_s=self._dest.timeout_s,
+                      ssl_context=self._ssl)
         except ValueError:
             # no MSH segment or no control id: the file is not an HL7 message
             return invalid(item, "an HL7 v2 message with MSH-10")

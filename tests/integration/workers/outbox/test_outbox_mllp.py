@@ -77,3 +77,28 @@ def test_an_operator_dead_letters_a_retrying_delivery_and_replays_it_later(
         admin.replay(engine, clock(), delivery_ids=[pending.id])
         cfg = _config(ris.port)
         assert DeliveryRunner(engine, cfg, clock=clock).run_due_once().delivered == 1
+
+
+def test_oru_over_tls_reaches_a_listener_that_requires_client_certificates(
+        engine: Engine, clock: MovableClock, tmp_path: Path) -> None:
+    from hl7_fhir.hl7v2.listener import MllpListener
+    from hl7_fhir.hl7v2.mllp import server_tls_context
+    from tests.support.peers.pki import make_pki
+
+    pki = make_pki(tmp_path)
+    received = []
+    ris = MllpListener("127.0.0.1", 0, received.append, ssl_context=server_tls_context(
+        str(pki / "server.pem"), str(pki / "server.key"), client_ca_file=str(pki / "ca.pem")))
+    port = ris.start()
+    try:
+        cfg = WorkersConfig(delivery=DeliveryConfig.model_validate({"destinations": [
+            {"type": "mllp", "name": "ris", "host": "127.0.0.1", "port": port, "timeout_s": 10,
+             "tls": {"ca_file": str(pki / "ca.pem"), "cert_file": str(pki / "client.pem"),
+                     "key_file": str(pki / "client.key")}}]}))
+        job = running_job(engine, cfg, clock())
+        succeed(engine, job, clock(), (write_oru(tmp_path),))
+        assert DeliveryRunner(engine, cfg, clock=clock).run_due_once().delivered == 1
+    finally:
+        ris.stop()
+    # The ORU the node writes is a preliminary result: read and acknowledged, not a final report.
+    assert received == []
