@@ -11,7 +11,9 @@ Three kinds of report come out of one function:
   prediction was unstable): the same group, with those words.
 
 Every report is UNVERIFIED, PRELIMINARY and COMPLETE (what the algorithm was asked to do, it
-did); the evidence lists every source instance and the SEG.
+did); the evidence lists every source instance and the SEG. The SR of an amendment names the
+SR it supersedes in its Predecessor Documents Sequence (PS3.3 C.17.2, SR Document General
+Module; ``ctx.predecessors``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dicom_node.encode.sr_groups import (
 from dicom_node.encode.text import shape_text
 from dicom_node.encode.types import (
     BoxFinding,
+    DocumentRef,
     EncodeContext,
     Finding,
     Indeterminate,
@@ -76,6 +79,21 @@ def _groups(
         else:  # pragma: no cover - the Finding union is closed
             raise TypeError(f"unknown finding type {type(finding).__name__}")
     return groups
+
+
+def _previous_versions(refs: Sequence[DocumentRef]) -> list[Dataset] | None:
+    """The identifiers highdicom needs to write the Predecessor Documents Sequence."""
+    if not refs:
+        return None
+    items = []
+    for ref in refs:
+        ds = Dataset()
+        ds.StudyInstanceUID = ref.study_instance_uid
+        ds.SeriesInstanceUID = ref.series_instance_uid
+        ds.SOPClassUID = ref.sop_class_uid
+        ds.SOPInstanceUID = ref.sop_instance_uid
+        items.append(ds)
+    return items
 
 
 def is_negative(findings: Sequence[Finding]) -> bool:
@@ -148,6 +166,7 @@ def encode_sr(
         series_description=series_description(ctx, "SR", sources[0]),
         manufacturer_model_name=ctx.algorithm.model_name,
         software_versions=ctx.algorithm.version,
+        previous_versions=_previous_versions(ctx.predecessors),
         specific_character_set=None,  # written by finish
     )
     finish(sr, ctx, when, sources[0], original)

@@ -242,9 +242,35 @@ class SeriesNumbers:
     kos: int = 9003
 
 
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+@dataclass(frozen=True)
+class DocumentRef:
+    """An earlier SR document that a new one supersedes: the identifiers its Predecessor
+    Documents Sequence (0040,A360) names (PS3.3 C.17.2, SR Document General Module: Study
+    Instance UID, Referenced Series Sequence > Series Instance UID, Referenced SOP Sequence >
+    SOP Class and Instance UID)."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_class_uid: str
+    sop_instance_uid: str
+
+    def __post_init__(self) -> None:
+        for name in ("study_instance_uid", "series_instance_uid", "sop_class_uid",
+                     "sop_instance_uid"):
+            value = getattr(self, name)
+            if len(value) > 64 or not _UID.match(value):
+                raise ValueError(f"{name} is not a valid UID")
+
+
 @dataclass(frozen=True)
 class EncodeContext:
-    """What every encoder needs besides sources and findings, grouped to keep signatures short."""
+    """What every encoder needs besides sources and findings, grouped to keep signatures short.
+
+    `predecessors` are the SR documents an amendment's SR supersedes (empty for a first
+    result); only the SR uses them."""
 
     pipeline: Pipeline
     algorithm: AlgorithmInfo
@@ -252,6 +278,7 @@ class EncodeContext:
     clock: Clock
     series_numbers: SeriesNumbers = field(default_factory=SeriesNumbers)
     institution_name: str | None = None
+    predecessors: tuple[DocumentRef, ...] = ()
 
     @classmethod
     def for_job(
@@ -262,9 +289,12 @@ class EncodeContext:
         clock: Clock,
         uid_root: str = UUID_ROOT,
         amendment: int = 0,
+        predecessors: tuple[DocumentRef, ...] = (),
     ) -> EncodeContext:
         """The context of one job, keyed like the job: (study, pipeline, model version,
-        amendment); see `UidFactory` for why an amendment gets new UIDs."""
+        amendment); see `UidFactory` for why an amendment gets new UIDs. `predecessors`: the
+        earlier SR an amendment's SR supersedes."""
         uids = UidFactory(study_instance_uid, pipeline.value, algorithm.version, uid_root,
                           amendment)
-        return cls(pipeline=pipeline, algorithm=algorithm, uids=uids, clock=clock)
+        return cls(pipeline=pipeline, algorithm=algorithm, uids=uids, clock=clock,
+                   predecessors=predecessors)

@@ -46,6 +46,7 @@ from workers.errors import PermanentError
 from workers.failures import shape_reason
 from workers.messages import JobContext, OutputRef, PipelineResult, ReportOutcome
 from workers.pipelines import mapping
+from workers.pipelines.predecessor import previous_sr
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,10 @@ class Reporter:
               conclusion: str) -> tuple[OutputRef, ...]:
         """Encode and store every output of the job; returns what was stored."""
         algorithm = self._algorithm()
+        earlier = previous_sr(self.engine, context)
         ctx = EncodeContext.for_job(context.study_instance_uid, self.spec.kind, algorithm,
-                                    utcnow, amendment=context.amendment)
+                                    utcnow, amendment=context.amendment,
+                                    predecessors=(earlier,) if earlier is not None else ())
         encoded = encode_outputs(sources, findings, ctx)
         folder = self.facts.output_dir / context.study_instance_uid / self.spec.name
         folder.mkdir(parents=True, exist_ok=True)
