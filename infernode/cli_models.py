@@ -104,11 +104,19 @@ def train(
     n_test: Annotated[int | None, typer.Option(help="override the held-out test studies")
                       ] = None,
     seed: Annotated[int | None, typer.Option(help="override the seed")] = None,
-    lr: Annotated[float | None, typer.Option(help="fracture: peak learning rate")] = None,
+    lr: Annotated[float | None, typer.Option(help="ich, fracture: peak learning rate")] = None,
     fit_minutes: Annotated[float | None, typer.Option(
         help="fracture: wall-time budget of the fit (the schedule still ends properly)")] = None,
     init_from: Annotated[Path | None, typer.Option(
         help="ich, fracture: a weights.pt of the same architecture to continue from")] = None,
+    focus_class: Annotated[str | None, typer.Option(
+        help="ich: a subtype training should see more of (e.g. subarachnoid)")] = None,
+    focus_share: Annotated[float | None, typer.Option(
+        help="ich: share of each batch's sampling mass on slabs with the focus subtype")] = None,
+    focus_pos_weight: Annotated[float | None, typer.Option(
+        help="ich: weight of the focus subtype's positives in its slab and mask losses")] = None,
+    hu_shift: Annotated[float | None, typer.Option(
+        help="ich: soft-tissue HU shift range (+-) of the acquisition augmentation")] = None,
 ) -> None:
     """Train a demo model on phantoms (CPU, minutes) and write weights + model card."""
     from dataclasses import replace
@@ -122,11 +130,20 @@ def train(
         assert out is not None
         if n_test is not None:
             overrides["n_test"] = n_test
-        if init_from is not None:
-            overrides["init_from"] = str(init_from)
-        from inference.training.ich import TrainConfig, train_ich
+        from inference.training.ich import Augment, TrainConfig, train_ich
 
-        card = train_ich(out, replace(TrainConfig(), **overrides), log=console.print)
+        overrides.update({k: v for k, v in (
+            ("init_from", str(init_from) if init_from else None), ("lr", lr),
+            ("focus_class", focus_class), ("focus_share", focus_share),
+            ("focus_pos_weight", focus_pos_weight)) if v is not None})
+        if hu_shift is not None:
+            overrides["augment"] = replace(Augment(), hu_shift=hu_shift)
+        try:
+            cfg = replace(TrainConfig(), **overrides)
+        except ValueError as exc:
+            console.print(f"[red]{exc}")
+            raise typer.Exit(2) from exc
+        card = train_ich(out, cfg, log=console.print)
     elif pipeline == "fracture":
         from inference.training.fracture import TrainConfig as FractureConfig
         from inference.training.fracture import train_fracture

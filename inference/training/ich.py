@@ -63,6 +63,11 @@ class Augment:
 class TrainConfig:
     """Sizes, seeds and optimiser settings; the defaults take about 12 minutes on 2 CPU cores.
 
+    ``focus_class`` (a subtype; default none) is a class training should see more of: a
+    ``focus_share`` of each batch's sampling mass goes to slabs with that subtype, and its slab
+    loss and its mask loss weigh positives ``focus_pos_weight`` times. Without it training is
+    the same as before these options existed.
+
     Training phantoms are ``matrix`` pixels square with at most ``max_slices`` slices;
     calibration and test phantoms ``eval_matrix`` square. ``legacy_shape`` is the shape of the
     original-generator test phantoms (``n_legacy_test`` of them; 0 skips that test).
@@ -88,6 +93,15 @@ class TrainConfig:
     version: str = "0.3.0"
     augment: Augment = field(default_factory=lambda: Augment())
     init_from: str | None = None
+    focus_class: str | None = None
+    focus_share: float = 0.0
+    focus_pos_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.focus_class is not None and self.focus_class not in ICH_SUBTYPES:
+            raise ValueError(f"focus_class must be one of {ICH_SUBTYPES}")
+        if not 0.0 <= self.focus_share < 1.0 or self.focus_pos_weight <= 0:
+            raise ValueError("focus_share must be in [0, 1) and focus_pos_weight > 0")
 
 
 def card_skeleton(cfg: TrainConfig) -> dict[str, Any]:
@@ -248,13 +262,33 @@ def _dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - (2 * inter + 1) / (denom + 1))[present].mean()
 
 
-def _sampling_weights(y: torch.Tensor) -> torch.Tensor:
+def _sampling_weights(y: torch.Tensor, focus: int | None = None, focus_share: float = 0.0
+                      ) -> torch.Tensor:
     # half of each batch from slabs with any haemorrhage, rarer subtypes up-weighted
     pos = y[:, 0] > 0
     w = torch.where(pos, 0.5 / max(int(pos.sum()), 1), 0.5 / max(int((~pos).sum()), 1))
     freq = y[:, 1:].sum(0).clamp(min=1)
     boost = 1 + (y[:, 1:] * (freq.max() / freq)).max(dim=1).values.clamp(max=4) * 0.25
-    return w * boost
+    w = w * boost
+    if focus is None or focus_share <= 0:
+        return w
+    # a focus_share of the sampling mass spread evenly over the focus class's positive slabs
+    hit = y[:, focus] > 0
+    if not bool(hit.any()):
+        return w
+    return (1 - focus_share) * w / w.sum() + focus_share * hit.float() / int(hit.sum())
+
+
+def _pos_weights(cfg: TrainConfig) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Positive-class weights of the slab loss (per class) and of the mask loss (per subtype,
+    broadcast over pixels); none without a focus class."""
+    if cfg.focus_class is None or cfg.focus_pos_weight == 1.0:
+        return None, None
+    slab = torch.ones(len(ICH_CLASSES))
+    slab[ICH_CLASSES.index(cfg.focus_class)] = cfg.focus_pos_weight
+    mask = torch.ones(len(ICH_SUBTYPES), 1, 1)
+    mask[ICH_SUBTYPES.index(cfg.focus_class)] = cfg.focus_pos_weight
+    return slab, mask
 
 
 CAM_LAYERS = ("enc1", "enc2", "enc3")
@@ -294,7 +328,12 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.nn.Module
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs
                                                 * steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)
-    weights = _sampling_weights(bank.y)
+    focus = None if cfg.focus_class is None else ICH_CLASSES.index(cfg.focus_class)
+    weights = _sampling_weights(bank.y, focus, cfg.focus_share)
+    slab_pw, mask_pw = _pos_weights(cfg)
+    if focus is not None:
+        log(f"focus on {cfg.focus_class}: {int((bank.y[:, focus] > 0).sum())} slabs, "
+            f"share {cfg.focus_share}, positive weight {cfg.focus_pos_weight}")
     for epoch in range(cfg.epochs):
         net.train()
         total = 0.0
@@ -302,9 +341,10 @@ def fit(cfg: TrainConfig, log: Callable[[str], None] = print) -> torch.nn.Module
             idx = torch.multinomial(weights, cfg.batch_size, replacement=True, generator=gen)
             x, y, seg = bank.batch(idx, gen, cfg.augment)
             logits, seg_logits = net.forward_all(x)
-            loss = F.binary_cross_entropy_with_logits(logits, y) + cfg.seg_weight * (
-                F.binary_cross_entropy_with_logits(seg_logits, seg)
-                + _dice_loss(seg_logits, seg))
+            loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=slab_pw) + (
+                cfg.seg_weight * (
+                    F.binary_cross_entropy_with_logits(seg_logits, seg, pos_weight=mask_pw)
+                    + _dice_loss(seg_logits, seg)))
             opt.zero_grad()
             loss.backward()
             opt.step()
