@@ -271,7 +271,7 @@ class Ingestor:
                 existing: StoredInstance, *, counted: bool = False) -> Accepted:
         """A SOP Instance UID already indexed: the same content is a plain duplicate; other
         content is kept aside, recorded, and answered with a warning."""
-        differ = differences(header, existing)
+        differ = differences(header, existing, arrival.raw)
         if not counted:
             self.index.count_duplicate(header.sop_instance_uid)
         stored = InstanceStored(

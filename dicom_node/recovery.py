@@ -196,7 +196,7 @@ def _recover_slot(ingestor: Ingestor, slot: Path) -> str:
         return _quarantine(ingestor, slot, None, refusal_for(exc), exc)
     with ingestor.uid_lock(sop_uid):
         indexed = ingestor.index.stored_instance(sop_uid)
-        if indexed is not None and differences(header, indexed):
+        if indexed is not None and differences(header, indexed, raw):
             # Not the instance the row describes (acknowledged first): a conflicting repeat
             # whose lazy removal a power loss took, whatever the order of the slot names.
             return _quarantine(ingestor, slot, sop_uid, ConflictingSlot(

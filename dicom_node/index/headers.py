@@ -44,7 +44,9 @@ class InstanceHeader:
     accession_number: str | None
     study_date: str | None
     content_sha256: str | None = None
-    """SHA-256 of the Pixel Data value as received (of the data set without pixels)."""
+    """SHA-256 of the Pixel Data value as received (`parse.content_sha256`) when known; None
+    from `read_header`: the hash is computed only when a repeated SOP Instance UID is compared
+    (`store.differences`), so the index row of a new instance holds none."""
 
 
 def _uid(ds: Dataset, keyword: str) -> str:
@@ -106,5 +108,4 @@ def read_header(
         patient_id=text_value(ds, "PatientID"),
         accession_number=text_value(ds, "AccessionNumber"),
         study_date=normalise_date(text_value(ds, "StudyDate")),
-        content_sha256=parsed.content_sha256,
     )

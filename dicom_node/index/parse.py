@@ -11,8 +11,9 @@ Three steps over the received bytes (File Meta Information + data set, PS3.10 7.
 3. pydicom parses only the elements before Pixel Data (the header), and native Pixel Data is
    checked to be at least Rows x Columns x Samples x Bits Allocated / 8 x Frames (PS3.5 8.1.1).
 
-Pixel values are never decoded; the content hash covers the Pixel Data value as received (the
-whole data set for objects without pixels), so a duplicate can be compared without decoding.
+Pixel values are never decoded. The content hash (`content_sha256`) covers the Pixel Data value as
+received (the whole data set for objects without pixels), so a duplicate can be compared without
+decoding; it is computed only when a repeated SOP Instance UID is compared, not on receipt.
 """
 
 from __future__ import annotations
@@ -65,11 +66,10 @@ _HALF_CHROMA = ("YBR_FULL_422", "YBR_PARTIAL_422")
 
 @dataclass(frozen=True)
 class ParsedInstance:
-    """The header of a structurally sound data set and a hash of its content."""
+    """The header of a structurally sound data set."""
 
     dataset: Dataset
     """Every top-level element before the pixel data (values decoded on access)."""
-    content_sha256: str
 
 
 @dataclass(frozen=True)
@@ -214,6 +214,17 @@ def read_file_meta(raw: bytes) -> tuple[Dataset, int]:
 
     Raises MalformedDataSet without the "DICM" prefix, TruncatedDataSet when cut short.
     """
+    pos = _file_meta_end(raw)
+    try:
+        meta = read_dataset(BytesIO(raw[132:pos]), is_implicit_VR=False, is_little_endian=True)
+    except PARSE_ERRORS as exc:
+        raise MalformedDataSet(f"File Meta cannot be parsed: {type(exc).__name__}") from exc
+    return meta, pos
+
+
+def _file_meta_end(raw: bytes) -> int:
+    """The offset of the data set after the File Meta Information, whose element headers are
+    checked to fit (its values are not read: the receive path needs only where it ends)."""
     if len(raw) < 132 or raw[128:132] != b"DICM":
         raise MalformedDataSet("no DICOM File Meta Information (PS3.10 7.1)")
     walker = _Walker(raw, implicit=False, little=True)
@@ -230,11 +241,7 @@ def read_file_meta(raw: bytes) -> tuple[Dataset, int]:
         if pos + header + length > end:
             raise TruncatedDataSet("File Meta Information cut short")
         pos += header + length
-    try:
-        meta = read_dataset(BytesIO(raw[132:pos]), is_implicit_VR=False, is_little_endian=True)
-    except PARSE_ERRORS as exc:
-        raise MalformedDataSet(f"File Meta cannot be parsed: {type(exc).__name__}") from exc
-    return meta, pos
+    return pos
 
 
 def _inflate(data: bytes) -> bytes:
@@ -255,13 +262,7 @@ def parse_instance(raw: bytes, transfer_syntax: str) -> ParsedInstance:
     """Validates the structure of `raw` (File Meta + data set in `transfer_syntax`) and parses
     its header. Raises TruncatedDataSet, MalformedDataSet, PixelDataTooShort or CannotUnderstand.
     """
-    _, offset = read_file_meta(raw)
-    buf, start = raw, offset
-    if transfer_syntax == DeflatedExplicitVRLittleEndian:
-        buf, start = _inflate(raw[offset:]), 0
-    walker = _Walker(buf, implicit=transfer_syntax == ImplicitVRLittleEndian,
-                     little=transfer_syntax != ExplicitVRBigEndian)
-    walker.dataset(start, len(buf), depth=0, top=True, delimited=False)
+    walker, buf, start = _walk(raw, transfer_syntax)
     pixels = walker.pixels
     header_end = pixels.header_at if pixels is not None else len(buf)
     try:
@@ -269,13 +270,35 @@ def parse_instance(raw: bytes, transfer_syntax: str) -> ParsedInstance:
                           transfer_syntax != ExplicitVRBigEndian)
     except PARSE_ERRORS as exc:
         raise CannotUnderstand(f"data set cannot be parsed: {type(exc).__name__}") from exc
-    view = memoryview(buf)
-    if pixels is None:
-        digest = hashlib.sha256(view[start:])
-    else:
+    if pixels is not None:
         _check_pixels(ds, pixels, native=transfer_syntax in _NATIVE)
-        digest = hashlib.sha256(view[pixels.start:pixels.end])
-    return ParsedInstance(dataset=ds, content_sha256=digest.hexdigest())
+    return ParsedInstance(dataset=ds)
+
+
+def content_sha256(raw: bytes, transfer_syntax: str) -> str:
+    """SHA-256 (hex) of the Pixel Data value of `raw` (File Meta + data set in
+    `transfer_syntax`) as it is encoded, or of the whole data set when it has no pixels: equal
+    for two copies of an instance whose pixel data are byte for byte the same in the same
+    transfer syntax, whatever their headers. Raises what `parse_instance` raises for a damaged
+    structure."""
+    walker, buf, start = _walk(raw, transfer_syntax)
+    pixels = walker.pixels
+    view = memoryview(buf)
+    value = view[start:] if pixels is None else view[pixels.start:pixels.end]
+    return hashlib.sha256(value).hexdigest()
+
+
+def _walk(raw: bytes, transfer_syntax: str) -> tuple[_Walker, bytes, int]:
+    """Walks the data set of `raw` (inflated first when deflated): the walker (which found the
+    pixel data), the walked buffer and where the data set starts in it."""
+    offset = _file_meta_end(raw)
+    buf, start = raw, offset
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        buf, start = _inflate(raw[offset:]), 0
+    walker = _Walker(buf, implicit=transfer_syntax == ImplicitVRLittleEndian,
+                     little=transfer_syntax != ExplicitVRBigEndian)
+    walker.dataset(start, len(buf), depth=0, top=True, delimited=False)
+    return walker, buf, start
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:

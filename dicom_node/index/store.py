@@ -4,9 +4,11 @@ through `values.fit`, so odd header values are stored the same way on SQLite and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, bindparam, case, func, select, update
@@ -14,8 +16,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.expression import Executable
 
+from dicom_node.errors import CannotUnderstand
 from dicom_node.index.group import GroupCommitter
 from dicom_node.index.headers import InstanceHeader
+from dicom_node.index.parse import PARSE_ERRORS, content_sha256
 from dicom_node.index.records import (
     ConflictRecord,
     FailureRecord,
@@ -27,6 +31,8 @@ from dicom_node.index.records import (
 )
 from dicom_node.index.tables import ingest_conflicts, ingest_failures, instances, series, studies
 from dicom_node.index.values import fit, normalise_date
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ConflictRecord", "FailureRecord", "IndexStore", "Listed", "Receipt", "StoredInstance",
@@ -310,12 +316,18 @@ def _statements(engine: Engine) -> tuple[Executable, Executable, Executable]:
     return add_instance, upsert_study, upsert_series
 
 
-def differences(header: InstanceHeader, stored: StoredInstance) -> tuple[str, ...]:
-    """What distinguishes a repeated instance from the indexed one under its SOP Instance UID:
-    names only (patient_id, study, series, content), never values.
+def differences(header: InstanceHeader, stored: StoredInstance, raw: bytes, *,
+                read_stored: Callable[[str], bytes] = lambda path: Path(path).read_bytes(),
+                ) -> tuple[str, ...]:
+    """What distinguishes a repeated instance (`header`, read from `raw`) from the indexed one
+    under its SOP Instance UID: names only (patient_id, study, series, content), never values.
 
-    Pixel content is compared by hash only when both arrived in the same transfer syntax: the
-    same pixels compressed differently cannot be compared without decoding, which ingest avoids.
+    Pixel content is compared by hash (`parse.content_sha256`) only when both arrived in the
+    same transfer syntax: the same pixels compressed differently cannot be compared without
+    decoding, which ingest avoids. No hash is computed on receipt; both are computed here, the
+    indexed one from its spool file (`read_stored` of its path) unless its row holds one (rows
+    written before hashing became lazy). An indexed file that cannot be read or parsed leaves the
+    content uncompared, as a row without a hash did.
     """
     patient = fit(studies, {"patient_id": header.patient_id})["patient_id"]
     checks = (
@@ -323,7 +335,23 @@ def differences(header: InstanceHeader, stored: StoredInstance) -> tuple[str, ..
         ("study", header.study_instance_uid == stored.study_instance_uid),
         ("series", header.series_instance_uid == stored.series_instance_uid),
         ("content", header.transfer_syntax_uid != stored.transfer_syntax_uid
-         or stored.content_sha256 is None
-         or header.content_sha256 == stored.content_sha256),
+         or _same_content(header, raw, stored, read_stored)),
     )
     return tuple(name for name, same in checks if not same)
+
+
+_UNREADABLE: tuple[type[Exception], ...] = (OSError, CannotUnderstand, *PARSE_ERRORS)
+
+
+def _same_content(header: InstanceHeader, raw: bytes, stored: StoredInstance,
+                  read_stored: Callable[[str], bytes]) -> bool:
+    indexed = stored.content_sha256
+    if indexed is None:
+        try:
+            indexed = content_sha256(read_stored(stored.path), stored.transfer_syntax_uid)
+        except _UNREADABLE as exc:
+            log.warning("indexed instance unreadable, content not compared sop=%s cause=%s",
+                        header.sop_instance_uid, type(exc).__name__)
+            return True
+    received = header.content_sha256 or content_sha256(raw, header.transfer_syntax_uid)
+    return received == indexed
