@@ -106,6 +106,15 @@ class DicomNodeConfig(BaseModel):
     acse_timeout_s: float = Field(default=30.0, gt=0)
     dimse_timeout_s: float = Field(default=60.0, gt=0)
     max_pdu_bytes: int = Field(default=262144, ge=0)
+    max_dataset_bytes: int = Field(
+        default=2 * 1024**3, gt=0,
+        description="a C-STORE data set larger than this is aborted (A-ABORT) while it arrives "
+                    "(native upper layer); it is held in memory until stored")
+    upper_layer: Literal["native", "pynetdicom"] = Field(
+        default="native",
+        description="the DICOM upper layer of the listener: the node's own (native: one thread "
+                    "per association reading PDUs itself, C-ECHO and C-STORE only) or "
+                    "pynetdicom's (the fallback)")
     spool_dir: Path = Path("var/spool")
     min_free_bytes: int = Field(
         default=1_000_000_000,

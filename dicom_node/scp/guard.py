@@ -77,14 +77,15 @@ class ConnectionGuard:
             self._refused("pending_limit")
         return not full
 
-    def opened(self, assoc: Association, sock: object) -> None:
-        """The association thread took over the connection accepted as `sock`."""
+    def opened(self, assoc: object, sock: object) -> None:
+        """The association thread (of either upper layer) took over the connection accepted as
+        `sock`."""
         with self._lock:
             address = self._by_socket.pop(id(sock), None)
             if address is not None:
                 self._by_assoc[id(assoc)] = address
 
-    def settle(self, assoc: Association) -> None:
+    def settle(self, assoc: object) -> None:
         """The connection sent its A-ASSOCIATE-RQ or closed: it no longer counts as pending."""
         with self._lock:
             address = self._by_assoc.pop(id(assoc), None)

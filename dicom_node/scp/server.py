@@ -3,6 +3,11 @@
 Accepted SOP classes and transfer syntaxes are the ones modalities and PACS send for CT, MR
 (classic and Enhanced), CR, DX, SC, SEG, SR and KOS (PS3.4 Annex B.5); instances are stored in the
 transfer syntax they arrived in, never decoded on the receive path.
+
+Two upper layers serve it, chosen by `dicom.upper_layer`: the node's own (`scp.upper`, the
+default) and pynetdicom's (the fallback). Both negotiate the same contexts, apply the same
+bounds and access policy, report the same association events and store through
+`StorageSCP.store`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pydicom import uid
 from pydicom import uid as sc
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
+from pynetdicom.presentation import DEFAULT_TRANSFER_SYNTAXES, PresentationContext, build_context
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import DicomNodeConfig, TlsConfig
@@ -24,9 +30,12 @@ from dicom_node.metrics import IngestMetrics
 from dicom_node.scp.access import AccessPolicy, AssociationObserver, install_access_control
 from dicom_node.scp.guard import ConnectionGuard, GuardedServer
 from dicom_node.scp.storage import StorageSCP
+from dicom_node.scp.upper import NativeServer
 from dicom_node.scp.verification import VerificationSCP
 
 VERIFICATION = "1.2.840.10008.1.1"
+UPPER_LAYER_LOGGER = "dicom_node.scp.upper"
+"""The logger of the node's own upper layer (`scp.upper`): per C-STORE lines at INFO."""
 
 STORAGE_SOP_CLASSES: tuple[str, ...] = (
     sc.CTImageStorage,
@@ -73,6 +82,14 @@ TRANSFER_SYNTAXES: tuple[str, ...] = (
 )
 
 
+def supported_contexts() -> list[PresentationContext]:
+    """The presentation contexts the node accepts, transfer syntaxes in preference order:
+    Verification with the default syntaxes, every Storage SOP class with TRANSFER_SYNTAXES."""
+    return [build_context(VERIFICATION, list(DEFAULT_TRANSFER_SYNTAXES)),
+            *(build_context(sop_class, list(TRANSFER_SYNTAXES))
+              for sop_class in STORAGE_SOP_CLASSES)]
+
+
 class ReusePortServer(GuardedServer):
     """The listener of one of several acceptor processes on the same host:port."""
 
@@ -92,12 +109,19 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
 
 
 def configure_protocol_logging(level: str) -> None:
-    """Sets pynetdicom's logger to `level`. Above INFO its standard per-message handlers are
-    not bound to new associations either: they build summaries of every PDU and DIMSE message
-    (and log each C-STORE request at INFO), work the receive path would pay for nothing."""
+    """Sets the protocol loggers (pynetdicom's and the node's own upper layer's) to `level`.
+    Above INFO pynetdicom's standard per-message handlers are not bound to new associations
+    either: they build summaries of every PDU and DIMSE message (and log each C-STORE request
+    at INFO), work the receive path would pay for nothing."""
     numeric = logging.getLevelName(level)
     logging.getLogger("pynetdicom").setLevel(numeric)
+    logging.getLogger(UPPER_LAYER_LOGGER).setLevel(numeric)
     _config.LOG_HANDLER_LEVEL = "standard" if numeric <= logging.INFO else "none"
+
+
+ABORT_JOIN_S = 5.0
+"""On stop, how long each aborted association's thread is waited for (one in a store finishes
+that store first; its response is not sent)."""
 
 
 class DicomServer:
@@ -120,6 +144,7 @@ class DicomServer:
         self.on_association = on_association
         self._server: ThreadedAssociationServer | None = None
         self._ae: AE | None = None
+        self._native: NativeServer | None = None
 
     def build_ae(self) -> AE:
         cfg = self.config
@@ -133,15 +158,17 @@ class DicomServer:
         ae.maximum_pdu_size = cfg.max_pdu_bytes
         # Called/calling checks are done by AccessPolicy, with the peer address.
         ae.require_called_aet = False
-        ae.add_supported_context(VERIFICATION)
-        for sop_class in STORAGE_SOP_CLASSES:
-            ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+        for context in supported_contexts():
+            ae.add_supported_context(str(context.abstract_syntax), context.transfer_syntax)
         return ae
 
-    def start(self) -> ThreadedAssociationServer:
-        """Binds and serves in background threads; returns the server (its port is bound)."""
+    def start(self) -> None:
+        """Binds and serves in background threads (the port is bound on return)."""
         configure_protocol_logging(self.config.protocol_log_level)
         guard = ConnectionGuard(self.config, self.metrics)
+        if self.config.upper_layer == "native":
+            self._start_native(guard)
+            return
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self.verification.handle_echo),
             (evt.EVT_C_STORE, self.storage.handle_store),
@@ -167,10 +194,23 @@ class DicomServer:
         threading.Thread(target=server.serve_forever, name="dicom-accept", daemon=True).start()
         ae._servers.append(server)
         self._ae, self._server = ae, server
-        return server
+
+    def _start_native(self, guard: ConnectionGuard) -> None:
+        native = NativeServer(
+            self.config, self.storage, supported_contexts=supported_contexts(), guard=guard,
+            policy=AccessPolicy(self.config), metrics=self.metrics,
+            observer=self.on_association,
+            ssl_context=tls_context(self.config.tls) if self.config.tls else None)
+        native.start()
+        if self.metrics is not None:
+            self.metrics.active_associations.set_function(native.established_count)
+            self.metrics.pending_connections.set_function(guard.pending)
+        self._native = native
 
     @property
     def port(self) -> int:
+        if self._native is not None:
+            return self._native.port
         if self._server is None:
             raise RuntimeError("server not started")
         return int(self._server.server_address[1])
@@ -179,15 +219,31 @@ class DicomServer:
         """Stops accepting, lets in-flight associations finish for `grace_s` (default
         `stop_grace_s`), then aborts those still open: a store not yet acknowledged is simply
         not acknowledged, and the sender sends it again."""
+        grace = self.config.stop_grace_s if grace_s is None else grace_s
+        if self._native is not None:
+            self._stop_native(self._native, grace)
+            return
         if self._server is None:
             return
         self._server.shutdown()
         self._server = None
-        deadline = time.monotonic() + (self.config.stop_grace_s if grace_s is None else grace_s)
+        deadline = time.monotonic() + grace
         while self._acceptors() and time.monotonic() < deadline:
             time.sleep(0.05)
         for assoc in self._acceptors():
             assoc.abort()
+
+    def _stop_native(self, native: NativeServer, grace: float) -> None:
+        self._native = None
+        native.stop_accepting()
+        deadline = time.monotonic() + grace
+        while native.connections() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = native.connections()
+        for association in left:
+            association.abort()
+        for association in left:  # each ends at its next read, or once its store returns
+            association.join(timeout=max(0.0, ABORT_JOIN_S))
 
     def _acceptors(self) -> list[Association]:
         if self._ae is None:

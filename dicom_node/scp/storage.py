@@ -1,9 +1,12 @@
 """Storage SOP Class SCP (C-STORE, PS3.4 Annex B).
 
-A thin adapter from pynetdicom's EVT_C_STORE to the shared receive path (`dicom_node.ingest`):
-the status is Success only once the instance is validated, fsynced and indexed; a refusal answers
-the status its error carries with a short Error Comment (0000,0902) (PS3.7 C.4, no PHI); a
-conflicting duplicate answers a warning; no exception escapes into pynetdicom.
+`StorageSCP.store` is the protocol-independent step from a received C-STORE (its command's UIDs,
+the presentation context, who sent it, the data set's bytes as received) to the shared receive
+path (`dicom_node.ingest`) and back to a status: Success only once the instance is validated,
+fsynced and indexed; a refusal answers the status its error carries with a short Error Comment
+(0000,0902) (PS3.7 C.4, no PHI); a conflicting duplicate answers a warning; it never raises.
+Both upper layers call it: the node's own (`scp.upper`) and pynetdicom's, through
+`handle_store` (EVT_C_STORE).
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from io import BytesIO
 from typing import cast
 
 from pydicom.dataset import Dataset
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
+from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
 
 from dicom_node.events import InstanceStored
@@ -37,8 +41,31 @@ def status_dataset(status: Status, comment: str | None = None) -> Dataset:
     return ds
 
 
+IMPLEMENTATION_CLASS_UID = "2.25.171235382202997465970520103604912083308"
+"""The node's Implementation Class UID (PS3.7 D.3.3.2): announced in A-ASSOCIATE-AC by its own
+upper layer and written in the File Meta of every spool file (0002,0012)."""
+IMPLEMENTATION_VERSION_NAME = "INFERNODE_1"
+"""Its Implementation Version Name (SH, at most 16 characters; the receive path's revision)."""
+
+
+@dataclass(frozen=True)
+class StoreRequest:
+    """A received C-STORE as the upper layer saw it: the command's UIDs (None when missing),
+    the accepted presentation context it came on, who sent it, and the data set's bytes exactly
+    as received, in one or more pieces (PDV fragments need not be joined first)."""
+
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    transfer_syntax_uid: str
+    context_sop_class_uid: str
+    calling_ae: str
+    called_ae: str
+    peer_address: str | None
+    dataset: Sequence[bytes | bytearray | memoryview]
+
+
 class StorageSCP:
-    """Handles EVT_C_STORE with an `Ingestor`."""
+    """Stores received instances with an `Ingestor`."""
 
     def __init__(
         self,
@@ -49,59 +76,71 @@ class StorageSCP:
         self.ingestor = ingestor
         self.on_stored = on_stored
 
-    def handle_store(self, event: evt.Event) -> Dataset:
-        """The EVT_C_STORE handler: returns the status data set, never raises."""
-        request = cast(C_STORE, event.request)
-        calling_ae = str(event.assoc.requestor.ae_title).strip()
-        called_ae = str(event.assoc.acceptor.ae_title).strip()
-        info = event.assoc.requestor.address_info
-        peer_address = info.address if info is not None else None
-
+    def store(self, request: StoreRequest) -> tuple[Status, str | None]:
+        """The status (and Error Comment, or None) to answer `request` with; never raises.
+        `on_stored` is called on the caller's thread before the status is returned."""
         def arrival() -> Arrival:
             return Arrival(
-                raw=file_bytes(event, calling_ae, called_ae),
-                sop_class_uid=str(request.AffectedSOPClassUID),
-                sop_instance_uid=str(request.AffectedSOPInstanceUID),
-                transfer_syntax_uid=str(event.context.transfer_syntax),
-                calling_ae=calling_ae,
-                called_ae=called_ae,
-                peer_address=peer_address,
-                context_sop_class_uid=str(event.context.abstract_syntax),
+                raw=file_bytes(request),
+                sop_class_uid=str(request.sop_class_uid),
+                sop_instance_uid=str(request.sop_instance_uid),
+                transfer_syntax_uid=request.transfer_syntax_uid,
+                calling_ae=request.calling_ae,
+                called_ae=request.called_ae,
+                peer_address=request.peer_address,
+                context_sop_class_uid=request.context_sop_class_uid,
             )
 
         try:
             accepted = self.ingestor.ingest(
                 arrival,
-                calling_ae=calling_ae,
-                peer_address=peer_address,
-                sop_class_uid=_text(request.AffectedSOPClassUID),
-                sop_instance_uid=_text(request.AffectedSOPInstanceUID),
+                calling_ae=request.calling_ae,
+                peer_address=request.peer_address,
+                sop_class_uid=request.sop_class_uid,
+                sop_instance_uid=request.sop_instance_uid,
             )
-        except Exception as exc:  # noqa: BLE001 - the handler must answer, whatever happened
+        except Exception as exc:  # noqa: BLE001 - the SCP must answer, whatever happened
             refused = refusal_for(exc)
-            return status_dataset(refused.status, refused.reason)
+            return refused.status, refused.reason
         if self.on_stored is not None:
             self.on_stored(accepted.stored)
-        return status_dataset(accepted.status, accepted.comment)
+        return accepted.status, accepted.comment
+
+    def handle_store(self, event: evt.Event) -> Dataset:
+        """pynetdicom's EVT_C_STORE handler: returns the status data set, never raises."""
+        request = cast(C_STORE, event.request)
+        info = event.assoc.requestor.address_info
+        status, comment = self.store(StoreRequest(
+            sop_class_uid=_text(request.AffectedSOPClassUID),
+            sop_instance_uid=_text(request.AffectedSOPInstanceUID),
+            transfer_syntax_uid=str(event.context.transfer_syntax),
+            context_sop_class_uid=str(event.context.abstract_syntax),
+            calling_ae=str(event.assoc.requestor.ae_title).strip(),
+            called_ae=str(event.assoc.acceptor.ae_title).strip(),
+            peer_address=info.address if info is not None else None,
+            dataset=(cast(BytesIO, request.DataSet).getbuffer(),),
+        ))
+        return status_dataset(status, comment)
 
 
-def file_bytes(event: evt.Event, calling_ae: str, called_ae: str) -> bytes:
+def file_bytes(request: StoreRequest) -> bytes:
     """The received data set as a DICOM file (PS3.10 7.1): preamble, File Meta Information with
     the Sending and Receiving AE Titles (0002,0017/0018), so that start-up recovery can index a
     spool file whose index row was lost with the sender it came from, then the data set bytes
-    exactly as received (never decoded here)."""
-    request = cast(C_STORE, event.request)
+    exactly as received (never decoded here), joined in one copy."""
     meta = file_meta_bytes((
-        (0x0002, "UI", _text(request.AffectedSOPClassUID) or ""),
-        (0x0003, "UI", _text(request.AffectedSOPInstanceUID) or ""),
-        (0x0010, "UI", str(event.context.transfer_syntax)),
-        (0x0012, "UI", PYNETDICOM_IMPLEMENTATION_UID),
-        (0x0013, "SH", PYNETDICOM_IMPLEMENTATION_VERSION),
-        (0x0017, "AE", calling_ae),
-        (0x0018, "AE", called_ae),
+        (0x0002, "UI", request.sop_class_uid or ""),
+        (0x0003, "UI", request.sop_instance_uid or ""),
+        (0x0010, "UI", request.transfer_syntax_uid),
+        (0x0012, "UI", IMPLEMENTATION_CLASS_UID),
+        (0x0013, "SH", IMPLEMENTATION_VERSION_NAME),
+        (0x0017, "AE", request.calling_ae),
+        (0x0018, "AE", request.called_ae),
     ))
-    stream = cast(BytesIO, request.DataSet).getvalue()
-    return b"".join((b"\x00" * 128, b"DICM", meta, stream))
+    return b"".join((_PREAMBLE, meta, *request.dataset))
+
+
+_PREAMBLE = b"\x00" * 128 + b"DICM"
 
 
 def file_meta_bytes(elements: Sequence[tuple[int, str, str]]) -> bytes:

@@ -57,7 +57,9 @@ def test_stow_max_body_bytes_limits_the_node_web_service(tmp_path: Path):
 def test_protocol_log_level_decides_the_per_instance_lines(node_factory, tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture,
                                                            level: str, logged: bool):
-    node = node_factory(protocol_log_level=level)
+    # pynetdicom's upper layer; the native one: tests/integration/dicom_node/scp/
+    # test_native_upper_layer.py
+    node = node_factory(protocol_log_level=level, upper_layer="pynetdicom")
     assert logging.getLogger("pynetdicom").level == logging.getLevelName(level)
     files = ct_series(tmp_path / "src", slices=2, size=32)
     assert storescu(node.server.port, files).returncode == 0

@@ -21,6 +21,8 @@ from pynetdicom.presentation import build_context
 from tests.support.peers.dcmtk import ct_series, echoscu, storescu
 
 A_ASSOCIATE_AC, A_ABORT = 0x02, 0x07
+LAYERS = ("native", "pynetdicom")
+"""Both upper layers (`dicom.upper_layer`) keep these bounds."""
 
 
 def _connect(port: int, source: str = "127.0.0.1") -> socket.socket:
@@ -77,8 +79,9 @@ def _rejections(node, reason: str) -> float:
         "infernode_association_rejections_total", {"reason": reason}) or 0.0
 
 
-def test_an_address_no_peer_uses_is_closed_at_connect(node_factory):
-    node = node_factory()  # peers: INFERNODE_SCU from 127.0.0.1 only
+@pytest.mark.parametrize("layer", LAYERS)
+def test_an_address_no_peer_uses_is_closed_at_connect(node_factory, layer):
+    node = node_factory(upper_layer=layer)  # peers: INFERNODE_SCU from 127.0.0.1 only
     strangers = [_connect(node.server.port, source="127.0.0.2") for _ in range(40)]
     try:
         for sock in strangers:
@@ -90,9 +93,11 @@ def test_an_address_no_peer_uses_is_closed_at_connect(node_factory):
             sock.close()
 
 
-def test_silent_connections_cannot_lock_scanners_out(node_factory, tmp_path: Path):
+@pytest.mark.parametrize("layer", LAYERS)
+def test_silent_connections_cannot_lock_scanners_out(node_factory, tmp_path: Path, layer):
     node = node_factory(
-        max_associations=2, max_pending_associations=4, max_pending_per_address=2, artim_s=2.0,
+        upper_layer=layer, max_associations=2, max_pending_associations=4,
+        max_pending_per_address=2, artim_s=2.0,
         peers=[{"ae_title": "INFERNODE_SCU", "hosts": ["127.0.0.1"]},
                {"ae_title": "OTHER_SCU", "hosts": ["127.0.0.3"]}],
     )
@@ -137,8 +142,9 @@ def test_pending_connections_do_not_count_against_established_ones(node_factory)
             sock.close()
 
 
-def test_a_slow_sender_is_cut_off_at_the_pdu_deadline(node_factory):
-    node = node_factory(pdu_deadline_s=1.5)
+@pytest.mark.parametrize("layer", LAYERS)
+def test_a_slow_sender_is_cut_off_at_the_pdu_deadline(node_factory, layer):
+    node = node_factory(pdu_deadline_s=1.5, upper_layer=layer)
     sock = _associated(node.server.port)
     try:
         # A P-DATA-TF PDU announcing 1000 bytes, then one byte every 0.25 s.
@@ -164,9 +170,10 @@ def test_a_slow_sender_is_cut_off_at_the_pdu_deadline(node_factory):
         sock.close()
 
 
+@pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("announced", [8 * 1024**2, 300 * 1024])
-def test_a_pdu_beyond_the_negotiated_maximum_is_aborted(node_factory, announced):
-    node = node_factory(max_pdu_bytes=262144)
+def test_a_pdu_beyond_the_negotiated_maximum_is_aborted(node_factory, announced, layer):
+    node = node_factory(max_pdu_bytes=262144, upper_layer=layer)
     sock = _associated(node.server.port)
     try:
         sock.sendall(bytes((0x04, 0)) + struct.pack(">L", announced) + b"\x00" * 1024)

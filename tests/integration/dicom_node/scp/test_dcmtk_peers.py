@@ -25,8 +25,9 @@ def test_echo_succeeds(node_factory):
     assert "Received Echo Response" in out and "Success" in out
 
 
-def test_uncompressed_series_is_stored_bit_exact_and_indexed(node_factory, tmp_path):
-    node = node_factory()
+@pytest.mark.parametrize("layer", ["native", "pynetdicom"])
+def test_uncompressed_series_is_stored_bit_exact_and_indexed(node_factory, tmp_path, layer):
+    node = node_factory(upper_layer=layer)
     files = ct_series(tmp_path / "src")
     result = storescu(node.server.port, files)
     assert result.returncode == 0, result.stderr
@@ -130,10 +131,11 @@ def test_transfer_syntax_is_kept_as_received(node_factory, tmp_path, kind):
          "Calling AE Title Not Recognized", "source_address"),
     ],
 )
+@pytest.mark.parametrize("layer", ["native", "pynetdicom"])
 def test_unknown_peers_are_rejected_with_the_right_reason(
-    node_factory, calling, called, peers, message, label
+    node_factory, calling, called, peers, message, label, layer
 ):
-    node = node_factory(**({"peers": peers} if peers else {}))
+    node = node_factory(upper_layer=layer, **({"peers": peers} if peers else {}))
     result = echoscu(node.server.port, calling=calling, called=called)
     assert result.returncode != 0
     out = result.stdout + result.stderr
@@ -146,11 +148,12 @@ def test_unknown_peers_are_rejected_with_the_right_reason(
     assert sample == 1.0
 
 
-def test_beyond_the_association_limit_the_reject_is_transient(node_factory):
+@pytest.mark.parametrize("layer", ["native", "pynetdicom"])
+def test_beyond_the_association_limit_the_reject_is_transient(node_factory, layer):
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
-    node = node_factory(max_associations=1)
+    node = node_factory(max_associations=1, upper_layer=layer)
     ae = AE(ae_title="INFERNODE_SCU")
     ae.add_requested_context(Verification)
     held = ae.associate("127.0.0.1", node.server.port, ae_title="INFERNODE")

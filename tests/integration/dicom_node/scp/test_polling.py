@@ -1,6 +1,7 @@
 """pynetdicom's DUL polling interval on the node's associations (`scp.guard.poll_interval`):
 short with one association open, pynetdicom's 1 ms once many are (their polling would take the
-CPU the stores need). pynetdicom is the requestor here, the node's own listener the acceptor."""
+CPU the stores need). pynetdicom is the requestor here, the node's own listener the acceptor,
+on pynetdicom's upper layer (`dicom.upper_layer: pynetdicom`; the native layer does not poll)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _acceptors(node):
 
 
 def test_polling_interval_follows_the_number_of_open_associations(node_factory):
-    node = node_factory()
+    node = node_factory(upper_layer="pynetdicom")
     ae = AE(ae_title="INFERNODE_SCU")
     ae.add_requested_context(Verification)
     opened = []

@@ -10,9 +10,10 @@ import pytest
 from tests.support.peers.dcmtk import ct_series, run
 
 
-@pytest.fixture
-def tls_node(node_factory, pki):
-    return node_factory(tls={"cert_file": str(pki / "server.pem"),
+@pytest.fixture(params=["native", "pynetdicom"])
+def tls_node(node_factory, pki, request):
+    """A node serving TLS, on each upper layer."""
+    return node_factory(upper_layer=request.param, tls={"cert_file": str(pki / "server.pem"),
                              "key_file": str(pki / "server.key"),
                              "ca_file": str(pki / "ca.pem")})
 
