@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 
 from dicom_node.errors import DatasetMismatch
-from dicom_node.index.parse import PARSE_ERRORS, parse_instance
+from dicom_node.index.parse import parse_instance
 from dicom_node.index.values import (
-    clean_text,
     int_value,
     normalise_date,
     number_value,
     text_value,
+    text_values,
 )
 from dicom_node.uids import checked_uid
 
@@ -51,17 +51,6 @@ class InstanceHeader:
 
 def _uid(ds: Dataset, keyword: str) -> str:
     return checked_uid(text_value(ds, keyword), keyword)
-
-
-def _image_type(ds: Dataset) -> tuple[str, ...]:
-    try:
-        value = ds.get("ImageType")
-    except PARSE_ERRORS:
-        return ()
-    if value is None or value == "":
-        return ()
-    values = [value] if isinstance(value, str) else list(value)
-    return tuple(text for text in (clean_text(v) for v in values) if text)
 
 
 def read_header(
@@ -100,7 +89,7 @@ def read_header(
         body_part_examined=text_value(ds, "BodyPartExamined"),
         series_description=text_value(ds, "SeriesDescription"),
         protocol_name=text_value(ds, "ProtocolName"),
-        image_type=_image_type(ds),
+        image_type=text_values(ds, "ImageType"),
         series_number=int_value(ds, "SeriesNumber"),
         instance_number=int_value(ds, "InstanceNumber"),
         slice_thickness=number_value(ds, "SliceThickness"),

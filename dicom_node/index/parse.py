@@ -19,12 +19,15 @@ decoding; it is computed only when a repeated SOP Instance UID is compared, not 
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
+from typing import Final, Literal, cast
 
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
@@ -301,12 +304,87 @@ def _walk(raw: bytes, transfer_syntax: str) -> tuple[_Walker, bytes, int]:
     return walker, buf, start
 
 
+NOT_PLAIN: Final = False
+"""What `plain_text` and `plain_int` answer when pydicom must decode the value."""
+
+_TAGS: dict[str, tuple[int, str]] = {}
+_DIGITS = re.compile(r"^ *[+-]?[0-9]+ *$")
+
+
+def _tag_vr(keyword: str) -> tuple[int, str]:
+    known = _TAGS.get(keyword)
+    if known is None:
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            raise KeyError(keyword)
+        known = _TAGS[keyword] = (tag, dictionary_VR(tag))
+    return known
+
+
+def _undecoded(ds: Dataset, keyword: str) -> RawDataElement | None | Literal[False]:
+    """The element of `keyword` as read and not yet decoded, encoded in its dictionary VR
+    (implicitly, or explicitly with that VR); None when absent; NOT_PLAIN otherwise."""
+    tag, vr = _tag_vr(keyword)
+    element = ds.get_item(tag)
+    if element is None:
+        return None
+    if (not isinstance(element, RawDataElement) or element.VR not in (None, vr)
+            or not isinstance(element.value, bytes)):
+        return NOT_PLAIN
+    return element
+
+
+def plain_text(ds: Dataset, keyword: str, *,
+               multi: bool = False) -> str | None | Literal[False]:
+    """The value of a string element read straight from its bytes when they are ASCII without
+    escape sequences and, unless `multi` (the caller splits the values at each backslash),
+    without a value delimiter: then every character set of PS3.3 C.12.1.1.2 decodes them the
+    same, and pydicom's own decoding (its conversion per VR and character set, about 10 us per
+    element) would give the same text, up to the padding it strips. None when absent;
+    NOT_PLAIN when pydicom must decode it."""
+    element = _undecoded(ds, keyword)
+    if not element:
+        return element
+    value = cast(bytes, element.value)  # bytes, checked in `_undecoded`
+    if not value.isascii() or b"\x1b" in value or (not multi and b"\\" in value):
+        return NOT_PLAIN
+    return value.decode("ascii")
+
+
+def plain_int(ds: Dataset, keyword: str) -> int | None | Literal[False]:
+    """The value of a US element (two bytes) or of an IS element of plain digits, read straight
+    from its bytes: what pydicom's conversion gives. None when absent; NOT_PLAIN otherwise."""
+    element = _undecoded(ds, keyword)
+    if not element:
+        return element
+    value = cast(bytes, element.value)
+    vr = _tag_vr(keyword)[1]
+    if vr == "US" and len(value) == 2:
+        return int.from_bytes(value, "little" if element.is_little_endian else "big")
+    if vr == "IS" and value.isascii() and _DIGITS.match(text := value.decode("ascii")):
+        return int(text)
+    return NOT_PLAIN
+
+
 def _int(ds: Dataset, keyword: str) -> int | None:
+    plain = plain_int(ds, keyword)
+    if plain is not NOT_PLAIN:
+        return plain
     try:
         value = ds.get(keyword)
         return int(value) if value not in (None, "") else None
     except PARSE_ERRORS:
         return None
+
+
+def _photometric(ds: Dataset) -> str:
+    plain = plain_text(ds, "PhotometricInterpretation")
+    if plain is not NOT_PLAIN and (plain is None or "\0" not in plain):
+        return (plain or "").strip()
+    try:
+        return str(ds.get("PhotometricInterpretation", "")).strip()
+    except PARSE_ERRORS:
+        return ""
 
 
 def _check_pixels(ds: Dataset, pixels: _Pixels, *, native: bool) -> None:
@@ -320,10 +398,7 @@ def _check_pixels(ds: Dataset, pixels: _Pixels, *, native: bool) -> None:
     if not rows or not columns or not bits:
         raise PixelDataTooShort("Pixel Data without readable Rows, Columns, Bits Allocated")
     samples = _int(ds, "SamplesPerPixel") or 1
-    try:
-        photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    except PARSE_ERRORS:
-        photometric = ""
+    photometric = _photometric(ds) if samples == 3 else ""
     if samples == 3 and photometric in _HALF_CHROMA:
         samples = 2  # two chroma samples shared by each pair of pixels (PS3.3 C.7.6.3.1.2)
     frames = max(_int(ds, "NumberOfFrames") or 1, 1)

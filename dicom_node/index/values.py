@@ -20,7 +20,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 from sqlalchemy import BigInteger, Float, Integer, String, Table
 
-from dicom_node.index.parse import PARSE_ERRORS
+from dicom_node.index.parse import NOT_PLAIN, PARSE_ERRORS, plain_text
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -63,10 +63,30 @@ def normalise_date(value: object) -> str | None:
 def text_value(ds: Dataset, keyword: str) -> str | None:
     """A text element decoded with the data set's character set; the raw bytes (Latin-1) when
     pydicom cannot convert it. Never raises for a damaged value."""
+    plain = plain_text(ds, keyword)
+    if plain is not NOT_PLAIN:
+        return clean_text(plain)
     try:
         return clean_text(ds.get(keyword))
     except PARSE_ERRORS:
         return clean_text(_raw_bytes(ds, keyword))
+
+
+def text_values(ds: Dataset, keyword: str) -> tuple[str, ...]:
+    """The values of a multi-valued text element (e.g. Image Type), each cleaned as by
+    `clean_text`, empty ones left out. Never raises for a damaged value."""
+    plain = plain_text(ds, keyword, multi=True)
+    if plain is not NOT_PLAIN:
+        values: list[object] = list(plain.split("\\")) if plain else []
+    else:
+        try:
+            value = ds.get(keyword)
+        except PARSE_ERRORS:
+            return ()
+        if value is None or value == "":
+            return ()
+        values = [value] if isinstance(value, str) else list(value)
+    return tuple(text for text in (clean_text(v) for v in values) if text)
 
 
 def number_value(ds: Dataset, keyword: str) -> float | None:
