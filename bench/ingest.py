@@ -1,18 +1,20 @@
 """Ingest benchmark: images/s received by DCMTK storescp, Orthanc and the node, side by side.
 
 Each receiver runs on loopback (storescp forking per association, Orthanc with its default
-SQLite index, a no-op pynetdicom SCP that stores nothing (the ceiling of the node's DICOM stack),
-the node as `infernode serve` with SQLite). DCMTK `storescu` sends the same
-generated CT series (512 x 512, 300 slices by default) on 1 and on 4 concurrent associations,
-with TCP_NODELAY=1 in the environment of senders and receivers (DCMTK reads it). Every run gets
-new Study/Series/SOP Instance UIDs, so no receiver ever sees a duplicate. A run counts only when
-the receiver holds every instance afterwards. Prints one JSON line: median images/s per receiver
-and association count, the ratios node/storescp and node/orthanc, the node's four/one scaling,
-the node's peak RSS, each receiver's CPU time per instance (its processes' user + system time,
-children included: steadier than images/s on a shared machine), and the disk's flush latency
-(median write + fsync of one 0.5 MB file in the receivers' folder). With `--syscalls`, one more
-run per receiver under `strace -c` counts the flushes (fsync, fdatasync, sync_file_range) each
-receiver makes per instance; those runs are slowed by strace and not counted in the rates.
+SQLite index, two no-op SCPs that store nothing: pynetdicom's and the node's own upper layer
+(`dicom_node.scp.upper`), the ceilings of the node's two DICOM stacks, and the node as
+`infernode serve` with SQLite, on the upper layer `--node-upper-layer`). DCMTK `storescu` sends
+the same generated CT series (512 x 512, 300 slices by default) on 1 and on 4 concurrent
+associations, with TCP_NODELAY=1 in the environment of senders and receivers (DCMTK reads it).
+Every run gets new Study/Series/SOP Instance UIDs, so no receiver ever sees a duplicate. A run
+counts only when the receiver holds every instance afterwards. Prints one JSON line: median
+images/s per receiver and association count, the ratios node/storescp and node/orthanc, the
+node's four/one scaling, the node's peak RSS, each receiver's CPU time per instance (its
+processes' user + system time, children included: steadier than images/s on a shared machine),
+and the disk's flush latency (median write + fsync of one 0.5 MB file in the receivers' folder).
+With `--syscalls`, one more run per receiver under `strace -c` counts the flushes (fsync,
+fdatasync, sync_file_range) each receiver makes per instance; those runs are slowed by strace and
+not counted in the rates.
 
     python bench/ingest.py                 # 300 slices, 5 repeats
     python bench/ingest.py --quick         # 60 slices, 2 repeats
@@ -238,15 +240,66 @@ class NoopScp(Receiver):
         self.process.wait(timeout=15)
 
 
+NOOP_NATIVE = """
+import sys, threading
+from pathlib import Path
+sys.path.insert(0, sys.argv[4])
+from dicom_node.config import DicomNodeConfig
+from dicom_node.scp.access import AccessPolicy
+from dicom_node.scp.guard import ConnectionGuard
+from dicom_node.scp.server import supported_contexts
+from dicom_node.scp.upper import NativeServer
+from dicom_node.status import Status
+count_file, port, aet = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+stored = [0]
+lock = threading.Lock()
+class Counter:
+    def store(self, request):
+        with lock:
+            stored[0] += 1
+        return Status.SUCCESS, None
+def observe(event):
+    if event.kind == "released":
+        with lock:
+            count_file.write_text(str(stored[0]))
+config = DicomNodeConfig(ae_title=aet, port=port, require_known_peers=False)
+server = NativeServer(config, Counter(), supported_contexts=supported_contexts(),
+                      guard=ConnectionGuard(config), policy=AccessPolicy(config),
+                      observer=observe)
+server.start()
+threading.Event().wait()
+"""
+
+
+class NoopNative(NoopScp):
+    """The node's own upper layer (`dicom_node.scp.upper`) alone: every C-STORE is counted and
+    answered Success, nothing is stored. Its rate is the ceiling of the node's receive path
+    with its own upper layer, as `NoopScp` is with pynetdicom's."""
+
+    name, aet = "native", "NOOPNATIVE"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.counter = self.folder / "count"
+        self.counter.write_text("0")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", NOOP_NATIVE, str(self.counter), str(self.port), self.aet,
+             str(REPO)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pid = self.process.pid
+        wait_echo(self.port, self.aet, process=self.process)
+
+
 class Node(Receiver):
     """`infernode serve` with SQLite, no web, no routing rules (no jobs start)."""
 
     name, aet = "node", "INFERNODE"
 
-    def __init__(self, folder: Path, device: str = "auto", processes: int = 1) -> None:
+    def __init__(self, folder: Path, device: str = "auto", processes: int = 1,
+                 upper_layer: str = "native") -> None:
         self.folder = folder
         self.device = device
         self.processes = processes
+        self.upper_layer = upper_layer
         self.port = free_port()
         self.db = folder / "node.db"
         self.spy: subprocess.Popen[bytes] | None = None
@@ -258,7 +311,8 @@ class Node(Receiver):
             "data_dir": str(self.folder / "data"), "log_level": "WARNING",
             "database": {"url": f"sqlite:///{self.db}"},
             "dicom": {"port": self.port, "spool_dir": str(self.folder / "spool"),
-                      "min_free_bytes": 0, "acceptor_processes": self.processes},
+                      "min_free_bytes": 0, "acceptor_processes": self.processes,
+                      "upper_layer": self.upper_layer},
             "web": {"enabled": False}, "workers": {"rules": [], "device": self.device},
         }))
         log = (self.folder / "node.log").open("ab")
@@ -306,12 +360,30 @@ def wait_echo(port: int, aet: str, *, process: subprocess.Popen[bytes] | None = 
 
 
 def cpu_seconds(pid: int | None) -> float:
-    """User + system time of `pid` and of its children it has waited for (/proc/PID/stat)."""
+    """User + system time of `pid`, of its children it has waited for, and of its children
+    still running (the node's acceptor processes) (/proc/PID/stat)."""
     if pid is None:
         return float("nan")
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+    for child in running_children(pid):
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def running_children(pid: int) -> list[int]:
+    """The running child processes of `pid` (started by any of its threads)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children
 
 
 def flush_latency_ms(folder: Path, runs: int = 40) -> float:
@@ -375,10 +447,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=args.tmp))
     token = new_token()
     files = template(work / "template", args.slices, args.size, token)
-    node = Node(work / "node", args.node_device, args.node_processes)
+    node = Node(work / "node", args.node_device, args.node_processes, args.node_upper_layer)
     receivers: list[Receiver] = [
         r for r in (StoreScp(work / "storescp"), Orthanc(work / "orthanc"),
-                    NoopScp(work / "pynetdicom"), node) if r.name in args.receivers]
+                    NoopScp(work / "pynetdicom"), NoopNative(work / "native"), node)
+        if r.name in args.receivers]
     rates: dict[str, dict[int, list[float]]] = {
         r.name: {n: [] for n in args.associations} for r in receivers}
     cpu: dict[str, dict[int, list[float]]] = {
@@ -440,7 +513,7 @@ def summary(args: argparse.Namespace, rates: dict[str, dict[int, list[float]]],
               for name, per in rates.items()}
     ratios: dict[str, float] = {}
     ours = median.get("node", {})
-    for other in ("storescp", "orthanc", "pynetdicom"):
+    for other in ("storescp", "orthanc", "pynetdicom", "native"):
         for n, value in ours.items():
             if other in median:
                 ratios[f"node/{other}@{n}"] = round(value / median[other][n], 2)
@@ -450,6 +523,7 @@ def summary(args: argparse.Namespace, rates: dict[str, dict[int, list[float]]],
             "repeats": args.repeats, "images_per_s": median, "ratios": ratios,
             "node_peak_rss_mb": None if rss is None else round(rss, 1),
             "node_device": args.node_device, "node_processes": args.node_processes,
+            "node_upper_layer": args.node_upper_layer,
             "cpus": os.cpu_count()}
 
 
@@ -461,16 +535,19 @@ def main() -> None:
     parser.add_argument("--associations", type=lambda s: [int(x) for x in s.split(",")],
                         default=[1, 4])
     parser.add_argument("--receivers", type=lambda s: s.split(","),
-                        default=["storescp", "orthanc", "pynetdicom", "node"],
-                        help="comma-separated; pynetdicom is a no-op SCP (the DICOM stack's "
-                             "ceiling)")
+                        default=["storescp", "orthanc", "pynetdicom", "native", "node"],
+                        help="comma-separated, from storescp, orthanc, pynetdicom, native, "
+                             "node; pynetdicom and native are no-op SCPs (the ceiling of each "
+                             "upper layer of the node)")
+    parser.add_argument("--node-upper-layer", default="native",
+                        choices=["native", "pynetdicom"],
+                        help="the node's dicom.upper_layer")
     parser.add_argument("--node-device", default="auto", choices=["auto", "cpu"],
                         help="the node's workers.device: auto imports torch into the node "
                              "process when its first job is due, cpu never does")
     parser.add_argument("--node-processes", type=int, default=1,
                         help="the node's dicom.acceptor_processes (processes receiving on its "
-                             "port); its CPU time per instance then misses the extra "
-                             "processes' (not waited for)")
+                             "port); its CPU time per instance includes theirs")
     parser.add_argument("--quick", action="store_true", help="60 slices, 2 repeats")
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of the node")
     parser.add_argument("--syscalls", action="store_true",

@@ -107,9 +107,9 @@ class DicomNodeConfig(BaseModel):
     dimse_timeout_s: float = Field(default=60.0, gt=0)
     max_pdu_bytes: int = Field(default=262144, ge=0)
     max_dataset_bytes: int = Field(
-        default=2 * 1024**3, gt=0,
+        default=1024**3, gt=0,
         description="a C-STORE data set larger than this is aborted (A-ABORT) while it arrives "
-                    "(native upper layer); it is held in memory until stored")
+                    "(native upper layer): a data set is held in memory until it is stored")
     upper_layer: Literal["native", "pynetdicom"] = Field(
         default="native",
         description="the DICOM upper layer of the listener: the node's own (native: one thread "

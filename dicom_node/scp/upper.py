@@ -262,9 +262,11 @@ class NativeAssociation(threading.Thread):
 
     def abort(self) -> None:
         """From another thread (the listener's stop): sends an A-ABORT (service-user) and
-        closes the transport; the association's thread ends on its next read."""
+        closes the transport; the association's thread ends on its next read. When the
+        association's own thread is stuck sending (a peer that does not read), the A-ABORT is
+        left out and the transport closed all the same."""
         self._closing = True
-        self._send_abort(ABORT_SERVICE_USER, REASON_NOT_SPECIFIED)
+        self._send_abort(ABORT_SERVICE_USER, REASON_NOT_SPECIFIED, wait_s=ABORT_SEND_TIMEOUT_S)
         _shutdown(self.sock)
 
     # -- the thread
@@ -570,13 +572,16 @@ class NativeAssociation(threading.Thread):
             except (OSError, ssl.SSLError) as exc:
                 raise _Closed from exc
 
-    def _send_abort(self, source: int, reason: int) -> None:
-        with self._send_lock:
-            try:
-                self.sock.settimeout(ABORT_SEND_TIMEOUT_S)
-                self.sock.sendall(abort_pdu(source, reason))
-            except (OSError, ssl.SSLError, ValueError):
-                pass
+    def _send_abort(self, source: int, reason: int, wait_s: float = -1) -> None:
+        if not self._send_lock.acquire(timeout=wait_s):
+            return
+        try:
+            self.sock.settimeout(ABORT_SEND_TIMEOUT_S)
+            self.sock.sendall(abort_pdu(source, reason))
+        except (OSError, ssl.SSLError, ValueError):
+            pass
+        finally:
+            self._send_lock.release()
 
 
 def _shutdown(sock: socket.socket) -> None:
