@@ -461,3 +461,34 @@ def test_protocol_log_level_decides_the_per_instance_lines(node_factory, tmp_pat
              if r.name == UPPER_LAYER_LOGGER and "Received Store Request" in r.getMessage()]
     assert len(lines) == (2 if logged else 0)
     assert node.index.counts()["instances"] == 2
+
+
+def test_role_selection_and_asynchronous_operations_get_the_defaults(node_factory, tmp_path):
+    """A requestor proposing SCP/SCU role selection (itself SCU) and an asynchronous operations
+    window of 5/5 is accepted with the default roles (no role reply item) and no asynchronous
+    operations item (the default window 1/1), and stores."""
+    from pynetdicom.pdu_primitives import (
+        AsynchronousOperationsWindowNegotiation,
+        SCP_SCU_RoleSelectionNegotiation,
+    )
+
+    node = node_factory()
+    ae = AE(ae_title="INFERNODE_SCU")
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
+    role = SCP_SCU_RoleSelectionNegotiation()
+    role.sop_class_uid, role.scu_role, role.scp_role = CTImageStorage, True, False
+    window = AsynchronousOperationsWindowNegotiation()
+    window.maximum_number_operations_invoked = 5
+    window.maximum_number_operations_performed = 5
+    assoc = ae.associate("127.0.0.1", node.server.port, ae_title="INFERNODE",
+                         ext_neg=[role, window])
+    try:
+        assert assoc.is_established
+        [context] = assoc.accepted_contexts
+        assert (context.as_scu, context.as_scp) == (True, False)  # the requestor's view
+        assert assoc.acceptor.asynchronous_operations == (1, 1)
+        ct = pydicom.dcmread(ct_series(tmp_path / "ct", slices=1, size=32)[0])
+        assert assoc.send_c_store(ct).Status == 0x0000
+    finally:
+        assoc.release()
+    assert _count(node) == 1
