@@ -12,20 +12,32 @@ node's process, which finds what the children indexed in the database (assembly 
 `AcceptorSupervisor` (in the node's process) starts the children once the node's own listener is
 bound, restarts one that dies, and at stop sends them SIGTERM (each stops its listener with
 `stop_grace_s`, then exits) and kills those still running after the grace.
+
+Metrics: a child writes a snapshot of its `IngestMetrics` every METRICS_INTERVAL_S (and when it
+stops) to `<spool>/.acceptors/<k>-<pid>.json` (written beside, then renamed: a reader never sees
+half a file); the node's process reads them at each scrape (`ChildMetrics`) and exports them with
+its own, labelled `acceptor="k"`. A restarted child starts from zero: the counters of the
+incarnations before it are added into `<k>-base.json`, so that a counter of process k only
+grows (what a kill -9 takes is at most the last interval). Gauges (open associations, pending
+connections) come from the running incarnation only. Files of another node process (an earlier
+run) are ignored and removed when the supervisor starts.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
@@ -36,7 +48,7 @@ from dicom_node.events import SeriesSummary
 from dicom_node.index.headers import InstanceHeader
 from dicom_node.index.store import IndexStore
 from dicom_node.ingest import Ingestor
-from dicom_node.metrics import IngestMetrics
+from dicom_node.metrics import IngestMetrics, Sample
 from dicom_node.scp.server import DicomServer
 from dicom_node.scp.storage import StorageSCP
 from dicom_node.spool import Spool
@@ -52,6 +64,14 @@ log = logging.getLogger(__name__)
 RESTART_DELAY_S = 1.0
 """At least this long between two starts of the same acceptor process (a child that dies at
 once is not restarted in a tight loop)."""
+
+METRICS_INTERVAL_S = 1.0
+"""How often an acceptor process writes its metrics snapshot for the node's process."""
+
+METRICS_FOLDER = ".acceptors"
+"""The acceptor processes' metrics snapshots, under the spool root."""
+
+_FILES = threading.Lock()  # the node's process: readers and the supervisor's clean-up
 
 
 def quiet_period_function(settings: Settings) -> Callable[[InstanceHeader], float]:
@@ -91,13 +111,16 @@ def quiet_period_function(settings: Settings) -> Callable[[InstanceHeader], floa
 
 def receive_path(settings: Settings, engine: Engine, metrics: IngestMetrics,
                  associations: AssociationAudit, *, config: DicomNodeConfig | None = None,
-                 slot_folder: str = ".slots") -> tuple[Ingestor, DicomServer]:
-    """The receive path of one process, the node's or an acceptor child's: spool (with this
-    process's slot folder), index store, ingestor, Storage SCP and listener on `config`
-    (default `settings.dicom`), audited by `associations`. The spool and index are the
-    ingestor's."""
+                 acceptor: int = 0) -> tuple[Ingestor, DicomServer]:
+    """The receive path of one process, the node's (`acceptor` 0) or an acceptor child's:
+    spool (with this process's slot folder), index store, ingestor, Storage SCP and listener on
+    `config` (default `settings.dicom`), audited by `associations`. The spool and index are the
+    ingestor's. In the node's process with acceptor processes configured, `metrics` exports
+    the children's metrics too (`ChildMetrics`)."""
     config = settings.dicom if config is None else config
-    spool = Spool(config.spool_dir, config.min_free_bytes, slot_folder=slot_folder)
+    if acceptor == 0 and config.acceptor_processes > 1:
+        metrics.add_peers(ChildMetrics(metrics_folder(config.spool_dir)))
+    spool = Spool(config.spool_dir, config.min_free_bytes, slot_folder=slot_folder(acceptor))
     ingestor = Ingestor(spool, IndexStore(engine), quiet_period=quiet_period_function(settings),
                         clock=utc_now, metrics=metrics,
                         max_inflated_bytes=config.max_inflated_bytes)
@@ -119,6 +142,114 @@ def slot_folder(acceptor: int) -> str:
     return ".slots" if acceptor == 0 else f".slots/{acceptor}"
 
 
+def metrics_folder(spool_dir: Path | str) -> Path:
+    """Where acceptor processes write their metrics snapshots."""
+    return Path(spool_dir) / METRICS_FOLDER
+
+
+def write_metrics(folder: Path, acceptor: int, started: float, metrics: IngestMetrics) -> None:
+    """An acceptor process's snapshot of `metrics`, for the node's process (`ChildMetrics`)."""
+    pid = os.getpid()
+    record = {"parent": os.getppid(), "pid": pid, "acceptor": acceptor, "started": started,
+              "samples": metrics.snapshot()}
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{acceptor}-{pid}.tmp"
+    partial.write_text(json.dumps(record))
+    os.replace(partial, folder / f"{acceptor}-{pid}.json")
+
+
+class ChildMetrics:
+    """In the node's process: the acceptor processes' latest snapshots, by acceptor label
+    (an `IngestMetrics.add_peers` source). Per acceptor process, counters and histograms are
+    its base (earlier incarnations, folded here when a newer one has written) plus its newest
+    incarnation's; gauges are the newest incarnation's while it runs."""
+
+    def __init__(self, folder: Path, parent: int | None = None) -> None:
+        self.folder = folder
+        self.parent = os.getpid() if parent is None else parent
+
+    def __call__(self) -> dict[str, list[Sample]]:
+        with _FILES:
+            records: dict[int, list[dict[str, Any]]] = {}
+            for record in self._records():
+                records.setdefault(int(record["acceptor"]), []).append(record)
+            return {str(k): self._combined(k, found) for k, found in sorted(records.items())}
+
+    def _records(self) -> Iterable[dict[str, Any]]:
+        try:
+            paths = sorted(self.folder.glob("*.json"))
+        except OSError:
+            return
+        for path in paths:
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # removed meanwhile (folded), or not one of ours
+            if isinstance(record, dict) and record.get("parent") == self.parent:
+                record["path"] = path
+                yield record
+
+    def _combined(self, acceptor: int, found: list[dict[str, Any]]) -> list[Sample]:
+        base = [r for r in found if r.get("pid") is None]
+        running = sorted((r for r in found if r.get("pid") is not None),
+                         key=lambda r: float(r["started"]))
+        totals = _additive(r["samples"] for r in base)
+        if len(running) > 1:
+            # Earlier incarnations of this process have ended: their counters go to its base,
+            # so that no file is read twice and their number stays bounded.
+            totals = _additive([totals, *(r["samples"] for r in running[:-1])])
+            self._write_base(acceptor, totals)
+            for old in running[:-1]:
+                Path(old["path"]).unlink(missing_ok=True)
+        samples = totals
+        if running:
+            newest = running[-1]
+            samples = _additive([totals, newest["samples"]])
+            if _alive(int(newest["pid"])):
+                samples += [s for s in map(_sample, newest["samples"]) if s[1] == "gauge"]
+        return samples
+
+    def _write_base(self, acceptor: int, samples: list[Sample]) -> None:
+        record = {"parent": self.parent, "pid": None, "acceptor": acceptor, "samples": samples}
+        partial = self.folder / f".{acceptor}-base.tmp"
+        partial.write_text(json.dumps(record))
+        os.replace(partial, self.folder / f"{acceptor}-base.json")
+
+    def clear(self) -> None:
+        """Removes every snapshot (at the supervisor's start: none of them is this run's)."""
+        with _FILES:
+            for path in [*self.folder.glob("*.json"), *self.folder.glob(".*.tmp")]:
+                path.unlink(missing_ok=True)
+
+
+def _sample(raw: Any) -> Sample:
+    family, kind, name, labels, value = raw
+    return str(family), str(kind), str(name), {str(k): str(v) for k, v in labels.items()}, \
+        float(value)
+
+
+def _additive(snapshots: Iterable[Iterable[Any]]) -> list[Sample]:
+    """The sum, sample by sample, of the counters and histograms of `snapshots`."""
+    total: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], float] = {}
+    for snapshot in snapshots:
+        for family, kind, name, labels, value in map(_sample, snapshot):
+            if kind != "gauge":
+                key = (family, kind, name, tuple(sorted(labels.items())))
+                total[key] = total.get(key, 0.0) + value
+    return [(family, kind, name, dict(labels), value)
+            for (family, kind, name, labels), value in total.items()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_acceptor(settings: Settings, acceptor: int, port: int) -> None:
     """A child process's main: a DICOM listener on `port` (the node's, bound already) until
     SIGTERM or until the node's process is gone."""
@@ -134,26 +265,40 @@ def run_acceptor(settings: Settings, acceptor: int, port: int) -> None:
     parent = os.getppid()
     config = settings.dicom.model_copy(update={"port": port})
     engine = create_engine(settings.database.url)  # migrated by the node's process
-    registry = CollectorRegistry()  # not exported: the node's /metrics shows its own process
+    registry = CollectorRegistry()  # not exported: the node's process exports the snapshots
     metrics = IngestMetrics(registry)
     recorder = AuditRecorder(AuditLog(engine), AuditMetrics(registry),
                              capacity=settings.audit.queue_size)
     audit = AssociationAudit(tagged(recorder.submit, acceptor), config.ae_title)
     ingestor, server = receive_path(settings, engine, metrics, audit, config=config,
-                                    slot_folder=slot_folder(acceptor))
+                                    acceptor=acceptor)
     recorder.start()
     ingestor.spool.prepare()
     server.start()
     log.info("acceptor process %d listening port=%d pid=%d", acceptor, port, os.getpid())
+    folder, started = metrics_folder(config.spool_dir), time.time()
+    written = 0.0
     while not stop.wait(0.2):
         if os.getppid() != parent:
             log.warning("acceptor process %d: the node's process is gone, stopping", acceptor)
             break
+        if time.monotonic() - written >= METRICS_INTERVAL_S:
+            _write_quietly(folder, acceptor, started, metrics)
+            written = time.monotonic()
     server.stop()
+    _write_quietly(folder, acceptor, started, metrics)
     audit.flush()
     recorder.stop(timeout=5.0)
     engine.dispose()
     log.info("acceptor process %d stopped", acceptor)
+
+
+def _write_quietly(folder: Path, acceptor: int, started: float, metrics: IngestMetrics) -> None:
+    try:
+        write_metrics(folder, acceptor, started, metrics)
+    except OSError as exc:  # metrics must never stop the receiving
+        log.warning("acceptor process %d: metrics not written: %s", acceptor,
+                    exc.strerror or type(exc).__name__)
 
 
 class AcceptorSupervisor:
@@ -171,6 +316,7 @@ class AcceptorSupervisor:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        ChildMetrics(metrics_folder(self.settings.dicom.spool_dir)).clear()
         for k in range(1, self.count):
             self._spawn(k)
         self._thread = threading.Thread(target=self._watch, name="acceptors", daemon=True)
