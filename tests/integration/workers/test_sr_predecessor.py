@@ -35,8 +35,17 @@ def reporter(pg_engine: Engine, wk_pg_url: str, tmp_path: Path) -> Reporter:
                     lambda: sample_algorithm("ICH", "1.0.0", b"w"), engine=pg_engine)
 
 
+def _path(output: OutputRef) -> Path:
+    assert output.path is not None
+    return Path(output.path)
+
+
+def _dicom(outputs: Sequence[OutputRef]) -> list[pydicom.Dataset]:
+    return [pydicom.dcmread(_path(o)) for o in outputs if o.kind == "dicom"]
+
+
 def _sr(outputs: Sequence[OutputRef]) -> pydicom.Dataset:
-    found = [pydicom.dcmread(o.path) for o in outputs if o.kind == "dicom"]
+    found = _dicom(outputs)
     [sr] = [ds for ds in found if ds.SOPClassUID == SR_CLASS]
     return sr
 
@@ -77,7 +86,7 @@ def test_an_amendment_sr_names_the_sr_it_supersedes(
     assert second_sr.SOPInstanceUID != first_sr.SOPInstanceUID
     _names(second_sr, first_sr)
     # the SEG and KOS of the amendment carry no such reference
-    others = [pydicom.dcmread(o.path) for o in second if o.kind == "dicom"]
+    others = _dicom(second)
     assert {ds.Modality for ds in others} >= {"SEG", "KO"}
     assert not [ds for ds in others if ds.SOPClassUID != SR_CLASS
                 and "PredecessorDocumentsSequence" in ds]
@@ -99,8 +108,8 @@ def test_the_amended_sr_is_valid(pg_engine: Engine, reporter: Reporter) -> None:
     first_job = running_job(pg_engine, cfg, NOW, study_uid=study_uid)
     succeed(pg_engine, first_job, NOW, _result(reporter, first_job, case))
     amended = running_job(pg_engine, cfg, NOW, study_uid=study_uid, amendment=1)
-    [path] = [Path(o.path) for o in _result(reporter, amended, case)
-              if o.kind == "dicom" and pydicom.dcmread(o.path).SOPClassUID == SR_CLASS]
+    [path] = [_path(o) for o in _result(reporter, amended, case)
+              if o.kind == "dicom" and pydicom.dcmread(_path(o)).SOPClassUID == SR_CLASS]
     assert "PredecessorDocumentsSequence" in pydicom.dcmread(path)
     assert dciodvfy_errors(path) == []
     report = pixelmed.validate(pixelmed.SR_VALIDATOR, path)
@@ -118,6 +127,6 @@ def test_no_predecessor_when_the_earlier_sr_file_is_gone(
     first = _result(reporter, first_job, case)
     succeed(pg_engine, first_job, NOW, first)
     for output in first:
-        Path(output.path).unlink()
+        _path(output).unlink()
     amended = running_job(pg_engine, cfg, NOW, study_uid=study_uid, amendment=1)
     assert "PredecessorDocumentsSequence" not in _sr(_result(reporter, amended, case))
