@@ -1,7 +1,8 @@
 """``infernode models``: list, show, verify, train and evaluate models.
 
 Registered by the main CLI as a sub-app. Model directories come from ``--models`` (repeatable);
-the default is the project's ``models`` folder plus the BLAST-CT weights beside the project.
+the default is the settings' ``inference.model_paths`` (``--config`` file, then the environment),
+as the node itself would load them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from infernode.cli_common import ConfigOption
+
 if TYPE_CHECKING:
     from inference.evaluation.datasets import RsnaSlice
     from inference.registry import ModelRegistry
@@ -29,18 +32,27 @@ ModelsOption = Annotated[
 ]
 
 
-def _registry(models: list[Path] | None, device: str = "auto") -> ModelRegistry:
-    from inference.config import InferenceConfig, build_registry
+def _registry(models: list[Path] | None, device: str | None = None,
+              config: Path | None = None) -> ModelRegistry:
+    """The registry the node would build from its settings (`config` file, then the
+    environment, e.g. INFERNODE_INFERENCE__MODEL_PATHS), with `--models` and `--device` put
+    over them."""
+    from inference.config import build_registry
+    from infernode.cli_common import settings_or_exit
 
-    cfg = InferenceConfig(device=device) if not models else InferenceConfig(
-        model_paths=tuple(models), device=device)
-    return build_registry(cfg)
+    cfg = settings_or_exit(config).inference
+    update: dict[str, Any] = {}
+    if models:
+        update["model_paths"] = tuple(models)
+    if device is not None:
+        update["device"] = device
+    return build_registry(cfg.model_copy(update=update))
 
 
 @app.command("list")
-def list_models(models: ModelsOption = None) -> None:
+def list_models(models: ModelsOption = None, config: ConfigOption = None) -> None:
     """List the models found, with their task and weights format."""
-    reg = _registry(models)
+    reg = _registry(models, config=config)
     table = Table("id", "version", "task", "format", "clinical use", "directory")
     for col in table.columns:
         col.overflow = "fold"
@@ -55,11 +67,11 @@ def list_models(models: ModelsOption = None) -> None:
 
 
 @app.command()
-def show(model_id: str, models: ModelsOption = None) -> None:
+def show(model_id: str, models: ModelsOption = None, config: ConfigOption = None) -> None:
     """Print a model's card."""
     from inference.errors import InferenceError
 
-    reg = _registry(models)
+    reg = _registry(models, config=config)
     try:
         card = reg.card(model_id)
     except InferenceError as exc:
@@ -73,12 +85,14 @@ def show(model_id: str, models: ModelsOption = None) -> None:
 def verify(
     model_ids: Annotated[list[str] | None, typer.Argument(help="ids (default: all)")] = None,
     models: ModelsOption = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    device: Annotated[str | None, typer.Option(
+        help="auto | cpu | cuda (default: the settings' inference.device)")] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Recompute checksums, load strictly, run a smoke inference. Exit 1 on any failure."""
     from inference.errors import InferenceError
 
-    reg = _registry(models, device)
+    reg = _registry(models, device, config)
     failed = 0
     for mid in model_ids or reg.ids():
         try:

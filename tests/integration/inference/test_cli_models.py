@@ -20,6 +20,26 @@ def test_list_and_show(demo_models_dir):
     assert res.exit_code == 1 and "no model with id 'nope'" in res.output
 
 
+def test_list_reads_the_settings_file_and_the_environment(demo_models_dir, tmp_path):
+    """Without --models the registry is the one the node's settings describe: the file given
+    with --config, else INFERNODE_INFERENCE__MODEL_PATHS, never a fixed default."""
+    only = tmp_path / "only"
+    only.mkdir()
+    shutil.copytree(demo_models_dir / "stroke-demo", only / "stroke-demo")
+    settings = tmp_path / "infernode.yaml"
+    settings.write_text(f"inference:\n  model_paths: [{json.dumps(str(only))}]\n")
+    res = runner.invoke(app, ["list", "--config", str(settings)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "stroke-demo" in res.output and "ich-demo" not in res.output
+    res = runner.invoke(app, ["show", "ich-demo", "--config", str(settings)])
+    assert res.exit_code == 1 and "no model with id 'ich-demo'" in res.output
+    res = runner.invoke(app, ["list"], env={"COLUMNS": "200",
+                                            "INFERNODE_INFERENCE__MODEL_PATHS": json.dumps(
+                                                [str(only)])})
+    assert res.exit_code == 0, res.output
+    assert "stroke-demo" in res.output and "ich-demo" not in res.output
+
+
 def test_verify_ok_then_tampered_fails(demo_models_dir, tmp_path):
     res = runner.invoke(app, ["verify", "ich-demo", "--models", str(demo_models_dir),
                               "--device", "cpu"])
