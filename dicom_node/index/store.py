@@ -9,12 +9,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, case, func, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Dialect,
+    Engine,
+    Table,
+    bindparam,
+    case,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from dicom_node.errors import CannotUnderstand
 from dicom_node.index.group import GroupCommitter
@@ -66,7 +78,10 @@ class IndexStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._add_instance, self._upsert_study, self._upsert_series = _statements(engine)
+        add_instance, upsert_study, upsert_series = _statements(engine)
+        self._add_instance = _Prepared(add_instance, engine)
+        self._upsert_study = _Prepared(upsert_study, engine)
+        self._upsert_series = _Prepared(upsert_series, engine)
         self._count_duplicate = (
             update(instances)
             .where(instances.c.sop_instance_uid == bindparam("uid"))
@@ -140,10 +155,10 @@ class IndexStore:
             try:
                 with conn.begin():
                     for rows in batch:
-                        added = conn.execute(self._add_instance, rows.instance).rowcount == 1
+                        added = self._add_instance.execute(conn, rows.instance).rowcount == 1
                         if added:
-                            conn.execute(self._upsert_study, rows.study)
-                            conn.execute(self._upsert_series, rows.series)
+                            self._upsert_study.execute(conn, rows.study)
+                            self._upsert_series.execute(conn, rows.series)
                         else:
                             conn.execute(self._count_duplicate, {"uid": rows.uid})
                         fresh.append(added)
@@ -275,6 +290,52 @@ def _rows(header: InstanceHeader, path: str, size_bytes: int, receipt: Receipt,
             "state": "receiving", "late_instances": 0,
         }),
     )
+
+
+class _Prepared:
+    """A statement of `record_instance`, compiled by SQLAlchemy once for the engine's dialect and
+    the (fixed) keys of its parameters, then run with `exec_driver_sql`: the same SQL, each
+    parameter converted by its type's own bind processor (e.g. a datetime on SQLite), the
+    literal values of the statement (ON CONFLICT ... SET state = 'receiving') filled in, and
+    errors and disconnects handled by SQLAlchemy as for any statement. What it saves is the
+    per-execution work on a Core statement (cache key, compiled-cache look-up, parameter
+    set-up): about 20 us for each of the three statements of every received instance."""
+
+    def __init__(self, statement: Executable, engine: Engine) -> None:
+        self._statement = cast(ClauseElement, statement)
+        self._dialect = engine.dialect
+        self._compiled: dict[tuple[str, ...], _Compiled] = {}
+
+    def execute(self, conn: Connection, values: dict[str, Any]) -> CursorResult[Any]:
+        keys = tuple(values)
+        compiled = self._compiled.get(keys)
+        if compiled is None:
+            compiled = self._compiled[keys] = _Compiled(self._statement, self._dialect, keys)
+        return conn.exec_driver_sql(compiled.sql, compiled.parameters(values))
+
+
+class _Compiled:
+    def __init__(self, statement: ClauseElement, dialect: Dialect,
+                 keys: tuple[str, ...]) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(keys)))
+        self.sql = compiled.string
+        self.positional = compiled.positional
+        names = compiled.positiontup if compiled.positional else list(compiled.binds)
+        self.plan: list[tuple[str, bool, Any, Callable[[Any], Any] | None]] = []
+        for name in names or ():
+            bind = compiled.binds[name]
+            given = name in keys
+            self.plan.append((name, given, None if given else bind.effective_value,
+                              bind.type.dialect_impl(dialect).bind_processor(dialect)))
+
+    def parameters(self, values: dict[str, Any]) -> Any:
+        converted = []
+        for name, given, literal, process in self.plan:
+            value = values[name] if given else literal
+            converted.append(value if process is None or value is None else process(value))
+        if self.positional:
+            return tuple(converted)
+        return {name: value for (name, *_), value in zip(self.plan, converted, strict=True)}
 
 
 def _statements(engine: Engine) -> tuple[Executable, Executable, Executable]:
