@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import pydicom
 import pytest
 import sqlalchemy as sa
 from hl7apy.parser import parse_message
+from scipy import ndimage
 
 from infernode.node import Node
 from tests.e2e.e2e_support import (
@@ -108,6 +110,26 @@ def _direct_ml(study: WrittenStroke) -> float:
 
 def _number(item: Any) -> float:
     return float(item.MeasuredValueSequence[0].NumericValue)
+
+
+def _lesion_volumes_sr(sr: Any) -> list[float]:
+    """The volumes of the SR's per-lesion groups (TID 1501 groups whose Tracking Identifier
+    ends "lesion N"), smallest first."""
+    volumes = []
+    for group in content_items(sr, "125007"):
+        [tracking] = [i.TextValue for i in content_items(group, "112039")][:1] or [""]
+        if re.search(r" lesion \d+$", str(tracking)):
+            [volume] = [v for v in content_items(group, "118565006") if v.ValueType == "NUM"]
+            volumes.append(_number(volume))
+    return sorted(volumes)
+
+
+def _lesion_volumes_truth(study: WrittenStroke) -> list[float]:
+    """The phantom's lesions (connected components of its truth mask) in mL, smallest first."""
+    labels, count = ndimage.label(study.phantom.truth)
+    voxel_ml = float(np.prod(study.phantom.dwi.spacing)) / 1000.0
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    return sorted(float(n) * voxel_ml for n in sizes)
 
 
 def _study_jobs(node: Node, study_instance_uid: str) -> list[dict[str, Any]]:
@@ -195,6 +217,10 @@ def test_results_in_the_pacs_are_valid_and_measure_the_core(
         assert measured == pytest.approx(_direct_ml(study), rel=0.01)
     [count] = content_items(sr, "246206008")
     assert int(_number(count)) == len(study.case.lesions)
+    # and each lesion on its own, not only their sum
+    truths = _lesion_volumes_truth(study)
+    assert len(truths) == len(study.case.lesions)
+    assert _lesion_volumes_sr(sr) == pytest.approx(truths, rel=0.05)
     sides = {i.ConceptCodeSequence[0].CodeMeaning for i in content_items(sr, "272741003")}
     expected = {lesion.hemisphere.capitalize() for lesion in study.case.lesions}
     assert expected <= sides
