@@ -12,6 +12,10 @@ Before a peer has sent its A-ASSOCIATE-RQ the node knows only its address, so:
   the negotiated maximum (`max_pdu_bytes`, what the node announced in its Maximum Length item,
   PS3.8 D.1) or, for association PDUs, `MAX_ASSOCIATION_PDU`; a peer breaking either gets an
   A-ABORT and the connection is closed.
+
+`ConnectionGuard` serves both upper layers. The rest of this module fits these bounds (and a
+faster message loop) into pynetdicom's layer; the native layer (`scp.upper`) reads PDUs itself
+and enforces them there.
 """
 
 from __future__ import annotations
