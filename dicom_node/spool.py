@@ -217,6 +217,10 @@ class Spool:
         `durable` (a refused instance) the removal is fsynced, so that recovery never finds the
         refused bytes after a power loss; a repeat's slot (the same instance, found in place)
         is removed lazily."""
+        with self._lock:
+            held = staged.slot in self._busy
+        if not held:
+            return  # placed, or discarded or removed by a failed `place` already
         try:
             staged.written.result()
         except OSError:

@@ -8,8 +8,11 @@ Three steps over the received bytes (File Meta Information + data set, PS3.10 7.
    items must be delimited (PS3.5 7.5), nesting is bounded, no File Meta element may appear in the
    data set (PS3.10 7.1), encapsulated Pixel Data must be a fragment sequence (PS3.5 A.4) and a
    deflated data set must inflate (PS3.5 A.5);
-3. pydicom parses only the elements before Pixel Data (the header), and native Pixel Data is
-   checked to be at least Rows x Columns x Samples x Bits Allocated / 8 x Frames (PS3.5 8.1.1).
+3. the elements before Pixel Data (the header) become a pydicom data set of undecoded elements
+   at the positions the walk found (not read a second time); values the receive path needs are
+   read straight from their bytes when no decoding could change them (`plain_text`,
+   `plain_int`), by pydicom otherwise; native Pixel Data is checked to be at least Rows x
+   Columns x Samples x Bits Allocated / 8 x Frames (PS3.5 8.1.1).
 
 Pixel values are never decoded. The content hash (`content_sha256`) covers the Pixel Data value as
 received (the whole data set for objects without pixels), so a duplicate can be compared without
@@ -27,10 +30,11 @@ from io import BytesIO
 from typing import Final, Literal, cast
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -95,10 +99,14 @@ class _Walker:
         endian = "<" if little else ">"
         self.buf = buf
         self.implicit = implicit
+        self.little = little
         self.tag = struct.Struct(endian + "HH")
         self.u16 = struct.Struct(endian + "H")
         self.u32 = struct.Struct(endian + "L")
         self.pixels: _Pixels | None = None
+        self.header: list[tuple[int, bytes | None, int, int, int]] = []
+        """Top-level elements before the pixel data: tag, VR (None: implicit), declared
+        length, where the value starts and ends."""
 
     def dataset(self, pos: int, end: int, *, depth: int, top: bool, delimited: bool) -> int:
         """Walks elements from `pos`; returns the position after the data set (after its item
@@ -141,6 +149,8 @@ class _Walker:
                 self.pixels = _Pixels(tag, start - header, start, pos,
                                       encapsulated=length == _UNDEFINED)
                 top_pixels = False
+            elif top_pixels:
+                self.header.append((tag, vr, length, start, pos))
         if delimited:
             raise TruncatedDataSet("an undefined-length item ends without its delimiter")
         return pos
@@ -266,16 +276,30 @@ def parse_instance(raw: bytes, transfer_syntax: str) -> ParsedInstance:
     its header. Raises TruncatedDataSet, MalformedDataSet, PixelDataTooShort or CannotUnderstand.
     """
     walker, buf, start = _walk(raw, transfer_syntax)
-    pixels = walker.pixels
-    header_end = pixels.header_at if pixels is not None else len(buf)
     try:
-        ds = read_dataset(BytesIO(buf[start:header_end]), walker.implicit,
-                          transfer_syntax != ExplicitVRBigEndian)
+        ds = _header_dataset(walker, buf, start)
     except PARSE_ERRORS as exc:
         raise CannotUnderstand(f"data set cannot be parsed: {type(exc).__name__}") from exc
-    if pixels is not None:
-        _check_pixels(ds, pixels, native=transfer_syntax in _NATIVE)
+    if walker.pixels is not None:
+        _check_pixels(ds, walker.pixels, native=transfer_syntax in _NATIVE)
     return ParsedInstance(dataset=ds)
+
+
+def _header_dataset(walker: _Walker, buf: bytes, start: int) -> Dataset:
+    """The header (the top-level elements before the pixel data) as a pydicom data set of
+    undecoded elements, from the positions the walker found: what pydicom's own reader
+    (`read_dataset`) makes of the same bytes once the walker has accepted them, without
+    reading them a second time. Values are decoded by pydicom on access, as before."""
+    implicit, little = walker.implicit, walker.little
+    elements: dict[BaseTag, DataElement | RawDataElement] = {}
+    for tag, vr, length, value_start, value_end in walker.header:
+        name = None if vr is None else vr.decode("ascii")
+        value = (buf[value_start:value_end] if length
+                 else cast(bytes | None, empty_value_for_VR(name, raw=True)))
+        key = BaseTag(tag)
+        elements[key] = RawDataElement(key, name, length, value, value_start - start,
+                                       implicit, little)
+    return Dataset(elements)
 
 
 def content_sha256(raw: bytes, transfer_syntax: str) -> str:

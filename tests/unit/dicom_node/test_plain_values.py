@@ -1,6 +1,8 @@
-"""The header values read straight from their bytes (`parse.plain_text`, `parse.plain_int`) are
-exactly what pydicom's decoding gives: every header below is read twice, once as the receive path
-does and once with the plain readers switched off (every value through pydicom), and the two
+"""The header as the receive path reads it (the walker's element positions as a data set of
+undecoded elements, `parse._header_dataset`; values straight from their bytes where
+`parse.plain_text` / `parse.plain_int` allow) is exactly what pydicom gives: every header below is
+read three ways, as the receive path does, with the plain readers switched off (every value
+through pydicom), and with pydicom's own reader (`read_dataset`) for the header as well, and the
 results (header, or refusal) must be equal. Odd values, character sets, VRs other than the
 dictionary's, and each native transfer syntax."""
 
@@ -12,6 +14,7 @@ from io import BytesIO
 import pytest
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
 from pydicom.tag import Tag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -59,7 +62,22 @@ def _odd(case) -> Callable[[Dataset], None]:  # type: ignore[no-untyped-def]
     return change
 
 
+def _sequences(ds: Dataset) -> None:
+    """A sequence (with an item holding a nested sequence) and private elements between the
+    header values the receive path reads."""
+    item, nested = Dataset(), Dataset()
+    nested.CodeValue, nested.CodingSchemeDesignator = "T-A0100", "SRT"
+    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    item.ReferencedSOPInstanceUID = "1.2.3.4.5.6.7"
+    item.PurposeOfReferenceCodeSequence = [nested]
+    ds.ReferencedImageSequence = [item, Dataset()]
+    block = ds.private_block(0x0029, "INFERNODE TEST", create=True)
+    block.add_new(0x10, "LO", "private value")
+    block.add_new(0x11, "OB", b"\x00\x01\x02\x03")
+
+
 CASES: dict[str, Callable[[Dataset], None]] = {
+    "with-sequences-and-private-elements": _sequences,
     **{f"odd-{case.name}": _odd(case) for case in ODD_HEADERS},
     "uids-nul-padded": _values(SOPClassUID=b"1.2.840.10008.5.1.4.1.1.2\0",
                                SeriesInstanceUID=b"1.2.3.4.5\0"),
@@ -131,7 +149,15 @@ def test_plain_reading_equals_pydicom_decoding(name, syntax, monkeypatch):
         patched.setattr(parse, "plain_int", lambda *a, **k: parse.NOT_PLAIN)
         patched.setattr(values, "plain_text", lambda *a, **k: parse.NOT_PLAIN)
         decoded = _read(raw, original, syntax)
-    assert plain == decoded
+        patched.setattr(parse, "_header_dataset", _read_by_pydicom)
+        by_pydicom = _read(raw, original, syntax)
+    assert plain == decoded == by_pydicom
+
+
+def _read_by_pydicom(walker, buf: bytes, start: int) -> Dataset:  # type: ignore[no-untyped-def]
+    """The header as pydicom's own reader reads it (the receive path's former step 3)."""
+    end = walker.pixels.header_at if walker.pixels is not None else len(buf)
+    return read_dataset(BytesIO(buf[start:end]), walker.implicit, walker.little)
 
 
 def test_the_plain_readers_answer_for_plain_values_and_step_aside_otherwise():
