@@ -131,6 +131,9 @@ def train(
         help="ich: weight of the focus subtype's positives in its slab and mask losses")] = None,
     hu_shift: Annotated[float | None, typer.Option(
         help="ich: soft-tissue HU shift range (+-) of the acquisition augmentation")] = None,
+    slab_mm: Annotated[float | None, typer.Option(
+        help="ich: slab thickness the model reads (mm; thinner slices are averaged into it)")
+                       ] = None,
 ) -> None:
     """Train a demo model on phantoms (CPU, minutes) and write weights + model card."""
     from dataclasses import replace
@@ -149,7 +152,7 @@ def train(
         overrides.update({k: v for k, v in (
             ("init_from", str(init_from) if init_from else None), ("lr", lr),
             ("focus_class", focus_class), ("focus_share", focus_share),
-            ("focus_pos_weight", focus_pos_weight)) if v is not None})
+            ("focus_pos_weight", focus_pos_weight), ("slab_mm", slab_mm)) if v is not None})
         if hu_shift is not None:
             overrides["augment"] = replace(Augment(), hu_shift=hu_shift)
         try:

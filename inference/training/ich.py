@@ -68,6 +68,11 @@ class TrainConfig:
     loss and its mask loss weigh positives ``focus_pos_weight`` times. Without it training is
     the same as before these options existed.
 
+    ``slab_mm`` is the model's slab thickness (the card's ``input.slice_spacing_mm``): thinner
+    reconstructions are averaged into slabs about that thick, thicker slices are read one per
+    slab. The default 5 mm is that of 0.2.0; 2.5 mm halves the dilution of a small bleed along z
+    in thin-slice studies, at 1.8 times the training slabs (9,287 against 5,244).
+
     Training phantoms are ``matrix`` pixels square with at most ``max_slices`` slices;
     calibration and test phantoms ``eval_matrix`` square. ``legacy_shape`` is the shape of the
     original-generator test phantoms (``n_legacy_test`` of them; 0 skips that test).
@@ -96,12 +101,15 @@ class TrainConfig:
     focus_class: str | None = None
     focus_share: float = 0.0
     focus_pos_weight: float = 1.0
+    slab_mm: float = 5.0
 
     def __post_init__(self) -> None:
         if self.focus_class is not None and self.focus_class not in ICH_SUBTYPES:
             raise ValueError(f"focus_class must be one of {ICH_SUBTYPES}")
         if not 0.0 <= self.focus_share < 1.0 or self.focus_pos_weight <= 0:
             raise ValueError("focus_share must be in [0, 1) and focus_pos_weight > 0")
+        if not 0.5 <= self.slab_mm <= 10.0:
+            raise ValueError("slab_mm must be between 0.5 and 10 mm")
 
 
 def card_skeleton(cfg: TrainConfig) -> dict[str, Any]:
@@ -114,7 +122,7 @@ def card_skeleton(cfg: TrainConfig) -> dict[str, Any]:
                          "synthetic head CT phantoms. Not a medical device."),
         "not_for_clinical_use": True, "license": "Apache-2.0",
         "input": {
-            "matrix": [128, 128], "slice_spacing_mm": 5.0, "context_slices": 1,
+            "matrix": [128, 128], "slice_spacing_mm": cfg.slab_mm, "context_slices": 1,
             "windows": [{"name": "brain", "center": 40, "width": 80},
                         {"name": "subdural", "center": 80, "width": 200},
                         {"name": "bone", "center": 600, "width": 2800}],
