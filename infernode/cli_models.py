@@ -134,6 +134,9 @@ def train(
     slab_mm: Annotated[float | None, typer.Option(
         help="ich: slab thickness the model reads (mm; thinner slices are averaged into it)")
                        ] = None,
+    fov_p: Annotated[float | None, typer.Option(
+        help="ich: probability per sample of a tighter field of view (0.8-1.4 mm model cells; "
+             "default 0, off)")] = None,
 ) -> None:
     """Train a demo model on phantoms (CPU, minutes) and write weights + model card."""
     from dataclasses import replace
@@ -153,9 +156,12 @@ def train(
             ("init_from", str(init_from) if init_from else None), ("lr", lr),
             ("focus_class", focus_class), ("focus_share", focus_share),
             ("focus_pos_weight", focus_pos_weight), ("slab_mm", slab_mm)) if v is not None})
-        if hu_shift is not None:
-            overrides["augment"] = replace(Augment(), hu_shift=hu_shift)
         try:
+            if hu_shift is not None or fov_p is not None:
+                base = Augment()
+                overrides["augment"] = replace(
+                    base, hu_shift=base.hu_shift if hu_shift is None else hu_shift,
+                    p_fov=base.p_fov if fov_p is None else fov_p)
             cfg = replace(TrainConfig(), **overrides)
         except ValueError as exc:
             console.print(f"[red]{exc}")

@@ -47,7 +47,17 @@ class Augment:
     density scale (``bone_scale``), a smoother or sharper kernel (in-plane Gaussian blur of up
     to ``blur_px`` model pixels with probability ``p_blur``), and extra spatially correlated
     noise (``noise_hu`` at most, correlation up to ``noise_corr_px``, probability ``p_noise``).
-    The ranges are fixed a priori from scanner physics, not fitted to any test family."""
+    The ranges are fixed a priori from scanner physics, not fitted to any test family.
+
+    ``p_fov`` (default 0: off) is the probability per sample of a tighter field of view: the
+    slabs (and their masks) are zoomed about a random centre so one model cell is
+    ``fov_cell_mm`` (uniform) wide, the head cut by the image edge where the zoom takes it
+    there. Training phantoms give cells of about 1.4-2.3 mm (fields of view 180-300 mm on the
+    128 grid); a 128 or 256 matrix with a 100-180 mm field of view gives 0.8-1.4 mm. The crop
+    always keeps every mask pixel of the sample's centre slab, so its labels stay true; a centre
+    slab labelled positive with no mask pixel on the grid (a sliver) is not zoomed, nor is a
+    sample whose cells are already that fine.
+    """
 
     hu_shift: float = 25.0
     bone_scale: tuple[float, float] = (0.75, 1.4)
@@ -57,6 +67,14 @@ class Augment:
     noise_hu: float = 8.0
     noise_corr_px: float = 1.5
     enabled: bool = True
+    p_fov: float = 0.0
+    fov_cell_mm: tuple[float, float] = (0.8, 1.4)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p_fov <= 1.0:
+            raise ValueError("p_fov must be between 0 and 1")
+        if not 0.1 <= self.fov_cell_mm[0] <= self.fov_cell_mm[1]:
+            raise ValueError("fov_cell_mm must be an increasing range of positive sizes")
 
 
 @dataclass(frozen=True)
@@ -159,11 +177,13 @@ class _SlabBank:
     batches built on demand."""
 
     def __init__(self, card: ModelCard, cfg: TrainConfig, log: Callable[[str], None]) -> None:
-        slabs, labels, bits, starts, ends = [], [], [], [], []
+        slabs, labels, bits, starts, ends, cells = [], [], [], [], [], []
         n = 0
         for ph in family_cohort(cfg.n_train, cfg.seed, cfg.family, cfg.matrix, cfg.max_slices):
             hu, slab_of_slice, _, _ = to_slabs(ph.volume.array, ph.volume.spacing, card.input)
             m = hu.shape[0]
+            cells.append(torch.full((m,), model_cell_mm(ph.volume.array.shape[1:],
+                                                        ph.volume.spacing, card)))
             ylab = np.zeros((m, len(ICH_CLASSES)), dtype=np.float32)
             np.maximum.at(ylab, slab_of_slice, ph.slice_labels.astype(np.float32))
             packed = torch.zeros((m, *card.input.matrix), dtype=torch.uint8)
@@ -181,6 +201,7 @@ class _SlabBank:
         self.y = torch.cat(labels)
         self.bits = torch.cat(bits)
         self.lo, self.hi = torch.cat(starts), torch.cat(ends)
+        self.cell_mm = torch.cat(cells)
         self.card = card
         log(f"training slabs: {n}, positive for any: {int(self.y[:, 0].sum())}")
 
@@ -195,10 +216,68 @@ class _SlabBank:
         x = torch.cat([windows(hu[:, k], self.card.input) for k in range(2 * c + 1)], dim=1)
         shifts = torch.arange(len(ICH_SUBTYPES), dtype=torch.uint8)[None, :, None, None]
         seg = ((self.bits[idx][:, None] >> shifts) & 1).float()
+        if aug is not None and aug.enabled and aug.p_fov > 0:
+            hu, seg = fov_zoom(hu, seg, self.y[idx], self.cell_mm[idx], aug, gen)
         flip = torch.rand(idx.shape[0], generator=gen) < 0.5
         x[flip] = x[flip].flip(-1)
         seg[flip] = seg[flip].flip(-1)
         return x, self.y[idx], seg
+
+
+def model_cell_mm(hw: tuple[int, ...], spacing: tuple[float, float, float], card: ModelCard
+                  ) -> float:
+    """Width (mm) of one model-grid cell for slices of ``hw`` pixels of ``spacing``: the
+    in-plane resampling keeps the aspect ratio, so the longer side fills the grid."""
+    scale = min(card.input.matrix[0] / hw[0], card.input.matrix[1] / hw[1])
+    return float(max(spacing[1], spacing[2]) / scale)
+
+
+def fov_zoom(hu: torch.Tensor, seg: torch.Tensor, y: torch.Tensor, cell_mm: torch.Tensor,
+             aug: Augment, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Field-of-view augmentation of (B, K, H, W) HU slabs and their (B, S, H, W) masks; see
+    :class:`Augment` (``p_fov``, ``fov_cell_mm``). Masks are resampled bilinearly and kept
+    where at least half covered. ``y`` (B, classes) are the centre slabs' labels, unchanged."""
+    b, _, h, w = hu.shape
+    pick = torch.rand(b, generator=gen) < aug.p_fov
+    lo_mm, hi_mm = aug.fov_cell_mm
+    target = lo_mm + (hi_mm - lo_mm) * torch.rand(b, generator=gen)
+    u = torch.rand(b, 2, generator=gen)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    any_bits = seg.amax(dim=1)  # (B, H, W)
+    for i in range(b):
+        zoom = float(cell_mm[i] / target[i])
+        if not bool(pick[i]) or zoom <= 1.0:
+            continue
+        present = seg[i].flatten(1).amax(dim=1) > 0
+        if bool((y[i, 1:] > 0).logical_and(~present).any()):
+            continue  # a labelled bleed with no mask pixel: its position is unknown
+        # allowed centres (normalised, x then y) keep the crop inside the grid and every mask
+        # pixel inside the crop; a lesion wider than the crop lowers the zoom to fit it
+        span = []
+        for profile, n in ((any_bits[i].amax(dim=0), w), (any_bits[i].amax(dim=1), h)):
+            hits = torch.nonzero(profile > 0).flatten()
+            span.append((2 * float(hits.min()) / n - 1, 2 * (float(hits.max()) + 1) / n - 1)
+                        if hits.numel() else (1.0, -1.0))
+        for a, c in span:
+            if c - a > 2 / zoom:
+                zoom = 2 / (c - a)
+        half = 1 / zoom
+        for j, (a, c) in enumerate(span):
+            lo = -(1 - half) if c < a else max(-(1 - half), c - half)
+            hi = (1 - half) if c < a else min(1 - half, a + half)
+            theta[i, j, 2] = lo + (hi - lo) * float(u[i, j])
+        theta[i, 0, 0] = theta[i, 1, 1] = half
+    z = theta[:, 0, 0] < 1
+    if not bool(z.any()):
+        return hu, seg
+    grid = F.affine_grid(theta[z], [int(z.sum()), 1, h, w], align_corners=False)
+    hu, seg = hu.clone(), seg.clone()
+    hu[z] = F.grid_sample(hu[z], grid, mode="bilinear", padding_mode="border",
+                          align_corners=False)
+    seg[z] = (F.grid_sample(seg[z], grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=False) >= 0.5).float()
+    return hu, seg
 
 
 def _gaussian_kernels(sigma: torch.Tensor, radius: int = 4) -> torch.Tensor:
