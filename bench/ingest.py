@@ -36,13 +36,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import yaml
+from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,25 +69,32 @@ def new_token() -> str:
     return str(10 ** (TOKEN_DIGITS - 1) + int.from_bytes(os.urandom(5), "big"))[:TOKEN_DIGITS]
 
 
-def template(folder: Path, slices: int, size: int, token: str) -> list[Path]:
-    """Writes the CT series once; its UIDs all contain `.token.` so copies can renew them."""
+def bench_series(slices: int, size: int, token: str) -> Iterator[Dataset]:
+    """The generated CT series (a disc of soft tissue with noise), one data set per slice, File
+    Meta included; its UIDs all contain `.token.`, so a copy can renew them at the same
+    length. bench/ingest_cpu.py feeds the same series to the ingest path in memory."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:size, :size]
     head = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size * 0.42) ** 2) * 40
     root = f"{SYNTH_UID_ROOT}{token}."
     identity = StudyIdentity(study_instance_uid=root + "1", patient_id="BENCH")
     spec = SeriesSpec(series_instance_uid=root + "2")
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
     for k in range(slices):
         noise = rng.integers(-20, 20, size=(1, size, size))
         [ds] = volume_series((head + noise).astype(np.int16), (1.0, 0.5, 0.5),
                              identity=identity, spec=spec, origin=(0.0, 0.0, float(k)))
         ds.InstanceNumber = k + 1
         ds.FrameOfReferenceUID = root + "3"
-        sop_uid = UID(f"{root}4.{k + 1}")
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-        path = folder / f"{k + 1:04d}.dcm"
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(f"{root}4.{k + 1}")
+        yield ds
+
+
+def template(folder: Path, slices: int, size: int, token: str) -> list[Path]:
+    """Writes the CT series once (`bench_series`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ds in bench_series(slices, size, token):
+        path = folder / f"{int(ds.InstanceNumber):04d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths

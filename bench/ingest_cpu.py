@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import functools
+import importlib.util
 import io
 import json
 import os
@@ -37,9 +38,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from pydicom.uid import UID
-
 # bench/ holds a module named queue: the script's folder must not shadow the standard library.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,39 +45,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dicom_node.index.store import IndexStore  # noqa: E402
 from dicom_node.ingest import Arrival, Ingestor  # noqa: E402
 from dicom_node.spool import Spool  # noqa: E402
-from dicom_node.synth import SYNTH_UID_ROOT, SeriesSpec, StudyIdentity, volume_series  # noqa: E402
 from infernode.db import create_engine, migrate  # noqa: E402
 
-TOKEN_DIGITS = 12
+
+def _ingest_bench() -> Any:
+    """bench/ingest.py, loaded by path (this folder is kept off sys.path: its queue.py would
+    hide the standard library's)."""
+    spec = importlib.util.spec_from_file_location("bench_ingest", Path(__file__).with_name(
+        "ingest.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_INGEST = _ingest_bench()
+bench_series, new_token = _INGEST.bench_series, _INGEST.new_token
 
 
 def template(slices: int, size: int, token: str) -> list[tuple[bytes, str, str, str]]:
-    """The series as Part 10 bytes (with File Meta, as the SCP hands them on) and each
-    instance's SOP Class UID, SOP Instance UID and transfer syntax. All UIDs contain
-    `.token.`, so that a copy under new UIDs has the same lengths."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:size, :size]
-    head = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size * 0.42) ** 2) * 40
-    root = f"{SYNTH_UID_ROOT}{token}."
-    identity = StudyIdentity(study_instance_uid=root + "1", patient_id="BENCH")
-    spec = SeriesSpec(series_instance_uid=root + "2")
+    """bench/ingest.py's series as Part 10 bytes (with File Meta, as the SCP hands them on) and
+    each instance's SOP Class UID, SOP Instance UID and transfer syntax."""
     out = []
-    for k in range(slices):
-        noise = rng.integers(-20, 20, size=(1, size, size))
-        [ds] = volume_series((head + noise).astype(np.int16), (1.0, 0.5, 0.5),
-                             identity=identity, spec=spec, origin=(0.0, 0.0, float(k)))
-        ds.InstanceNumber = k + 1
-        ds.FrameOfReferenceUID = root + "3"
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(f"{root}4.{k + 1}")
+    for ds in bench_series(slices, size, token):
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
         out.append((buffer.getvalue(), str(ds.SOPClassUID), str(ds.SOPInstanceUID),
                     str(ds.file_meta.TransferSyntaxUID)))
     return out
-
-
-def new_token() -> str:
-    return str(10 ** (TOKEN_DIGITS - 1) + int.from_bytes(os.urandom(5), "big"))[:TOKEN_DIGITS]
 
 
 def renewed(series: Sequence[tuple[bytes, str, str, str]], old: str,
