@@ -78,7 +78,7 @@ class ConnectionGuard:
                 self._pending[address] += 1
                 self._by_socket[id(sock)] = address
         if full:
-            self._refused("pending_limit")
+            self.refused("pending_limit")
         return not full
 
     def opened(self, assoc: object, sock: object) -> None:
@@ -102,7 +102,8 @@ class ConnectionGuard:
         with self._lock:
             return sum(self._pending.values())
 
-    def _refused(self, label: str) -> None:
+    def refused(self, label: str) -> None:
+        """Counts a rejected association or a connection closed at accept, by reason."""
         if self.metrics is not None:
             self.metrics.rejections.labels(reason=label).inc()
 
@@ -135,7 +136,7 @@ class GuardedServer(ThreadedAssociationServer):
         assert self.socket is not None
         client, address = self.socket.accept()
         if not self.guard.address_known(str(address[0])):
-            self.guard._refused("source_address_at_connect")
+            self.guard.refused("source_address_at_connect")
             _close(client)
             raise ConnectionRefusedError("source address not allowed")
         if self.ssl_context:

@@ -198,8 +198,7 @@ class DicomServer:
     def _start_native(self, guard: ConnectionGuard) -> None:
         native = NativeServer(
             self.config, self.storage, supported_contexts=supported_contexts(), guard=guard,
-            policy=AccessPolicy(self.config), metrics=self.metrics,
-            observer=self.on_association,
+            policy=AccessPolicy(self.config), observer=self.on_association,
             ssl_context=tls_context(self.config.tls) if self.config.tls else None)
         native.start()
         if self.metrics is not None:
@@ -243,7 +242,7 @@ class DicomServer:
         for association in left:
             association.abort()
         for association in left:  # each ends at its next read, or once its store returns
-            association.join(timeout=max(0.0, ABORT_JOIN_S))
+            association.join(timeout=ABORT_JOIN_S)
 
     def _acceptors(self) -> list[Association]:
         if self._ae is None:

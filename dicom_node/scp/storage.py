@@ -32,12 +32,18 @@ ERROR_COMMENT_MAX = 64
 """Error Comment is LO: at most 64 characters (PS3.5 6.2)."""
 
 
+def error_comment(comment: str) -> str:
+    """`comment` as an Error Comment value (LO): no backslash (the value delimiter), at most
+    ERROR_COMMENT_MAX characters."""
+    return comment.replace("\\", "/")[:ERROR_COMMENT_MAX]
+
+
 def status_dataset(status: Status, comment: str | None = None) -> Dataset:
     """The response status pynetdicom sends: Status and, when given, Error Comment."""
     ds = Dataset()
     ds.Status = int(status)
     if comment:
-        ds.ErrorComment = comment.replace("\\", "/")[:ERROR_COMMENT_MAX]
+        ds.ErrorComment = error_comment(comment)
     return ds
 
 

@@ -43,7 +43,6 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
 from dicom_node.config import DicomNodeConfig
-from dicom_node.metrics import IngestMetrics
 from dicom_node.scp.access import (
     AccessPolicy,
     AssociationEvent,
@@ -54,11 +53,11 @@ from dicom_node.scp.access import (
 )
 from dicom_node.scp.guard import MAX_ASSOCIATION_PDU, ConnectionGuard
 from dicom_node.scp.storage import (
-    ERROR_COMMENT_MAX,
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
     StorageSCP,
     StoreRequest,
+    error_comment,
 )
 from dicom_node.status import Status
 
@@ -170,7 +169,7 @@ def response_command(command_field: int, message_id: int, status: int, *,
                  (_DATA_SET_TYPE, _US.pack(NO_DATA_SET)),
                  (_STATUS, _US.pack(status & 0xFFFF))]
     if comment:
-        text = comment.replace("\\", "/")[:ERROR_COMMENT_MAX].encode("ascii", "replace")
+        text = error_comment(comment).encode("ascii", "replace")
         elements.append((_ERROR_COMMENT, text + b" " if len(text) % 2 else text))
     if sop_instance_uid:
         elements.append((_AFFECTED_SOP_INSTANCE, _ui(sop_instance_uid)))
@@ -390,7 +389,7 @@ class NativeAssociation(threading.Thread):
 
     def _reject(self, calling: str, called: str, result: int, source: int, reason: int,
                 label: str) -> None:
-        self.server.rejected(label)
+        self.server.guard.refused(label)
         self.server.notify(self.event("rejected", label, calling, called))
         self._send(reject_pdu(result, source, reason))
 
@@ -595,12 +594,12 @@ def _shutdown(sock: socket.socket) -> None:
 
 
 class NativeServer:
-    """Accepts connections on host:port and runs each in a `NativeAssociation`."""
+    """Accepts connections on host:port and runs each in a `NativeAssociation`. Rejections and
+    connections closed at accept are counted by `guard` (`ConnectionGuard.refused`)."""
 
     def __init__(self, config: DicomNodeConfig, storage: StorageSCP, *,
                  supported_contexts: Sequence[PresentationContext],
                  guard: ConnectionGuard, policy: AccessPolicy,
-                 metrics: IngestMetrics | None = None,
                  observer: AssociationObserver | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.config = config
@@ -608,7 +607,6 @@ class NativeServer:
         self.supported_contexts = list(supported_contexts)
         self.guard = guard
         self.policy = policy
-        self.metrics = metrics
         self.observer = observer
         self.ssl_context = ssl_context
         self._lock = threading.Lock()
@@ -651,7 +649,7 @@ class NativeServer:
                 continue
             host = str(address[0])
             if not self.guard.address_known(host):
-                self.rejected("source_address_at_connect")
+                self.guard.refused("source_address_at_connect")
                 _shutdown(sock)
                 sock.close()
                 continue
@@ -699,10 +697,6 @@ class NativeServer:
                 self._established.discard(association)
                 return True
             return False
-
-    def rejected(self, label: str) -> None:
-        if self.metrics is not None:
-            self.metrics.rejections.labels(reason=label).inc()
 
     def notify(self, event: AssociationEvent) -> None:
         if self.observer is not None:
