@@ -43,10 +43,6 @@ class InstanceHeader:
     patient_id: str | None
     accession_number: str | None
     study_date: str | None
-    content_sha256: str | None = None
-    """SHA-256 of the Pixel Data value as received (`parse.content_sha256`) when known; None
-    from `read_header`: the hash is computed only when a repeated SOP Instance UID is compared
-    (`store.differences`), so the index row of a new instance holds none."""
 
 
 def _uid(ds: Dataset, keyword: str) -> str:

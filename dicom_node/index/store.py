@@ -261,7 +261,6 @@ def _rows(header: InstanceHeader, path: str, size_bytes: int, receipt: Receipt,
             "transfer_syntax_uid": header.transfer_syntax_uid,
             "image_type": image_type, "path": path, "size_bytes": size_bytes,
             "calling_ae": receipt.calling_ae, "received_at": at, "duplicates": 0,
-            "content_sha256": header.content_sha256,
         }),
         study=fit(studies, {
             "study_instance_uid": header.study_instance_uid,
@@ -414,5 +413,4 @@ def _same_content(header: InstanceHeader, raw: bytes, stored: StoredInstance,
             log.warning("indexed instance unreadable, content not compared sop=%s cause=%s",
                         header.sop_instance_uid, type(exc).__name__)
             return True
-    received = header.content_sha256 or content_sha256(raw, header.transfer_syntax_uid)
-    return received == indexed
+    return content_sha256(raw, header.transfer_syntax_uid) == indexed

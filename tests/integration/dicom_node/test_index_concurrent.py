@@ -35,7 +35,7 @@ def _header(k: int) -> InstanceHeader:
         transfer_syntax_uid="1.2.840.10008.1.2.1", modality="CT", body_part_examined="HEAD",
         series_description=None, protocol_name=None, image_type=("ORIGINAL", "PRIMARY"),
         series_number=1, instance_number=k, slice_thickness=1.0, images_in_acquisition=None,
-        patient_id="PID", accession_number=None, study_date="20261204", content_sha256=None,
+        patient_id="PID", accession_number=None, study_date="20261204",
     )
 
 
