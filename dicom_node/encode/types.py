@@ -23,6 +23,7 @@ from dicom_node.encode.codes import (
     Coded,
 )
 from dicom_node.encode.uids import UUID_ROOT, UidFactory
+from dicom_node.uids import is_valid_uid
 
 Clock = Callable[[], datetime]
 """Returns "now"; injected so that encoders are pure and tests are repeatable."""
@@ -242,9 +243,6 @@ class SeriesNumbers:
     kos: int = 9003
 
 
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
-
-
 @dataclass(frozen=True)
 class DocumentRef:
     """An earlier SR document that a new one supersedes: the identifiers its Predecessor
@@ -261,7 +259,7 @@ class DocumentRef:
         for name in ("study_instance_uid", "series_instance_uid", "sop_class_uid",
                      "sop_instance_uid"):
             value = getattr(self, name)
-            if len(value) > 64 or not _UID.match(value):
+            if not is_valid_uid(value):
                 raise ValueError(f"{name} is not a valid UID")
 
 
