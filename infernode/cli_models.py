@@ -17,7 +17,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from infernode.cli_common import ConfigOption
+from infernode.cli_common import ConfigOption, settings_or_exit
 
 if TYPE_CHECKING:
     from inference.evaluation.datasets import RsnaSlice
@@ -38,7 +38,6 @@ def _registry(models: list[Path] | None, device: str | None = None,
     environment, e.g. INFERNODE_INFERENCE__MODEL_PATHS), with `--models` and `--device` put
     over them."""
     from inference.config import build_registry
-    from infernode.cli_common import settings_or_exit
 
     cfg = settings_or_exit(config).inference
     update: dict[str, Any] = {}
@@ -157,11 +156,10 @@ def train(
             ("focus_class", focus_class), ("focus_share", focus_share),
             ("focus_pos_weight", focus_pos_weight), ("slab_mm", slab_mm)) if v is not None})
         try:
-            if hu_shift is not None or fov_p is not None:
-                base = Augment()
-                overrides["augment"] = replace(
-                    base, hu_shift=base.hu_shift if hu_shift is None else hu_shift,
-                    p_fov=base.p_fov if fov_p is None else fov_p)
+            augment: dict[str, Any] = {k: v for k, v in (("hu_shift", hu_shift),
+                                                          ("p_fov", fov_p)) if v is not None}
+            if augment:
+                overrides["augment"] = replace(Augment(), **augment)
             cfg = replace(TrainConfig(), **overrides)
         except ValueError as exc:
             console.print(f"[red]{exc}")
