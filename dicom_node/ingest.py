@@ -260,7 +260,10 @@ class Ingestor:
         if fresh:
             return Accepted(self._event(arrival, header, path, fresh=True))
         # Indexed meanwhile or under another study/series path: record_instance counted it.
-        existing = self.index.stored_instance(header.sop_instance_uid)
+        try:
+            existing = self.index.stored_instance(header.sop_instance_uid)
+        except SQLAlchemyError as exc:
+            return self._uncompared(arrival, header, path, exc)
         if existing is None or existing.path != str(path):
             self.spool.remove(path)
         if existing is None:
@@ -273,7 +276,11 @@ class Ingestor:
         content is kept aside, recorded, and answered with a warning."""
         differ = differences(header, existing, arrival.raw)
         if not counted:
-            self.index.count_duplicate(header.sop_instance_uid)
+            try:
+                self.index.count_duplicate(header.sop_instance_uid)
+            except SQLAlchemyError as exc:  # a statistic: the instance is indexed all the same
+                log.error("could not count a duplicate sop=%s: %s", header.sop_instance_uid,
+                          type(exc).__name__)
         stored = InstanceStored(
             sop_instance_uid=header.sop_instance_uid, sop_class_uid=header.sop_class_uid,
             series_instance_uid=existing.series_instance_uid,
@@ -289,17 +296,38 @@ class Ingestor:
         record.update(status=int(status), reason_code="conflicting_duplicate",
                       differences=what, indexed_path=existing.path)
         kept = self.spool.keep_rejected(arrival.raw, record, conflict=True)
-        self.index.record_conflict(ConflictRecord(
-            calling_ae=arrival.calling_ae, peer_address=arrival.peer_address,
-            sop_class_uid=header.sop_class_uid, sop_instance_uid=header.sop_instance_uid,
-            study_instance_uid=header.study_instance_uid,
-            series_instance_uid=header.series_instance_uid, differences=what,
-            status=int(status), kept_path=str(kept) if kept else None,
-            indexed_path=existing.path,
-        ), self.clock())
+        try:
+            self.index.record_conflict(ConflictRecord(
+                calling_ae=arrival.calling_ae, peer_address=arrival.peer_address,
+                sop_class_uid=header.sop_class_uid, sop_instance_uid=header.sop_instance_uid,
+                study_instance_uid=header.study_instance_uid,
+                series_instance_uid=header.series_instance_uid, differences=what,
+                status=int(status), kept_path=str(kept) if kept else None,
+                indexed_path=existing.path,
+            ), self.clock())
+        except SQLAlchemyError as exc:  # the record beside the kept copy says the same
+            log.error("could not record a conflicting duplicate sop=%s: %s (kept=%s)",
+                      header.sop_instance_uid, type(exc).__name__, kept is not None)
         log.warning("conflicting duplicate set aside sop=%s differs=%s calling_ae=%s",
                     header.sop_instance_uid, what, arrival.calling_ae)
         return Accepted(stored, status, f"conflicts with stored instance: {what}")
+
+    def _uncompared(self, arrival: Arrival, header: InstanceHeader, path: Path,
+                    exc: SQLAlchemyError) -> Accepted:
+        """A repeat the index counted (so the SOP Instance UID is indexed) but could not be
+        looked up for the comparison: the received copy is kept under `.rejected/conflicts/`
+        with a record saying it was not compared, and the store is a Success (the instance is
+        indexed; nothing received is lost). The file placed at `path` stays: it may be the
+        indexed one, and start-up recovery removes it when the index row names another path."""
+        record = self._sidecar(None, arrival.calling_ae, arrival.peer_address,
+                               header.sop_class_uid, header.sop_instance_uid)
+        record.update(status=int(Status.SUCCESS), reason_code="duplicate_not_compared",
+                      reason=f"index look-up failed: {type(exc).__name__}")
+        kept = self.spool.keep_rejected(arrival.raw, record, conflict=True)
+        log.error("duplicate not compared (index look-up failed: %s) sop=%s calling_ae=%s "
+                  "kept=%s", type(exc).__name__, header.sop_instance_uid, arrival.calling_ae,
+                  kept is not None)
+        return Accepted(self._event(arrival, header, path, fresh=False))
 
     @staticmethod
     def _event(arrival: Arrival, header: InstanceHeader, path: Path, *,
