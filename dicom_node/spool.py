@@ -105,6 +105,7 @@ class Spool:
         # Held while slots are made but not yet pooled, so that `prepare` never pools them too.
         self._refill_lock = threading.Lock()
         self._marks = True  # False once the file system refused an extended attribute
+        self._closed = False
 
     def prepare(self) -> None:
         """Creates the folders, removes STOW-RS bodies a crash left in `.tmp/`, takes the empty
@@ -132,6 +133,19 @@ class Spool:
                 known = set(self._free) | self._busy
                 self._free.extend(p for p in sorted(empty) if p not in known)
         self._refill()
+
+    def close(self) -> None:
+        """At the node's stop, once nothing receives any more: waits for the writes in flight,
+        ends the writer threads and the background thread, and fsyncs the directories that
+        renames touched (a clean stop leaves no lazy flush behind). A later `stage` raises."""
+        self._closed = True
+        self._writer.shutdown(wait=True)
+        self._wake.set()
+        with self._lock:
+            background = self._background
+        if background is not None:
+            background.join(timeout=5.0)
+        self.flush_dirty()
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
@@ -168,6 +182,8 @@ class Spool:
         saves time, correctness never depends on it). Raises OutOfResources when the watermark
         would be crossed.
         """
+        if self._closed:
+            raise OutOfResources("spool closed: the node is stopping")
         self.check_space(len(data))
         with self._lock:
             slot = self._free.popleft() if self._free else None
@@ -406,6 +422,10 @@ class Spool:
         while True:
             self._wake.wait(FLUSH_INTERVAL_S)
             self._wake.clear()
+            if self._closed:
+                with self._lock:
+                    self._background = None
+                return
             worked = self._refill()
             now = time.monotonic()
             if now - last_flush >= FLUSH_INTERVAL_S:

@@ -286,6 +286,7 @@ def run_acceptor(settings: Settings, acceptor: int, port: int) -> None:
             _write_quietly(folder, acceptor, started, metrics)
             written = time.monotonic()
     server.stop()
+    ingestor.spool.close()
     _write_quietly(folder, acceptor, started, metrics)
     audit.flush()
     recorder.stop(timeout=5.0)

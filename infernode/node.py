@@ -195,6 +195,7 @@ class Node:
             stop_web(self.web_server)
         for thread in self._threads:
             thread.join(timeout=10)
+        self.spool.close()  # nothing receives or removes any more
         if self.audit is not None:
             self.audit.stop()
         self.engine.dispose()

@@ -395,3 +395,21 @@ def test_a_file_moved_to_rejected_has_its_lazy_rename_flushed_first(
     # the move that a power loss must not keep on its own.
     assert order.index(str(spool.slots_dir)) < order.index("move")
     assert order.index(str(path.parent)) < order.index("move")
+
+
+def test_close_ends_its_threads_and_flushes_what_renames_touched(
+        tmp_path: Path, flushes: Flushes, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(spool_module, "FLUSH_INTERVAL_S", 3600.0)  # only close() flushes
+    before = {t for t in threading.enumerate() if t.name.startswith("spool")}
+    spool = Spool(tmp_path / "spool", 0)
+    spool.prepare()
+    path = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    assert spool.write(b"x" * 4096, path, replace=False)
+    ours = {t for t in threading.enumerate() if t.name.startswith("spool")} - before
+    assert any(t.name.startswith("spool-write") for t in ours)
+    assert str(path.parent) not in {f.path for f in flushes.seen}
+    spool.close()
+    assert [t.name for t in ours if t.is_alive()] == []
+    assert str(path.parent) in {f.path for f in flushes.seen if f.is_dir}
+    with pytest.raises(OutOfResources):
+        spool.stage(b"late")
