@@ -24,6 +24,7 @@ from pathlib import Path
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from sqlalchemy.exc import SQLAlchemyError
 
+from dicom_node.buffers import Received
 from dicom_node.config import DicomNodeConfig
 from dicom_node.errors import (
     CannotUnderstand,
@@ -44,7 +45,7 @@ from dicom_node.index.store import (
     differences,
 )
 from dicom_node.metrics import IngestMetrics
-from dicom_node.spool import Spool, Staged
+from dicom_node.spool import SlotWriter, Spool, Staged
 from dicom_node.status import Status
 from dicom_node.uids import checked_uid, is_valid_uid
 
@@ -64,7 +65,7 @@ class InflatesBeyondLimit(CannotUnderstand):
     reason_code = "inflate_limit"
 
 
-def check_inflated_size(raw: bytes, limit: int) -> None:
+def check_inflated_size(raw: Received, limit: int) -> None:
     """Inflates the data set of `raw` (File Meta + deflated data set, PS3.5 A.5) one megabyte at
     a time, keeping nothing, and raises InflatesBeyondLimit past `limit` bytes.
 
@@ -88,7 +89,7 @@ def check_inflated_size(raw: bytes, limit: int) -> None:
 class Arrival:
     """One received instance: its bytes (file meta + data set) and who sent it how."""
 
-    raw: bytes
+    raw: Received
     sop_class_uid: str
     sop_instance_uid: str
     transfer_syntax_uid: str
@@ -97,6 +98,9 @@ class Arrival:
     peer_address: str | None
     context_sop_class_uid: str | None = None
     """The abstract syntax of the presentation context it came on (C-STORE only)."""
+    slot: SlotWriter | None = None
+    """The spool slot `raw` was streamed into and is mapped from, when it was (the node's own
+    upper layer); otherwise the receive path writes `raw` to a slot itself."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,8 @@ class Ingestor:
             sop_instance = checked_uid(sop_instance_uid, "Affected SOP Instance UID")
             sop_class = checked_uid(sop_class_uid, "Affected SOP Class UID")
             # The bytes go to a spool slot and are fsynced while they are validated here.
-            staged = self.spool.stage(received.raw)
+            staged = (received.slot.finish() if received.slot is not None
+                      else self.spool.stage(received.raw))
             if received.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
                 check_inflated_size(received.raw, self.max_inflated_bytes)
             header = read_header(

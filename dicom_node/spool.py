@@ -32,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import mmap
 import os
 import shutil
 import threading
@@ -44,6 +45,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from dicom_node.buffers import Received, Writable
 from dicom_node.errors import OutOfResources
 from dicom_node.uids import checked_uid, is_valid_uid
 
@@ -174,7 +176,7 @@ class Spool:
         if self.free_bytes() - incoming_bytes < self.min_free_bytes:
             raise OutOfResources("spool below its free-space watermark")
 
-    def stage(self, data: bytes) -> Staged:
+    def stage(self, data: Received) -> Staged:
         """Starts writing `data` to a slot, marking and fsyncing it, on a writer thread, so that
         the caller can validate the data meanwhile; `place` or `discard` must follow.
 
@@ -182,9 +184,34 @@ class Spool:
         saves time, correctness never depends on it). Raises OutOfResources when the watermark
         would be crossed.
         """
+        self._check_open()
+        self.check_space(len(data))
+        slot, created = self._take_slot()
+        return Staged(slot, self._writer.submit(self._fill, slot, data, created))
+
+    def open_slot(self) -> SlotWriter:
+        """A slot to write an instance into piece by piece as it arrives (the node's own upper
+        layer streams a C-STORE's data set fragments here: a data set is never held whole in
+        memory). `SlotWriter.finish` then marks and fsyncs it on a writer thread and gives the
+        `Staged` that `stage` gives, for `place` or `discard`; `SlotWriter.close` removes a slot
+        never finished. Never raises: a slot that cannot be taken or written (the spool closed,
+        the watermark crossed, a full disk) keeps its error for `finish` and `mapped`, so that
+        the caller still reads the rest of the message and answers it."""
+        try:
+            self._check_open()
+            self.check_space(0)
+        except OutOfResources as refused:
+            return SlotWriter(self, None, False, refused)
+        slot, created = self._take_slot()
+        return SlotWriter(self, slot, created)
+
+    def _check_open(self) -> None:
         if self._closed:
             raise OutOfResources("spool closed: the node is stopping")
-        self.check_space(len(data))
+
+    def _take_slot(self) -> tuple[Path, bool]:
+        """An empty slot from the pool, marked busy, or (pool empty) a new name the store
+        creates itself; whether it is new."""
         with self._lock:
             slot = self._free.popleft() if self._free else None
             created = slot is None
@@ -194,7 +221,7 @@ class Spool:
             low = len(self._free) < SLOT_POOL // 2
         if low:
             self._kick()
-        return Staged(slot, self._writer.submit(self._fill, slot, data, created))
+        return slot, created
 
     def place(self, staged: Staged, final: Path, *, replace: bool = True) -> bool:
         """Waits until `staged` is written and fsynced and renames it to `final`; once this
@@ -310,7 +337,7 @@ class Spool:
         return sorted((p for p in found if p not in held), key=lambda p: (p.name, str(p)))
 
     @staticmethod
-    def slot_is_complete(slot: Path, raw: bytes) -> bool:
+    def slot_is_complete(slot: Path, raw: Received) -> bool:
         """Whether `raw`, read from `slot`, is what its writer marked (length and CRC-32): a
         slot without its mark, or whose bytes differ from it, was cut before its fsync ended."""
         try:
@@ -338,14 +365,22 @@ class Spool:
     def _new_slot_name(self) -> Path:
         return self.slots_dir / f"{time.time_ns():020d}-{uuid.uuid4().hex}{SLOT_SUFFIX}"
 
-    def _fill(self, slot: Path, data: bytes, created: bool) -> bool:
+    def _fill(self, slot: Path, data: Received, created: bool) -> bool:
         """On a writer thread: writes, marks and fsyncs a slot (and `.slots/` when this store
         made the slot itself). Returns whether the mark was set."""
-        flags = os.O_WRONLY | (os.O_CREAT | os.O_EXCL if created else os.O_TRUNC)
-        fd = os.open(slot, flags, 0o640)
+        fd = _open_slot(slot, created, os.O_WRONLY)
         try:
             _write_all(fd, data)
-            marked = self._set_mark(fd, data)
+        except BaseException:
+            os.close(fd)
+            raise
+        return self._seal(fd, _mark(data), created)
+
+    def _seal(self, fd: int, mark: str, created: bool) -> bool:
+        """On a writer thread: marks a written slot with `mark`, fsyncs and closes it (and
+        fsyncs `.slots/` when the store made the slot itself). Whether the mark was set."""
+        try:
+            marked = self._set_mark(fd, mark)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -353,11 +388,11 @@ class Spool:
             fsync_dir(self.slots_dir)
         return marked
 
-    def _set_mark(self, fd: int, data: bytes) -> bool:
+    def _set_mark(self, fd: int, mark: str) -> bool:
         if not self._marks:
             return False
         try:
-            os.setxattr(fd, SLOT_MARK, _mark(data).encode("ascii"))
+            os.setxattr(fd, SLOT_MARK, mark.encode("ascii"))
         except OSError as exc:
             if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
                 self._marks = False  # this file system: the directory fsync in `place` instead
@@ -476,7 +511,7 @@ class Spool:
                 self._free.extend(made)
             return True
 
-    def keep_rejected(self, data: bytes, record: Mapping[str, object] | None = None, *,
+    def keep_rejected(self, data: Received, record: Mapping[str, object] | None = None, *,
                       conflict: bool = False) -> Path | None:
         """Keeps the bytes of a refused (or, with `conflict`, set-aside) instance and its
         record; None when that fails too (it must not hide the refusal itself)."""
@@ -549,18 +584,123 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-def _mark(data: bytes) -> str:
-    return f"{len(data)}:{zlib.crc32(data):08x}"
+def _mark(data: Received) -> str:
+    return _mark_of(len(data), zlib.crc32(data))
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _mark_of(length: int, crc32: int) -> str:
+    return f"{length}:{crc32:08x}"
+
+
+def _open_slot(slot: Path, created: bool, access: int) -> int:
+    flags = access | (os.O_CREAT | os.O_EXCL if created else os.O_TRUNC)
+    return os.open(slot, flags, 0o640)
+
+
+class SlotWriter:
+    """One slot written piece by piece (`Spool.open_slot`): `write` as pieces arrive (the
+    completeness mark's length and CRC-32 are summed as they go), `mapped` to read what was
+    written without a copy in memory, `finish` to have it marked and fsynced, `close` at the
+    end whatever happened. Used by one thread."""
+
+    def __init__(self, spool: Spool, slot: Path | None, created: bool,
+                 error: OutOfResources | None = None) -> None:
+        self._spool = spool
+        self.slot = slot
+        self._created = created
+        self._error: OutOfResources | OSError | None = error
+        self._fd = -1
+        self._length = 0
+        self._crc = 0
+        self._map: mmap.mmap | None = None
+        self._staged: Staged | None = None
+        self._closed = False
+        if slot is not None:
+            try:
+                self._fd = _open_slot(slot, created, os.O_RDWR)
+            except OSError as exc:
+                self._error = exc
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._length
+
+    def write(self, data: Writable) -> None:
+        """Appends `data`; after a failure, later pieces are counted and dropped (the error
+        is raised by `finish`)."""
+        if self._error is None:
+            try:
+                _write_all(self._fd, data)
+            except OSError as exc:
+                self._error = exc
+            else:
+                self._crc = zlib.crc32(data, self._crc)
+        self._length += len(data)
+
+    def mapped(self) -> mmap.mmap:
+        """What was written, mapped read-only: pages come from the page cache as they are
+        read (a header read touches the first few). Raises as `finish` does."""
+        self._raise_error()
+        if self._map is None:
+            self._map = mmap.mmap(self._fd, self._length, access=mmap.ACCESS_READ)
+        return self._map
+
+    def finish(self) -> Staged:
+        """Hands the slot to a writer thread to be marked (length and CRC-32) and fsynced;
+        the `Staged` for `Spool.place` or `Spool.discard`. Raises OutOfResources when the slot
+        could not be taken or written, or the spool is now below its watermark."""
+        if self._staged is None:
+            self._raise_error()
+            self._spool.check_space(0)  # the bytes are on the disk already
+            assert self.slot is not None
+            fd, self._fd = self._fd, -1
+            self._staged = Staged(self.slot, self._spool._writer.submit(
+                self._spool._seal, fd, _mark_of(self._length, self._crc), self._created))
+        return self._staged
+
+    def close(self) -> None:
+        """Unmaps; a slot never finished is closed and removed (an association cut mid data
+        set, a refusal before the write was finished). The `Staged` of a finished one is its
+        receive path's to place or discard."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:
+                pass  # a view of it is still alive: unmapped when that goes
+            self._map = None
+        if self._staged is not None or self.slot is None:
+            return
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        try:
+            self.slot.unlink(missing_ok=True)
+        except OSError:
+            pass  # unmarked: recovery sets it aside
+        self._spool._mark_dirty(self._spool.slots_dir)
+        self._spool._release(self.slot)
+
+    def _raise_error(self) -> None:
+        error = self._error
+        if isinstance(error, OutOfResources):
+            raise error
+        if error is not None:
+            reason = error.strerror or type(error).__name__
+            raise OutOfResources(f"spool write failed: {reason}") from error
+
+
+def _write_all(fd: int, data: Writable) -> None:
     """Writes all of `data` to `fd` (os.write may write less than asked)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
 
 
-def _write_synced(path: Path, data: bytes) -> None:
+def _write_synced(path: Path, data: Writable) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
         _write_all(fd, data)

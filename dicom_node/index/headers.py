@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
+from dicom_node.buffers import Received
 from dicom_node.errors import DatasetMismatch
 from dicom_node.index.parse import parse_instance
 from dicom_node.index.values import (
@@ -50,7 +51,7 @@ def _uid(ds: Dataset, keyword: str) -> str:
 
 
 def read_header(
-    raw: bytes,
+    raw: Received,
     *,
     expected_sop_class: str,
     expected_sop_instance: str,

@@ -42,6 +42,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from dicom_node.buffers import Received
 from dicom_node.errors import (
     CannotUnderstand,
     MalformedDataSet,
@@ -95,7 +96,7 @@ def _tag_text(tag: int) -> str:
 class _Walker:
     """Walks element headers of one data set held in `buf` (PS3.5 7.1, 7.5)."""
 
-    def __init__(self, buf: bytes, *, implicit: bool, little: bool) -> None:
+    def __init__(self, buf: Received, *, implicit: bool, little: bool) -> None:
         endian = "<" if little else ">"
         self.buf = buf
         self.implicit = implicit
@@ -222,7 +223,7 @@ class _Walker:
             pos += 8 + length
 
 
-def read_file_meta(raw: bytes) -> tuple[Dataset, int]:
+def read_file_meta(raw: Received) -> tuple[Dataset, int]:
     """The File Meta Information of a Part 10 stream and the offset of its data set.
 
     Raises MalformedDataSet without the "DICM" prefix, TruncatedDataSet when cut short.
@@ -235,7 +236,7 @@ def read_file_meta(raw: bytes) -> tuple[Dataset, int]:
     return meta, pos
 
 
-def _file_meta_end(raw: bytes) -> int:
+def _file_meta_end(raw: Received) -> int:
     """The offset of the data set after the File Meta Information, whose element headers are
     checked to fit (its values are not read: the receive path needs only where it ends)."""
     if len(raw) < 132 or raw[128:132] != b"DICM":
@@ -271,7 +272,7 @@ def _inflate(data: bytes) -> bytes:
     return inflated
 
 
-def parse_instance(raw: bytes, transfer_syntax: str) -> ParsedInstance:
+def parse_instance(raw: Received, transfer_syntax: str) -> ParsedInstance:
     """Validates the structure of `raw` (File Meta + data set in `transfer_syntax`) and parses
     its header. Raises TruncatedDataSet, MalformedDataSet, PixelDataTooShort or CannotUnderstand.
     """
@@ -285,7 +286,7 @@ def parse_instance(raw: bytes, transfer_syntax: str) -> ParsedInstance:
     return ParsedInstance(dataset=ds)
 
 
-def _header_dataset(walker: _Walker, buf: bytes, start: int) -> Dataset:
+def _header_dataset(walker: _Walker, buf: Received, start: int) -> Dataset:
     """The header (the top-level elements before the pixel data) as a pydicom data set of
     undecoded elements, from the positions the walker found: what pydicom's own reader
     (`read_dataset`) makes of the same bytes once the walker has accepted them, without
@@ -302,7 +303,7 @@ def _header_dataset(walker: _Walker, buf: bytes, start: int) -> Dataset:
     return Dataset(elements)
 
 
-def content_sha256(raw: bytes, transfer_syntax: str) -> str:
+def content_sha256(raw: Received, transfer_syntax: str) -> str:
     """SHA-256 (hex) of the Pixel Data value of `raw` (File Meta + data set in
     `transfer_syntax`) as it is encoded, or of the whole data set when it has no pixels: equal
     for two copies of an instance whose pixel data are byte for byte the same in the same
@@ -315,7 +316,7 @@ def content_sha256(raw: bytes, transfer_syntax: str) -> str:
     return hashlib.sha256(value).hexdigest()
 
 
-def _walk(raw: bytes, transfer_syntax: str) -> tuple[_Walker, bytes, int]:
+def _walk(raw: Received, transfer_syntax: str) -> tuple[_Walker, Received, int]:
     """Walks the data set of `raw` (inflated first when deflated): the walker (which found the
     pixel data), the walked buffer and where the data set starts in it."""
     offset = _file_meta_end(raw)

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
+from dicom_node.buffers import Received
 from dicom_node.errors import CannotUnderstand
 from dicom_node.index.group import GroupCommitter
 from dicom_node.index.headers import InstanceHeader
@@ -376,7 +377,7 @@ def _statements(engine: Engine) -> tuple[Executable, Executable, Executable]:
     return add_instance, upsert_study, upsert_series
 
 
-def differences(header: InstanceHeader, stored: StoredInstance, raw: bytes, *,
+def differences(header: InstanceHeader, stored: StoredInstance, raw: Received, *,
                 read_stored: Callable[[str], bytes] = lambda path: Path(path).read_bytes(),
                 ) -> tuple[str, ...]:
     """What distinguishes a repeated instance (`header`, read from `raw`) from the indexed one
@@ -403,7 +404,7 @@ def differences(header: InstanceHeader, stored: StoredInstance, raw: bytes, *,
 _UNREADABLE: tuple[type[Exception], ...] = (OSError, CannotUnderstand, *PARSE_ERRORS)
 
 
-def _same_content(header: InstanceHeader, raw: bytes, stored: StoredInstance,
+def _same_content(header: InstanceHeader, raw: Received, stored: StoredInstance,
                   read_stored: Callable[[str], bytes]) -> bool:
     indexed = stored.content_sha256
     if indexed is None:

@@ -24,6 +24,7 @@ from pynetdicom.dimse_primitives import C_STORE
 
 from dicom_node.events import InstanceStored
 from dicom_node.ingest import Arrival, Ingestor, refusal_for
+from dicom_node.spool import SlotWriter
 from dicom_node.status import Status
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ class StoreRequest:
     called_ae: str
     peer_address: str | None
     dataset: Sequence[bytes | bytearray | memoryview]
+    slot: SlotWriter | None = None
+    """Where the data set was streamed instead (`StorageSCP.open_slot`; `dataset` is then
+    empty)."""
 
 
 class StorageSCP:
@@ -85,9 +89,12 @@ class StorageSCP:
     def store(self, request: StoreRequest) -> tuple[Status, str | None]:
         """The status (and Error Comment, or None) to answer `request` with; never raises.
         `on_stored` is called on the caller's thread before the status is returned."""
+        slot = request.slot
+
         def arrival() -> Arrival:
             return Arrival(
-                raw=file_bytes(request),
+                raw=slot.mapped() if slot is not None else file_bytes(request),
+                slot=slot,
                 sop_class_uid=str(request.sop_class_uid),
                 sop_instance_uid=str(request.sop_instance_uid),
                 transfer_syntax_uid=request.transfer_syntax_uid,
@@ -108,6 +115,9 @@ class StorageSCP:
         except Exception as exc:  # noqa: BLE001 - the SCP must answer, whatever happened
             refused = refusal_for(exc)
             return refused.status, refused.reason
+        finally:
+            if slot is not None:
+                slot.close()
         if self.on_stored is not None:
             self.on_stored(accepted.stored)
         return accepted.status, accepted.comment
@@ -129,11 +139,26 @@ class StorageSCP:
         return status_dataset(status, comment)
 
 
+    def open_slot(self, request: StoreRequest) -> SlotWriter:
+        """A spool slot to stream the data set of `request` (a C-STORE whose command has
+        arrived) into, its preamble and File Meta written already (`file_head`); the caller
+        writes the data set's fragments as they arrive and passes the slot with the request to
+        `store`, which closes it. Never raises (`Spool.open_slot`)."""
+        slot = self.ingestor.spool.open_slot()
+        slot.write(file_head(request))
+        return slot
+
+
 def file_bytes(request: StoreRequest) -> bytes:
-    """The received data set as a DICOM file (PS3.10 7.1): preamble, File Meta Information with
-    the Sending and Receiving AE Titles (0002,0017/0018), so that start-up recovery can index a
-    spool file whose index row was lost with the sender it came from, then the data set bytes
-    exactly as received (never decoded here), joined in one copy."""
+    """The received data set as a DICOM file (PS3.10 7.1): `file_head`, then the data set
+    bytes exactly as received (never decoded here), joined in one copy."""
+    return b"".join((file_head(request), *request.dataset))
+
+
+def file_head(request: StoreRequest) -> bytes:
+    """The preamble and File Meta Information of a received data set's file, with the Sending
+    and Receiving AE Titles (0002,0017/0018), so that start-up recovery can index a spool file
+    whose index row was lost with the sender it came from."""
     meta = file_meta_bytes((
         (0x0002, "UI", request.sop_class_uid or ""),
         (0x0003, "UI", request.sop_instance_uid or ""),
@@ -143,7 +168,7 @@ def file_bytes(request: StoreRequest) -> bytes:
         (0x0017, "AE", request.calling_ae),
         (0x0018, "AE", request.called_ae),
     ))
-    return b"".join((_PREAMBLE, meta, *request.dataset))
+    return _PREAMBLE + meta
 
 
 _PREAMBLE = b"\x00" * 128 + b"DICM"

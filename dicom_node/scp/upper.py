@@ -28,7 +28,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydicom.uid import UID
@@ -217,13 +217,15 @@ class Requestor:
 
 @dataclass
 class _Message:
-    """A DIMSE message being received on one presentation context."""
+    """A DIMSE message being received on one presentation context. A C-STORE's data set goes
+    to a spool slot fragment by fragment as it arrives (`store`); another request's data set is
+    counted and dropped (it is answered without being read)."""
 
     context_id: int
     command_parts: list[memoryview]
     command_size: int = 0
     command: dict[int, bytes] | None = None
-    data_parts: list[memoryview] | None = None
+    store: StoreRequest | None = None
     data_size: int = 0
 
 
@@ -244,6 +246,7 @@ class NativeAssociation(threading.Thread):
         self._send_lock = threading.Lock()
         self._closing = False
         self._header = bytearray(6)
+        self._message: _Message | None = None
 
     # -- what the server and observers see
 
@@ -286,6 +289,7 @@ class NativeAssociation(threading.Thread):
             self._send_abort(ABORT_SERVICE_PROVIDER, REASON_NOT_SPECIFIED)
             ending = "aborted"
         finally:
+            self._drop_message()  # cut mid data set: its slot is removed
             server.guard.settle(self)
             _shutdown(self.sock)
             self.sock.close()
@@ -398,12 +402,11 @@ class NativeAssociation(threading.Thread):
     def _transfer(self) -> None:
         cfg = self.config
         limit = cfg.max_pdu_bytes + _PDV_OVERHEAD if cfg.max_pdu_bytes else 0
-        message: _Message | None = None
         while True:
             pdu_type, body = self._read_pdu(time.monotonic() + cfg.network_timeout_s, None,
                                             p_data_limit=limit)
             if pdu_type == _P_DATA_TF:
-                message = self._p_data(body, message)
+                self._message = self._p_data(body, self._message)
             elif pdu_type == _RELEASE_RQ:
                 self._send(_RELEASE_RP_PDU)
                 self.server.notify(self.event("released"))
@@ -432,7 +435,7 @@ class NativeAssociation(threading.Thread):
             if context_id not in self.contexts:
                 raise ProtocolError("PDV on a presentation context not accepted")
             if message is None:
-                message = _Message(context_id, [])
+                message = self._message = _Message(context_id, [])
             elif context_id != message.context_id:
                 raise ProtocolError("PDV on another presentation context mid-message")
             if control & 0x01:
@@ -456,24 +459,46 @@ class NativeAssociation(threading.Thread):
         if command_us(command, _DATA_SET_TYPE) == NO_DATA_SET:
             self._dispatch(message.context_id, command, None)
             return None
-        message.command, message.data_parts = command, []
+        message.command = command
+        if command_us(command, _COMMAND_FIELD) == C_STORE_RQ:
+            request = self._store_request(message.context_id, command)
+            message.store = replace(request, slot=self.server.storage.open_slot(request))
         return message
 
     def _data_fragment(self, message: _Message, fragment: memoryview, last: int
                        ) -> _Message | None:
-        if message.command is None or message.data_parts is None:
+        if message.command is None:
             raise ProtocolError("data set fragment before its command")
-        message.data_parts.append(fragment)
         message.data_size += len(fragment)
         if message.data_size > self.config.max_dataset_bytes:
             raise ProtocolError("data set larger than max_dataset_bytes")
+        if message.store is not None and message.store.slot is not None:
+            message.store.slot.write(fragment)
         if not last:
             return message
-        self._dispatch(message.context_id, message.command, message.data_parts)
+        self._message = None  # `store` closes the slot from here on
+        self._dispatch(message.context_id, message.command, message.store)
         return None
 
+    def _drop_message(self) -> None:
+        message, self._message = self._message, None
+        if message is not None and message.store is not None and message.store.slot is not None:
+            message.store.slot.close()
+
+    def _store_request(self, context_id: int, command: dict[int, bytes]) -> StoreRequest:
+        context = self.contexts[context_id]
+        return StoreRequest(
+            sop_class_uid=command_uid(command, _AFFECTED_SOP_CLASS),
+            sop_instance_uid=command_uid(command, _AFFECTED_SOP_INSTANCE),
+            transfer_syntax_uid=str(context.transfer_syntax[0]),
+            context_sop_class_uid=str(context.abstract_syntax),
+            calling_ae=self.requestor.ae_title.strip(),
+            called_ae=self.called_ae.strip(), peer_address=self.address, dataset=())
+
     def _dispatch(self, context_id: int, command: dict[int, bytes],
-                  data: list[memoryview] | None) -> None:
+                  store: StoreRequest | None) -> None:
+        """Answers a complete message; `store`: a C-STORE's request with the slot its data set
+        was streamed into (None: no data set came)."""
         field = command_us(command, _COMMAND_FIELD)
         message_id = command_us(command, _MESSAGE_ID) or 0
         context = self.contexts[context_id]
@@ -485,16 +510,10 @@ class NativeAssociation(threading.Thread):
                          message_id, sop_class, context_id)
             status: Status
             comment: str | None
-            if data is None:
+            if store is None:
                 status, comment = Status.CANNOT_UNDERSTAND, "C-STORE without a data set"
             else:
-                status, comment = self.server.storage.store(StoreRequest(
-                    sop_class_uid=sop_class, sop_instance_uid=sop_instance,
-                    transfer_syntax_uid=str(context.transfer_syntax[0]),
-                    context_sop_class_uid=str(context.abstract_syntax),
-                    calling_ae=self.requestor.ae_title.strip(),
-                    called_ae=self.called_ae.strip(), peer_address=self.address,
-                    dataset=data))
+                status, comment = self.server.storage.store(store)
             self._respond(context_id, response_command(
                 C_STORE_RQ | 0x8000, message_id, int(status), sop_class_uid=sop_class,
                 sop_instance_uid=sop_instance, comment=comment))
