@@ -17,6 +17,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 from sqlalchemy import Engine
 
+from dicom_node.encode.common import load_standard_tables
 from workers.config import WorkersConfig
 from workers.db import make_engine
 from workers.execution import execute_job
@@ -44,8 +45,22 @@ class WorkerRuntime:
     _pid: int = 0
     _engine: Engine | None = None
     _registry: PipelineRegistry | None = None
+    _warming: threading.Thread | None = field(default=None, repr=False)
+
+    def warm_up(self, *_args: object, **_kwargs: object) -> None:
+        """Loads highdicom's tables of the standard in this process, on a thread of its own
+        (a prefork child must report alive within Celery's `worker_proc_alive_timeout`, 4 s);
+        the first task waits for it in `resources` instead of parsing them again. A
+        `worker_process_init` receiver for prefork children; `run_worker` calls it directly
+        for the other pools."""
+        self._warming = threading.Thread(target=load_standard_tables, name="warm-up",
+                                         daemon=True)
+        self._warming.start()
 
     def resources(self) -> tuple[Engine, PipelineRegistry]:
+        warming = self._warming
+        if warming is not None:
+            warming.join()
         with self._lock:
             if self._engine is None or self._registry is None or self._pid != os.getpid():
                 self._engine = make_engine(self.db_url, pool_pre_ping=True)

@@ -22,6 +22,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from dicom_node.encode.common import load_standard_tables
 from workers.celery_app import worker_queues
 from workers.config import WorkersConfig
 from workers.db import utcnow
@@ -47,6 +48,11 @@ class EmbeddedRunner:
         self._registry = registry or PipelineRegistry(cfg.pipelines, cfg.device)
         self._served = list(pipelines) or cfg.served_pipelines()
         self._queues = worker_queues(self._served)
+        if self._served:
+            # Its jobs encode in this process, which also receives: highdicom's tables load
+            # now (the node builds its runner before it listens), not in the first job while
+            # associations are being received (about 0.4 s holding the GIL).
+            load_standard_tables()
         self._name = f"embedded@{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
         self._wake = threading.Event()

@@ -10,8 +10,13 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from celery.signals import worker_process_init
+
 from workers.celery_app import WorkerRuntime, create_celery_app, worker_queues
 from workers.config import WorkersConfig
+
+PROCESS_POOLS = ("prefork", "processes")
+"""Celery pools that run tasks in child processes ("processes" is prefork's other name)."""
 
 
 def run_worker(cfg: WorkersConfig, db_url: str, pipelines: Sequence[str] = (), *,
@@ -26,6 +31,12 @@ def run_worker(cfg: WorkersConfig, db_url: str, pipelines: Sequence[str] = (), *
         raise ValueError(f"no such pipelines: {sorted(unknown)}")
     name = hostname or f"worker@{socket.gethostname()}"
     runtime = WorkerRuntime(db_url=db_url, cfg=cfg, name=name)
+    # highdicom's tables of the standard load when a process that runs jobs starts, not in
+    # its first job: in each prefork child as it starts (the parent runs none), else here.
+    if pool in PROCESS_POOLS:
+        worker_process_init.connect(runtime.warm_up)
+    else:
+        runtime.warm_up()
     app = create_celery_app(cfg, runtime)
     worker = app.Worker(
         queues=worker_queues(served), concurrency=concurrency, pool=pool,
