@@ -173,15 +173,36 @@ def install_access_control(
     def on_open(event: evt.Event) -> None:
         event.assoc.acse = _ControlledACSE(event.assoc, policy, metrics, guard, observer)
         bound_connection(event.assoc, policy.config, guard)
+        if observer is not None:
+            _report_closed_last(event.assoc, observer)
 
     handlers: list[tuple[Any, Any]] = [(evt.EVT_CONN_OPEN, on_open)]
     if guard is not None:
         handlers.append((evt.EVT_CONN_CLOSE, lambda event: guard.settle(event.assoc)))
     if observer is not None:
         for event_type, kind in ((evt.EVT_ACCEPTED, "accepted"), (evt.EVT_RELEASED, "released"),
-                                 (evt.EVT_ABORTED, "aborted"), (evt.EVT_CONN_CLOSE, "closed")):
+                                 (evt.EVT_ABORTED, "aborted")):
             handlers.append((event_type, _reporter(observer, kind)))
     return handlers
+
+
+def _report_closed_last(assoc: Association, observer: AssociationObserver) -> None:
+    """Reports "closed" when the association's thread ends (called at EVT_CONN_OPEN, before
+    the thread starts), as the native layer does. pynetdicom raises EVT_CONN_CLOSE on the DUL
+    thread the moment the transport closes: for a peer's A-ABORT or a dropped connection that
+    is before the association's thread notices the abort and raises EVT_ABORTED, so "closed"
+    would not be the last event of the association. By the end of the thread the transport is
+    closed (the thread waits for its DUL to stop, then shuts the socket down) and the release,
+    abort or rejection has been reported."""
+    run = assoc.run
+
+    def run_then_report() -> None:
+        try:
+            run()
+        finally:
+            observer(association_event(assoc, "closed"))
+
+    assoc.run = run_then_report  # type: ignore[method-assign]
 
 
 def _reporter(observer: AssociationObserver, kind: str) -> Callable[[evt.Event], None]:
