@@ -26,6 +26,7 @@ run) are ignored and removed when the supervisor starts.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import multiprocessing
@@ -274,6 +275,7 @@ def run_acceptor(settings: Settings, acceptor: int, port: int) -> None:
                                     acceptor=acceptor)
     recorder.start()
     ingestor.spool.prepare()
+    freeze_start_up_heap()
     server.start()
     log.info("acceptor process %d listening port=%d pid=%d", acceptor, port, os.getpid())
     folder, started = metrics_folder(config.spool_dir), time.time()
@@ -292,6 +294,17 @@ def run_acceptor(settings: Settings, acceptor: int, port: int) -> None:
     recorder.stop(timeout=5.0)
     engine.dispose()
     log.info("acceptor process %d stopped", acceptor)
+
+
+def freeze_start_up_heap() -> None:
+    """Moves every object alive now to the cyclic collector's permanent generation
+    (`gc.freeze`): what start-up built (modules, pydicom's dictionaries, highdicom's tables of
+    the standard that an embedded runner loads, about 300 000 objects, caches) lives as long as
+    the process, and each full collection would otherwise walk all of it on the threads that
+    receive (about a fifth of the node's CPU samples with four associations; BENCHMARKS.md,
+    round 6). Objects made later are collected as usual."""
+    gc.collect()  # start-up garbage is freed, not frozen
+    gc.freeze()
 
 
 def _write_quietly(folder: Path, acceptor: int, started: float, metrics: IngestMetrics) -> None:

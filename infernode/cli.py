@@ -61,7 +61,7 @@ def serve(
     settings = _settings(config, **overrides)
     _logging(settings.log_level)
     node = Node.build(settings)
-    node.start()
+    node.start(freeze_heap=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

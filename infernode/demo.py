@@ -95,7 +95,7 @@ def run_demo(workdir: Path, *, timeout: float, console: Console,
     settings.workers.rules[:] = [r.model_copy(update={"quiet_period_s": 2.0})
                                  for r in settings.workers.rules]
     node = Node.build(settings)
-    node.start()
+    node.start(freeze_heap=True)
     try:
         files = dicom_files(samples)
         if pacs is not None:

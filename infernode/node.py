@@ -19,7 +19,12 @@ from dicom_node.recovery import recover_unindexed
 from dicom_node.retention import SpoolWatch
 from dicom_node.scp.server import DicomServer
 from dicom_node.spool import Spool
-from infernode.acceptor import AcceptorSupervisor, receive_path, tagged
+from infernode.acceptor import (
+    AcceptorSupervisor,
+    freeze_start_up_heap,
+    receive_path,
+    tagged,
+)
 from infernode.audit_hooks import AssociationAudit, NodeAudit
 from infernode.cli_retention import Retention, RetentionMetrics
 from infernode.console.switches import apply_switches
@@ -138,12 +143,16 @@ class Node:
             monitoring=monitoring,
         )
 
-    def start(self) -> None:
+    def start(self, *, freeze_heap: bool = False) -> None:
+        """Starts every part; with `freeze_heap` (a process that runs nothing but the node:
+        `infernode serve`, the demo) the objects built so far are frozen first (`freeze_heap`)."""
         if self.audit is not None:
             self.audit.start(self._stop)
         self.spool.prepare()
         # Before the listener accepts: index spool files whose rows a crash or power loss took.
         recover_unindexed(self.ingestor)
+        if freeze_heap:
+            freeze_start_up_heap()
         self.server.start()
         if self.settings.dicom.acceptor_processes > 1:
             # After recovery, and on the port this listener bound (a configured 0 included).
