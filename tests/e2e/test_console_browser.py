@@ -82,7 +82,7 @@ def _settings(folder: Path, pacs_port: int, archive_port: int, web_port: int) ->
     settings = load_settings(
         None, data_dir=str(folder), database={"url": f"sqlite:///{folder / 'infernode.db'}"},
         dicom={"port": 0, "spool_dir": str(folder / "spool"), "min_free_bytes": 0,
-               "quiet_period_s": 1.0, "assembly_poll_s": 0.2},
+               "quiet_period_s": 3.0, "assembly_poll_s": 0.2},
         web={"enabled": True, "host": "127.0.0.1", "port": web_port},
         inference={"model_paths": [str(REPO / "models")]},
         workers={"delivery": {"destinations": destinations, "poll_interval_s": 0.3,
@@ -92,7 +92,7 @@ def _settings(folder: Path, pacs_port: int, archive_port: int, web_port: int) ->
         console={"users": [{"name": n, "role": r, "password_hash": hash_password(p)}
                            for n, (r, p) in USERS.items()]},
     )
-    rules = [r.model_copy(update={"quiet_period_s": 1.0}) for r in settings.workers.rules]
+    rules = [r.model_copy(update={"quiet_period_s": 3.0}) for r in settings.workers.rules]
     settings.workers = settings.workers.model_copy(update={"rules": rules})
     return settings
 

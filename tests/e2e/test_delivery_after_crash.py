@@ -49,7 +49,7 @@ def _rows(db: Path, sql: str) -> list[sa.Row]:
 @requires_orthanc
 def test_results_survive_a_crash_while_the_pacs_is_down(tmp_path):
     pacs_port, node_port = free_port(), free_port()
-    rules = [r.model_copy(update={"quiet_period_s": 1.0}).model_dump(mode="json")
+    rules = [r.model_copy(update={"quiet_period_s": 3.0}).model_dump(mode="json")
              for r in WorkersConfig().rules]
     db = tmp_path / "node.db"
     config = tmp_path / "node.yaml"
@@ -57,7 +57,7 @@ def test_results_survive_a_crash_while_the_pacs_is_down(tmp_path):
         "data_dir": str(tmp_path / "data"),
         "database": {"url": f"sqlite:///{db}"},
         "dicom": {"port": node_port, "spool_dir": str(tmp_path / "spool"), "min_free_bytes": 0,
-                  "quiet_period_s": 1.0, "assembly_poll_s": 0.2},
+                  "quiet_period_s": 3.0, "assembly_poll_s": 0.2},
         "web": {"enabled": False},
         "workers": {"rules": rules, "delivery": {
             "poll_interval_s": 0.5, "lease_s": 5,

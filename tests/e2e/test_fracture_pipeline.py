@@ -78,7 +78,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         real.setdefault(uid, []).append(path)
     with running_orthanc(folder / "orthanc") as pacs:
         plan = NodePlan(folder=folder / "node", pacs=pacs, web_port=free_port(),
-                        senders=(SENDER,), quiet_period_s=1.0,
+                        senders=(SENDER,), quiet_period_s=3.0,
                         node={"dicom": {"assembly_poll_s": 0.1}})
         with running_node(node_settings(plan)) as node:
             sent = {s.study_instance_uid: s.files for s in studies} | real

@@ -51,7 +51,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
               "stroke": (written[2][0], folder / "samples" / "study3")}
     with running_orthanc(folder / "orthanc") as pacs:
         plan = NodePlan(folder=folder / "node", pacs=pacs, web_port=free_port(),
-                        quiet_period_s=1.0, node={"dicom": {"assembly_poll_s": 0.1}})
+                        quiet_period_s=3.0, node={"dicom": {"assembly_poll_s": 0.1}})
         with running_node(node_settings(plan)) as node:
             send_and_settle(node, {i.study_instance_uid: sorted(p.rglob("*.dcm"))
                                    for i, p in chosen.values()}, "ORTHANC",

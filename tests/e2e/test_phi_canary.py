@@ -88,14 +88,14 @@ def _config(tmp: Path, dicom_port: int, web_port: int) -> Path:
         "data_dir": str(data), "log_level": "DEBUG",
         "database": {"url": f"sqlite:///{data / 'infernode.db'}"},
         "dicom": {"port": dicom_port, "spool_dir": str(data / "spool"), "min_free_bytes": 0,
-                  "quiet_period_s": 1.0, "assembly_poll_s": 0.2, "protocol_log_level": "DEBUG",
+                  "quiet_period_s": 3.0, "assembly_poll_s": 0.2, "protocol_log_level": "DEBUG",
                   "peers": [{"ae_title": "PHITESTSCU", "hosts": ["127.0.0.1"]}]},
         "web": {"port": web_port, "fhir_tokens": [FACADE_TOKEN], "stow_tokens": [STOW_TOKEN]},
         "inference": {"model_paths": [str(REPO / "models")]},
     })
     dumped: dict[str, Any] = settings.model_dump(mode="json")
     for rule in dumped["workers"]["rules"]:
-        rule["quiet_period_s"] = 1.0
+        rule["quiet_period_s"] = 3.0
     path = tmp / "node.yaml"
     path.write_text(yaml.safe_dump(dumped))
     return path

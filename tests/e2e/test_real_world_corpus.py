@@ -67,7 +67,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     try:
         with running_orthanc(folder / "orthanc") as pacs:
             plan = NodePlan(folder=folder / "node", pacs=pacs, web_port=free_port(),
-                            senders=(SENDER,), quiet_period_s=1.0,
+                            senders=(SENDER,), quiet_period_s=3.0,
                             node={"dicom": {"assembly_poll_s": 0.1},
                                   "reporting": REPORTING})
             with running_node(node_settings(plan)) as node:
