@@ -77,7 +77,9 @@ def _closes(events: list[AssociationEvent], count: int) -> None:
                f"{count} associations to close")
 
 
-def test_a_release_is_reported_before_the_close(listener) -> None:
+@pytest.mark.parametrize(("end", "reported"), [("release", "released"), ("abort", "aborted")])
+def test_a_release_or_a_peers_a_abort_is_reported_before_the_close(listener, end, reported
+                                                                   ) -> None:
     server, events = listener
     ae = AE(ae_title="INFERNODE_SCU")
     ae.add_requested_context(Verification)
@@ -85,22 +87,9 @@ def test_a_release_is_reported_before_the_close(listener) -> None:
         assoc = ae.associate("127.0.0.1", server.port, ae_title="INFERNODE")
         assert assoc.is_established
         assert assoc.send_c_echo().Status == 0x0000
-        assoc.release()
+        getattr(assoc, end)()
         _closes(events, n)
-    assert _ends(events) == [["accepted", "released", "closed"]] * REPEATS
-
-
-def test_a_peers_a_abort_is_reported_before_the_close(listener) -> None:
-    server, events = listener
-    ae = AE(ae_title="INFERNODE_SCU")
-    ae.add_requested_context(Verification)
-    for n in range(1, REPEATS + 1):
-        assoc = ae.associate("127.0.0.1", server.port, ae_title="INFERNODE")
-        assert assoc.is_established
-        assert assoc.send_c_echo().Status == 0x0000
-        assoc.abort()
-        _closes(events, n)
-    assert _ends(events) == [["accepted", "aborted", "closed"]] * REPEATS
+    assert _ends(events) == [["accepted", reported, "closed"]] * REPEATS
 
 
 def test_an_a_abort_mid_data_set_is_reported_before_the_close(listener, tmp_path) -> None:
