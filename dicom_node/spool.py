@@ -652,11 +652,17 @@ class SlotWriter:
         could not be taken or written, or the spool is now below its watermark."""
         if self._staged is None:
             self._raise_error()
+            self._spool._check_open()
             self._spool.check_space(0)  # the bytes are on the disk already
             assert self.slot is not None
-            fd, self._fd = self._fd, -1
-            self._staged = Staged(self.slot, self._spool._writer.submit(
-                self._spool._seal, fd, _mark_of(self._length, self._crc), self._created))
+            try:
+                sealed = self._spool._writer.submit(
+                    self._spool._seal, self._fd, _mark_of(self._length, self._crc),
+                    self._created)
+            except RuntimeError as exc:  # closed meanwhile; `close` removes the slot
+                raise OutOfResources("spool closed: the node is stopping") from exc
+            self._fd = -1  # the writer thread closes it
+            self._staged = Staged(self.slot, sealed)
         return self._staged
 
     def close(self) -> None:

@@ -413,3 +413,66 @@ def test_close_ends_its_threads_and_flushes_what_renames_touched(
     assert str(path.parent) in {f.path for f in flushes.seen if f.is_dir}
     with pytest.raises(OutOfResources):
         spool.stage(b"late")
+
+
+def test_a_streamed_slot_is_placed_with_one_flush_and_its_mark(spool: Spool, flushes: Flushes):
+    first = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.1")
+    assert spool.write(b"first", first, replace=False)  # the folders exist and are durable
+    flushes.clear()
+    writer = spool.open_slot()
+    pieces = [b"head", b"x" * 70000, memoryview(b"tail")]
+    for piece in pieces:
+        writer.write(piece)
+    data = b"".join(bytes(p) for p in pieces)
+    assert writer.size == len(data) and bytes(writer.mapped()[:]) == data
+    staged = writer.finish()
+    final = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.2")
+    assert spool.place(staged, final, replace=False)
+    writer.close()
+    [flush] = flushes.critical()
+    assert not flush.is_dir and flush.thread.startswith("spool-write")
+    assert final.read_bytes() == data
+    assert Spool.slot_is_complete(final, data)
+
+
+def test_a_streamed_slot_never_finished_is_removed_at_close(spool: Spool):
+    writer = spool.open_slot()
+    writer.write(b"cut off" * 1000)
+    assert writer.slot is not None and writer.slot.stat().st_size > 0
+    writer.close()
+    assert not writer.slot.exists()
+    assert spool.abandoned_slots() == []
+
+
+def test_a_failed_streamed_write_is_out_of_resources_at_finish(
+        spool: Spool, monkeypatch: pytest.MonkeyPatch):
+    writer = spool.open_slot()
+    writer.write(b"head")
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    writer.write(b"more")
+    writer.write(b"and more")  # counted, dropped
+    monkeypatch.undo()
+    assert writer.size == len(b"headmoreand more")
+    with pytest.raises(OutOfResources, match="No space left"):
+        writer.finish()
+    writer.close()
+    assert writer.slot is not None and not writer.slot.exists()
+
+
+def test_a_streamed_slot_finished_after_the_spool_closed_is_refused_and_removed(
+        tmp_path: Path):
+    spool = Spool(tmp_path / "spool", 0)
+    spool.prepare()
+    writer = spool.open_slot()
+    writer.write(b"late" * 100)
+    spool.close()
+    with pytest.raises(OutOfResources, match="closed"):
+        writer.finish()
+    writer.close()
+    assert writer.slot is not None and not writer.slot.exists()
+    with pytest.raises(OutOfResources, match="closed"):
+        spool.open_slot().finish()
