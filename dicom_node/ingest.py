@@ -310,9 +310,13 @@ class Ingestor:
                 status=int(status), kept_path=str(kept) if kept else None,
                 indexed_path=existing.path,
             ), self.clock())
-        except SQLAlchemyError as exc:  # the record beside the kept copy says the same
-            log.error("could not record a conflicting duplicate sop=%s: %s (kept=%s)",
-                      header.sop_instance_uid, type(exc).__name__, kept is not None)
+        except SQLAlchemyError as exc:
+            if kept is None:  # neither kept nor recorded: refused, so that the sender resends
+                raise IndexWriteFailed(
+                    "conflicting duplicate could not be kept or recorded") from exc
+            # the record beside the kept copy says the same
+            log.error("could not record a conflicting duplicate sop=%s: %s (kept)",
+                      header.sop_instance_uid, type(exc).__name__)
         log.warning("conflicting duplicate set aside sop=%s differs=%s calling_ae=%s",
                     header.sop_instance_uid, what, arrival.calling_ae)
         return Accepted(stored, status, f"conflicts with stored instance: {what}")
@@ -322,16 +326,19 @@ class Ingestor:
         """A repeat the index counted (so the SOP Instance UID is indexed) but could not be
         looked up for the comparison: the received copy is kept under `.rejected/conflicts/`
         with a record saying it was not compared, and the store is a Success (the instance is
-        indexed; nothing received is lost). The file placed at `path` stays: it may be the
-        indexed one, and start-up recovery removes it when the index row names another path."""
+        indexed; nothing received is lost); where the copy cannot be kept either, a refusal.
+        The file placed at `path` stays: it may be the indexed one, and start-up recovery
+        removes it when the index row names another path."""
         record = self._sidecar(None, arrival.calling_ae, arrival.peer_address,
                                header.sop_class_uid, header.sop_instance_uid)
         record.update(status=int(Status.SUCCESS), reason_code="duplicate_not_compared",
                       reason=f"index look-up failed: {type(exc).__name__}")
         kept = self.spool.keep_rejected(arrival.raw, record, conflict=True)
+        if kept is None:  # not kept either: refused, so that the sender resends
+            raise IndexWriteFailed("duplicate could not be compared or kept") from exc
         log.error("duplicate not compared (index look-up failed: %s) sop=%s calling_ae=%s "
                   "kept=%s", type(exc).__name__, header.sop_instance_uid, arrival.calling_ae,
-                  kept is not None)
+                  kept.name)
         return Accepted(self._event(arrival, header, path, fresh=False))
 
     @staticmethod

@@ -443,7 +443,9 @@ class Spool:
 
     def _kick(self, *, wake: bool = True) -> None:
         """Starts the background thread when it is not running; with `wake`, it refills the
-        pool now instead of at its next interval."""
+        pool now instead of at its next interval. Nothing once the spool is closed."""
+        if self._closed:
+            return
         with self._lock:
             if self._background is None:
                 self._background = threading.Thread(target=self._run_background,
@@ -597,6 +599,18 @@ def _open_slot(slot: Path, created: bool, access: int) -> int:
     return os.open(slot, flags, 0o640)
 
 
+SPACE_CHECK_BYTES = 8 << 20
+"""A streamed data set checks the free-space watermark again each time this much more was
+written (a data set may be up to `max_dataset_bytes`)."""
+
+
+def _truncate_quietly(fd: int) -> None:
+    try:
+        os.ftruncate(fd, 0)
+    except OSError:
+        pass
+
+
 class SlotWriter:
     """One slot written piece by piece (`Spool.open_slot`): `write` as pieces arrive (the
     completeness mark's length and CRC-32 are summed as they go), `mapped` to read what was
@@ -615,6 +629,7 @@ class SlotWriter:
         self._map: mmap.mmap | None = None
         self._staged: Staged | None = None
         self._closed = False
+        self._next_space_check = SPACE_CHECK_BYTES  # open_slot checked at 0
         if slot is not None:
             try:
                 self._fd = _open_slot(slot, created, os.O_RDWR)
@@ -628,12 +643,18 @@ class SlotWriter:
 
     def write(self, data: Writable) -> None:
         """Appends `data`; after a failure, later pieces are counted and dropped (the error
-        is raised by `finish`)."""
+        is raised by `finish`). The free-space watermark is checked again every
+        SPACE_CHECK_BYTES written: below it, what was written is given back at once
+        (truncated) and the rest dropped, as for a full disk."""
         if self._error is None:
             try:
+                if self._length >= self._next_space_check:
+                    self._next_space_check = self._length + SPACE_CHECK_BYTES
+                    self._spool.check_space(len(data))
                 _write_all(self._fd, data)
-            except OSError as exc:
+            except (OSError, OutOfResources) as exc:
                 self._error = exc
+                _truncate_quietly(self._fd)
             else:
                 self._crc = zlib.crc32(data, self._crc)
         self._length += len(data)
@@ -643,6 +664,8 @@ class SlotWriter:
         read (a header read touches the first few). Raises as `finish` does."""
         self._raise_error()
         if self._map is None:
+            if self._fd < 0:
+                raise RuntimeError("a slot is mapped before `finish`, not after")
             self._map = mmap.mmap(self._fd, self._length, access=mmap.ACCESS_READ)
         return self._map
 
@@ -668,7 +691,7 @@ class SlotWriter:
     def close(self) -> None:
         """Unmaps; a slot never finished is closed and removed (an association cut mid data
         set, a refusal before the write was finished). The `Staged` of a finished one is its
-        receive path's to place or discard."""
+        receive path's to place or discard. Never raises."""
         if self._closed:
             return
         self._closed = True
@@ -680,15 +703,16 @@ class SlotWriter:
             self._map = None
         if self._staged is not None or self.slot is None:
             return
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
         try:
+            if self._fd >= 0:
+                fd, self._fd = self._fd, -1
+                os.close(fd)
             self.slot.unlink(missing_ok=True)
-        except OSError:
-            pass  # unmarked: recovery sets it aside
-        self._spool._mark_dirty(self._spool.slots_dir)
-        self._spool._release(self.slot)
+            self._spool._mark_dirty(self._spool.slots_dir)
+        except (OSError, RuntimeError):
+            pass  # unmarked: recovery sets it aside; a failed flush start waits for the next
+        finally:
+            self._spool._release(self.slot)
 
     def _raise_error(self) -> None:
         error = self._error

@@ -7,11 +7,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import highdicom as hd
-from highdicom._standard_utils import (
-    get_iod_module_map,
-    get_module_attribute_map,
-    get_sop_class_iod_map,
-)
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as dcm_codes
@@ -34,7 +29,17 @@ def load_standard_tables() -> None:
     module_attribute_map.json: about 0.4 s holding the GIL, +65 MB RSS (+108 MB at the peak of
     the parse). A process that encodes calls this when it starts, before it takes jobs, so a
     first job never stalls the associations that the same process is receiving meanwhile.
-    highdicom caches the tables for the life of the process, so later calls cost nothing."""
+    highdicom caches the tables for the life of the process, so later calls cost nothing.
+    The loaders are highdicom's private functions (tested with the pinned version): where a
+    release moves them, nothing is preloaded and the first encode loads the tables as before."""
+    try:
+        from highdicom._standard_utils import (
+            get_iod_module_map,
+            get_module_attribute_map,
+            get_sop_class_iod_map,
+        )
+    except ImportError:
+        return
     get_sop_class_iod_map()
     get_iod_module_map()
     get_module_attribute_map()

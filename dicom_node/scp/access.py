@@ -9,6 +9,7 @@ separately (`scp.guard`), so they never count against established ones.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -22,6 +23,8 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from dicom_node.config import DicomNodeConfig
 from dicom_node.metrics import IngestMetrics
 from dicom_node.scp.guard import ConnectionGuard, bound_connection
+
+log = logging.getLogger(__name__)
 
 
 class RejectResult(IntEnum):
@@ -171,10 +174,10 @@ def install_access_control(
     reported to it."""
 
     def on_open(event: evt.Event) -> None:
+        if observer is not None:  # first: "closed" is reported whatever fails below
+            _report_closed_last(event.assoc, observer)
         event.assoc.acse = _ControlledACSE(event.assoc, policy, metrics, guard, observer)
         bound_connection(event.assoc, policy.config, guard)
-        if observer is not None:
-            _report_closed_last(event.assoc, observer)
 
     handlers: list[tuple[Any, Any]] = [(evt.EVT_CONN_OPEN, on_open)]
     if guard is not None:
@@ -200,7 +203,10 @@ def _report_closed_last(assoc: Association, observer: AssociationObserver) -> No
         try:
             run()
         finally:
-            observer(association_event(assoc, "closed"))
+            try:
+                observer(association_event(assoc, "closed"))
+            except Exception:  # noqa: BLE001 - as pynetdicom's own handlers: logged
+                log.exception("association observer failed")
 
     assoc.run = run_then_report  # type: ignore[method-assign]
 

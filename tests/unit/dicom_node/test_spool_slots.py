@@ -20,6 +20,8 @@ from dicom_node import spool as spool_module
 from dicom_node.errors import OutOfResources
 from dicom_node.spool import SLOT_POOL, Spool
 
+MiB = 1 << 20
+
 
 @dataclass(frozen=True)
 class Flush:
@@ -476,3 +478,46 @@ def test_a_streamed_slot_finished_after_the_spool_closed_is_refused_and_removed(
     assert writer.slot is not None and not writer.slot.exists()
     with pytest.raises(OutOfResources, match="closed"):
         spool.open_slot().finish()
+
+
+def test_a_streamed_slot_below_the_watermark_gives_its_bytes_back_and_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spool = Spool(tmp_path / "spool", min_free_bytes=100 * MiB)
+    spool.prepare()
+    free = [200 * MiB]
+    monkeypatch.setattr(spool, "free_bytes", lambda: free[0])
+    writer = spool.open_slot()
+    piece = b"\x01" * MiB
+    for _ in range(8):  # the first check after open comes at 8 MiB
+        writer.write(piece)
+    assert writer.slot is not None and writer.slot.stat().st_size == 8 * MiB
+    free[0] = 100 * MiB  # another writer took the margin meanwhile
+    for _ in range(56):
+        writer.write(piece)
+    assert writer.slot.stat().st_size == 0  # given back at once, the rest dropped
+    assert writer.size == 64 * MiB
+    with pytest.raises(OutOfResources, match="watermark"):
+        writer.finish()
+    writer.close()
+    assert not writer.slot.exists()
+    spool.close()
+
+
+def test_a_finished_slot_is_not_mapped_again(spool: Spool):
+    writer = spool.open_slot()
+    writer.write(b"bytes")
+    staged = writer.finish()
+    with pytest.raises(RuntimeError, match="before `finish`"):
+        writer.mapped()
+    spool.discard(staged)
+    writer.close()
+
+
+def test_nothing_restarts_the_background_thread_after_close(tmp_path: Path):
+    spool = Spool(tmp_path / "spool", 0)
+    spool.prepare()
+    writer = spool.open_slot()
+    writer.write(b"cut off")
+    spool.close()
+    writer.close()  # marks .slots/ dirty: would start the thread again
+    assert spool._background is None

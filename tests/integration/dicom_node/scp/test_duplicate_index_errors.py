@@ -14,8 +14,8 @@ from sqlalchemy.exc import OperationalError
 
 from dicom_node.status import Status
 from tests.integration.dicom_node.damaged_corpus import ct_dataset, part10
-from tests.integration.dicom_node.scp.test_duplicates import send
-from tests.support.peers.dcmtk import dataset_bytes
+from tests.integration.dicom_node.scp.test_duplicates import DCMTK_STATUS, send
+from tests.support.peers.dcmtk import dataset_bytes, storescu
 
 
 def _db_error(*_args: object, **_kwargs: object) -> None:
@@ -85,3 +85,30 @@ def test_a_repeat_is_answered_as_a_repeat_when_its_count_or_record_fails(
     if failing == "record_conflict":
         assert node.index.conflicts() == []  # the sidecar is the only record
     assert node.index.failures() == []
+
+
+@pytest.mark.parametrize("failing", ["stored_instance", "record_conflict"])
+def test_a_repeat_neither_compared_nor_kept_is_refused_so_that_it_is_sent_again(
+        node_factory, tmp_path, monkeypatch, failing):
+    """Where the copy cannot be kept aside either (the spool below its watermark), a Success or
+    a warning would leave the received copy nowhere: it is refused (0x0110) instead."""
+    node = node_factory()
+    first = _write(ct_dataset(), tmp_path / "first.dcm")
+    assert send(node, first) == Status.SUCCESS
+    copy = pydicom.dcmread(first)
+    if failing == "stored_instance":
+        copy.SeriesInstanceUID = pydicom.uid.generate_uid()  # a new path: counted, looked up
+    else:
+        copy.PatientID = "OTHER-PATIENT"  # a conflict to record
+    second = _write(copy, tmp_path / "second.dcm")
+
+    monkeypatch.setattr(node.index, failing, _db_error)
+    monkeypatch.setattr(node.spool, "keep_rejected", lambda *_args, **_kwargs: None)
+    result = storescu(node.server.port, [second], extra=["-d"])
+    assert int(DCMTK_STATUS.findall(result.stdout + result.stderr)[-1], 16) == (
+        Status.PROCESSING_FAILURE)
+
+    [(path, _)] = _indexed_rows(node)
+    assert dataset_bytes(Path(path)) == dataset_bytes(first)
+    [listed] = node.index.failures()
+    assert listed.record.reason_code == "index_write_failed"
