@@ -250,8 +250,7 @@ class Spool:
             # when the rename happened before the failure, the file at its final name.
             _remove_quietly(final if renamed else staged.slot)
             self._release(staged.slot)
-            reason = exc.strerror or type(exc).__name__
-            raise OutOfResources(f"spool write failed: {reason}") from exc
+            raise _write_failed(exc) from exc
         self._release(staged.slot)
         return True
 
@@ -586,6 +585,12 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
+def _write_failed(exc: OSError) -> OutOfResources:
+    """The refusal for a spool write that failed (a full disk, an I/O error): its reason is
+    the OS error's text, never a path."""
+    return OutOfResources(f"spool write failed: {exc.strerror or type(exc).__name__}")
+
+
 def _mark(data: Received) -> str:
     return _mark_of(len(data), zlib.crc32(data))
 
@@ -719,8 +724,7 @@ class SlotWriter:
         if isinstance(error, OutOfResources):
             raise error
         if error is not None:
-            reason = error.strerror or type(error).__name__
-            raise OutOfResources(f"spool write failed: {reason}") from error
+            raise _write_failed(error) from error
 
 
 def _write_all(fd: int, data: Writable) -> None:

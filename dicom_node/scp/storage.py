@@ -138,7 +138,6 @@ class StorageSCP:
         ))
         return status_dataset(status, comment)
 
-
     def open_slot(self, request: StoreRequest) -> SlotWriter:
         """A spool slot to stream the data set of `request` (a C-STORE whose command has
         arrived) into, its preamble and File Meta written already (`file_head`); the caller
