@@ -305,8 +305,9 @@ class Node(Receiver):
     name, aet = "node", "INFERNODE"
 
     def __init__(self, folder: Path, device: str = "auto", processes: int = 1,
-                 upper_layer: str = "native") -> None:
+                 upper_layer: str = "native", dicom: dict[str, Any] | None = None) -> None:
         self.folder = folder
+        self.dicom = dict(dicom or {})  # more `dicom:` settings
         self.device = device
         self.processes = processes
         self.upper_layer = upper_layer
@@ -322,7 +323,7 @@ class Node(Receiver):
             "database": {"url": f"sqlite:///{self.db}"},
             "dicom": {"port": self.port, "spool_dir": str(self.folder / "spool"),
                       "min_free_bytes": 0, "acceptor_processes": self.processes,
-                      "upper_layer": self.upper_layer},
+                      "upper_layer": self.upper_layer, **self.dicom},
             "web": {"enabled": False}, "workers": {"rules": [], "device": self.device},
         }))
         log = (self.folder / "node.log").open("ab")

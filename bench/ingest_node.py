@@ -5,6 +5,7 @@ and system CPU milliseconds per instance. Alternate two checkouts to compare the
 
     .venv/bin/python bench/ingest_node.py --associations 4 --sends 3
     .venv/bin/python bench/ingest_node.py --associations 1 --sends 2 --slices 300
+    .venv/bin/python bench/ingest_node.py --dicom spool_drop_cache=false
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+
+import yaml
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,13 +46,17 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--node-processes", type=int, default=1)
     parser.add_argument("--node-upper-layer", default="native", choices=["native", "pynetdicom"])
+    parser.add_argument("--dicom", action="append", default=[], metavar="KEY=YAML",
+                        help="another `dicom:` setting of the node, e.g. spool_drop_cache=false")
     args = parser.parse_args()
+    dicom = {key: yaml.safe_load(value)
+             for key, value in (item.split("=", 1) for item in args.dicom)}
     bench = _bench_ingest()
     os.environ["TCP_NODELAY"] = "1"
     work = Path(tempfile.mkdtemp(prefix="ingest-node-"))
     token = bench.new_token()
     files = bench.template(work / "template", args.slices, args.size, token)
-    node = bench.Node(work / "node", "cpu", args.node_processes, args.node_upper_layer)
+    node = bench.Node(work / "node", "cpu", args.node_processes, args.node_upper_layer, dicom)
     node.start()
     try:
         copy, _ = bench.fresh_copy(files, token, work / "send")

@@ -109,7 +109,7 @@ class DicomNodeConfig(BaseModel):
     max_dataset_bytes: int = Field(
         default=1024**3, gt=0,
         description="a C-STORE data set larger than this is aborted (A-ABORT) while it arrives "
-                    "(native upper layer): a data set is held in memory until it is stored")
+                    "(native upper layer: it is written to a spool slot as it arrives)")
     upper_layer: Literal["native", "pynetdicom"] = Field(
         default="native",
         description="the DICOM upper layer of the listener: the node's own (native: one thread "
@@ -121,6 +121,11 @@ class DicomNodeConfig(BaseModel):
         ge=0,
         description="Below this much free space in the spool every C-STORE is refused (0xA700)",
     )
+    spool_drop_cache: bool = Field(
+        default=True,
+        description="drop a received instance's pages from the page cache once they are on "
+                    "disk and read (the spool is written once and read again by the analysis, "
+                    "from disk); false keeps them cached")
     spool_warning_free_bytes: int = Field(
         default=5_000_000_000, ge=0,
         description="Below this much free space in the spool the node warns (log line, gauge "

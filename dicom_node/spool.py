@@ -29,6 +29,7 @@ acceptor process starts, when every slot there is abandoned.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -84,9 +85,10 @@ class Spool:
     """Durable instance storage under `root` with a free-space watermark."""
 
     def __init__(self, root: Path, min_free_bytes: int, *,
-                 slot_folder: str = ".slots") -> None:
+                 slot_folder: str = ".slots", drop_cache: bool = True) -> None:
         """`slot_folder`: this process's slot folder, relative to `root` (`.slots` or, for
-        an extra acceptor process k, `.slots/<k>`)."""
+        an extra acceptor process k, `.slots/<k>`). `drop_cache`: an instance's pages leave
+        the page cache once they are on disk and read (`dicom.spool_drop_cache`)."""
         # Threads start on first use; an fsync releases the GIL, so a write overlaps the
         # validation of the same instance in the receiving thread.
         self._writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="spool-write")
@@ -108,6 +110,7 @@ class Spool:
         self._refill_lock = threading.Lock()
         self._marks = True  # False once the file system refused an extended attribute
         self._closed = False
+        self.drop_cache = drop_cache
 
     def prepare(self) -> None:
         """Creates the folders, removes STOW-RS bodies a crash left in `.tmp/`, takes the empty
@@ -373,14 +376,17 @@ class Spool:
         except BaseException:
             os.close(fd)
             raise
-        return self._seal(fd, _mark(data), created)
+        return self._seal(fd, _mark(data), created, drop=self.drop_cache)
 
-    def _seal(self, fd: int, mark: str, created: bool) -> bool:
+    def _seal(self, fd: int, mark: str, created: bool, *, drop: bool = False) -> bool:
         """On a writer thread: marks a written slot with `mark`, fsyncs and closes it (and
-        fsyncs `.slots/` when the store made the slot itself). Whether the mark was set."""
+        fsyncs `.slots/` when the store made the slot itself). Whether the mark was set.
+        `drop`: its pages then leave the page cache (nothing reads them from there)."""
         try:
             marked = self._set_mark(fd, mark)
             os.fsync(fd)
+            if drop:
+                drop_cached(fd)
         finally:
             os.close(fd)
         if created:
@@ -669,7 +675,7 @@ class SlotWriter:
         read (a header read touches the first few). Raises as `finish` does."""
         self._raise_error()
         if self._map is None:
-            if self._fd < 0:
+            if self._staged is not None or self._fd < 0:
                 raise RuntimeError("a slot is mapped before `finish`, not after")
             self._map = mmap.mmap(self._fd, self._length, access=mmap.ACCESS_READ)
         return self._map
@@ -683,20 +689,28 @@ class SlotWriter:
             self._spool._check_open()
             self._spool.check_space(0)  # the bytes are on the disk already
             assert self.slot is not None
+            # The writer thread seals and closes a descriptor of its own; this one stays open
+            # for `close`, which drops the pages once the receive path has read them.
+            try:
+                sealing = os.dup(self._fd)
+            except OSError as exc:
+                raise _write_failed(exc) from exc
             try:
                 sealed = self._spool._writer.submit(
-                    self._spool._seal, self._fd, _mark_of(self._length, self._crc),
+                    self._spool._seal, sealing, _mark_of(self._length, self._crc),
                     self._created)
             except RuntimeError as exc:  # closed meanwhile; `close` removes the slot
+                os.close(sealing)
                 raise OutOfResources("spool closed: the node is stopping") from exc
-            self._fd = -1  # the writer thread closes it
             self._staged = Staged(self.slot, sealed)
         return self._staged
 
     def close(self) -> None:
         """Unmaps; a slot never finished is closed and removed (an association cut mid data
         set, a refusal before the write was finished). The `Staged` of a finished one is its
-        receive path's to place or discard. Never raises."""
+        receive path's to place or discard; its pages leave the page cache here (with the
+        spool's `drop_cache`: the writer thread's fsync has ended by now, or a refusal removes
+        the slot anyway). Never raises."""
         if self._closed:
             return
         self._closed = True
@@ -706,7 +720,14 @@ class SlotWriter:
             except BufferError:
                 pass  # a view of it is still alive: unmapped when that goes
             self._map = None
-        if self._staged is not None or self.slot is None:
+        if self._staged is not None:
+            fd, self._fd = self._fd, -1
+            if self._spool.drop_cache:
+                drop_cached(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            return
+        if self.slot is None:
             return
         try:
             if self._fd >= 0:
@@ -785,6 +806,19 @@ def _rename_new(source: Path, target: Path) -> bool:
         target.unlink(missing_ok=True)  # not renamed after all: one name only
         raise
     return True
+
+
+def drop_cached(fd: int) -> None:
+    """Asks the kernel to drop the file's clean pages from the page cache (an instance is
+    written once and read again only by its analysis, from disk): a spool that receives all day
+    then reuses the same memory for its writes instead of growing the page cache over memory
+    never written before, which costs a page fault each on a virtual machine whose host backs
+    guest memory lazily (docs/BENCHMARKS.md round 7). Dirty or mapped pages stay. Never
+    raises: only the cache is at stake."""
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
 
 
 def fsync_dir(path: Path) -> None:

@@ -121,7 +121,8 @@ def receive_path(settings: Settings, engine: Engine, metrics: IngestMetrics,
     config = settings.dicom if config is None else config
     if acceptor == 0 and config.acceptor_processes > 1:
         metrics.add_peers(ChildMetrics(metrics_folder(config.spool_dir)))
-    spool = Spool(config.spool_dir, config.min_free_bytes, slot_folder=slot_folder(acceptor))
+    spool = Spool(config.spool_dir, config.min_free_bytes, slot_folder=slot_folder(acceptor),
+                  drop_cache=config.spool_drop_cache)
     ingestor = Ingestor(spool, IndexStore(engine), quiet_period=quiet_period_function(settings),
                         clock=utc_now, metrics=metrics,
                         max_inflated_bytes=config.max_inflated_bytes)
