@@ -23,6 +23,7 @@ from tests.integration.dicom_node.scp.test_native_upper_layer import (
     _gauge,
     store_command,
 )
+from tests.support.page_cache import cached_pages
 from tests.support.peers.dcmtk import ct_series, dataset_bytes, storescu
 from tests.support.waiting import wait_until
 
@@ -115,3 +116,22 @@ def test_a_disk_full_mid_data_set_is_out_of_resources_and_the_association_goes_o
     assert listed.record.status == Status.OUT_OF_RESOURCES
     assert listed.record.sop_instance_uid == str(
         pydicom.dcmread(big, stop_before_pixels=True).SOPInstanceUID)
+
+
+@pytest.mark.parametrize("upper_layer", ["native", "pynetdicom"])
+@pytest.mark.parametrize("drop_cache", [True, False])
+def test_stored_instances_leave_the_page_cache_unless_configured_to_stay(
+        node_factory, tmp_path, upper_layer, drop_cache):
+    # A long quiet period: no analysis reads the series (into the cache) while it is looked at.
+    node = node_factory(upper_layer=upper_layer, spool_drop_cache=drop_cache,
+                        quiet_period_s=3600.0)
+    paths = ct_series(tmp_path / "ct", slices=3, size=256, seed=9)
+    result = storescu(node.server.port, paths, extra=["-d"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _statuses(result) == [Status.SUCCESS] * 3
+    stored = sorted(Path(node.settings.dicom.spool_dir).rglob("*.dcm"))
+    assert len(stored) == 3
+    for path in stored:
+        cached, pages = cached_pages(path)
+        assert pages > 30
+        assert cached == (0 if drop_cache else pages), f"{cached} of {pages} pages cached"
