@@ -460,7 +460,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=args.tmp))
     token = new_token()
     files = template(work / "template", args.slices, args.size, token)
-    node = Node(work / "node", args.node_device, args.node_processes, args.node_upper_layer)
+    node = Node(work / "node", args.node_device, args.node_processes, args.node_upper_layer,
+                node_settings(args.node_setting))
     receivers: list[Receiver] = [
         r for r in (StoreScp(work / "storescp"), Orthanc(work / "orthanc"),
                     NoopScp(work / "pynetdicom"), NoopNative(work / "native"), node)
@@ -537,7 +538,12 @@ def summary(args: argparse.Namespace, rates: dict[str, dict[int, list[float]]],
             "node_peak_rss_mb": None if rss is None else round(rss, 1),
             "node_device": args.node_device, "node_processes": args.node_processes,
             "node_upper_layer": args.node_upper_layer,
-            "cpus": os.cpu_count()}
+            "node_settings": node_settings(args.node_setting), "cpus": os.cpu_count()}
+
+
+def node_settings(items: Sequence[str]) -> dict[str, Any]:
+    """`KEY=YAML` items (`--node-setting`) as more `dicom:` settings of the node."""
+    return {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in items)}
 
 
 def main() -> None:
@@ -561,6 +567,8 @@ def main() -> None:
     parser.add_argument("--node-processes", type=int, default=1,
                         help="the node's dicom.acceptor_processes (processes receiving on its "
                              "port); its CPU time per instance includes theirs")
+    parser.add_argument("--node-setting", action="append", default=[], metavar="KEY=YAML",
+                        help="another `dicom:` setting of the node, e.g. spool_drop_cache=false")
     parser.add_argument("--quick", action="store_true", help="60 slices, 2 repeats")
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of the node")
     parser.add_argument("--syscalls", action="store_true",

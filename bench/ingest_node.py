@@ -5,7 +5,7 @@ and system CPU milliseconds per instance. Alternate two checkouts to compare the
 
     .venv/bin/python bench/ingest_node.py --associations 4 --sends 3
     .venv/bin/python bench/ingest_node.py --associations 1 --sends 2 --slices 300
-    .venv/bin/python bench/ingest_node.py --dicom spool_drop_cache=false
+    .venv/bin/python bench/ingest_node.py --node-setting spool_drop_cache=false
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-
-import yaml
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,12 +44,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--node-processes", type=int, default=1)
     parser.add_argument("--node-upper-layer", default="native", choices=["native", "pynetdicom"])
-    parser.add_argument("--dicom", action="append", default=[], metavar="KEY=YAML",
+    parser.add_argument("--node-setting", action="append", default=[], metavar="KEY=YAML",
                         help="another `dicom:` setting of the node, e.g. spool_drop_cache=false")
     args = parser.parse_args()
-    dicom = {key: yaml.safe_load(value)
-             for key, value in (item.split("=", 1) for item in args.dicom)}
     bench = _bench_ingest()
+    dicom = bench.node_settings(args.node_setting)
     os.environ["TCP_NODELAY"] = "1"
     work = Path(tempfile.mkdtemp(prefix="ingest-node-"))
     token = bench.new_token()
