@@ -1,7 +1,9 @@
 """The node alone, for A/B work on its receive path: `infernode serve` (bench/ingest.py's `Node`:
 SQLite, no web, no routing rules) receives the same generated CT (fresh UIDs every send) from
 DCMTK storescu on N associations, several times; each send prints images/s and the node's user
-and system CPU milliseconds per instance. Alternate two checkouts to compare them.
+and system CPU milliseconds per instance, and the whole machine's busy CPU milliseconds per
+instance and idle share (what the senders and the kernel's threads take besides). Alternate
+two checkouts, or two settings (`--node-setting`), to compare them.
 
     .venv/bin/python bench/ingest_node.py --associations 4 --sends 3
     .venv/bin/python bench/ingest_node.py --associations 1 --sends 2 --slices 300
@@ -36,6 +38,14 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def machine_seconds() -> tuple[float, float]:
+    """Busy and idle CPU seconds of the whole machine so far (all cores; I/O wait is idle)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / tick, idle / tick
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--associations", type=int, default=4)
@@ -62,12 +72,17 @@ def main() -> None:
         for k in range(args.sends):
             copy, _ = bench.fresh_copy(files, token, work / "send")
             user0, sys0 = cpu_seconds(node.pid)
+            busy0, idle0 = machine_seconds()
             seconds = bench.send(node, copy, args.associations)
             user1, sys1 = cpu_seconds(node.pid)
+            busy1, idle1 = machine_seconds()
             n = len(copy)
             print(f"send {k}: x{args.associations} {n / seconds:.1f} images/s, CPU per "
                   f"instance user {1000 * (user1 - user0) / n:.2f} ms, system "
-                  f"{1000 * (sys1 - sys0) / n:.2f} ms", flush=True)
+                  f"{1000 * (sys1 - sys0) / n:.2f} ms; machine (senders, kernel threads "
+                  f"and node) {1000 * (busy1 - busy0) / n:.2f} ms busy per instance, "
+                  f"{100 * (idle1 - idle0) / (busy1 - busy0 + idle1 - idle0):.0f}% idle",
+                  flush=True)
     finally:
         node.stop()
 
