@@ -388,6 +388,15 @@ def cpu_seconds(pid: int | None) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def machine_seconds() -> tuple[float, float]:
+    """Busy and idle CPU seconds of the whole machine so far, all cores (I/O wait counts as
+    idle; /proc/stat): what senders, receiver and the kernel's threads took together."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / tick, idle / tick
+
+
 def running_children(pid: int) -> list[int]:
     """The running child processes of `pid` (started by any of its threads)."""
     children: list[int] = []
@@ -470,6 +479,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         r.name: {n: [] for n in args.associations} for r in receivers}
     cpu: dict[str, dict[int, list[float]]] = {
         r.name: {n: [] for n in args.associations} for r in receivers}
+    idle: dict[str, dict[int, list[float]]] = {
+        r.name: {n: [] for n in args.associations} for r in receivers}
     flushes: dict[str, dict[str, float]] = {}
     flush_ms = flush_latency_ms(work / "probe")
     try:
@@ -488,7 +499,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     copy, _ = fresh_copy(files, token, work / "send")
                     before = r.count() if not isinstance(r, StoreScp) else 0
                     cpu_before = cpu_seconds(r.pid)
+                    busy_before, idle_before = machine_seconds()
                     seconds = send(r, copy, n)
+                    busy, spare = (a - b for a, b in zip(machine_seconds(),
+                                                         (busy_before, idle_before), strict=True))
                     if isinstance(r, StoreScp):
                         time.sleep(0.2)  # storescp reaps its children (their CPU time) late
                     cpu_used = cpu_seconds(r.pid) - cpu_before
@@ -497,6 +511,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         raise RuntimeError(f"{r.name} holds {got} of {len(copy)} instances")
                     rates[r.name][n].append(len(copy) / seconds)
                     cpu[r.name][n].append(cpu_used * 1000 / len(copy))
+                    idle[r.name][n].append(100 * spare / (busy + spare))
                     print(f"# {r.name} x{n}: {len(copy) / seconds:.1f} images/s",
                           file=sys.stderr, flush=True)
         rss = node.peak_rss_mb() if node in receivers else None
@@ -515,6 +530,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["cpu_ms_per_instance"] = {
         name: {str(n): round(statistics.median(v), 2) for n, v in per.items() if v}
         for name, per in cpu.items()}
+    result["machine_idle_percent"] = {
+        name: {str(n): round(statistics.median(v)) for n, v in per.items() if v}
+        for name, per in idle.items()}
     result["disk_flush_ms"] = flush_ms
     if flushes:
         result["flushes_per_instance"] = flushes

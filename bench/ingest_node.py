@@ -38,14 +38,6 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def machine_seconds() -> tuple[float, float]:
-    """Busy and idle CPU seconds of the whole machine so far (all cores; I/O wait is idle)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    tick = os.sysconf("SC_CLK_TCK")
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / tick, idle / tick
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--associations", type=int, default=4)
@@ -72,10 +64,10 @@ def main() -> None:
         for k in range(args.sends):
             copy, _ = bench.fresh_copy(files, token, work / "send")
             user0, sys0 = cpu_seconds(node.pid)
-            busy0, idle0 = machine_seconds()
+            busy0, idle0 = bench.machine_seconds()
             seconds = bench.send(node, copy, args.associations)
             user1, sys1 = cpu_seconds(node.pid)
-            busy1, idle1 = machine_seconds()
+            busy1, idle1 = bench.machine_seconds()
             n = len(copy)
             print(f"send {k}: x{args.associations} {n / seconds:.1f} images/s, CPU per "
                   f"instance user {1000 * (user1 - user0) / n:.2f} ms, system "
