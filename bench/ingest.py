@@ -564,6 +564,14 @@ def node_settings(items: Sequence[str]) -> dict[str, Any]:
     return {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in items)}
 
 
+def node_setting(item: str) -> str:
+    """An argparse type: one `KEY=YAML` item of `--node-setting`."""
+    key, sep, _ = item.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{item!r} is not KEY=YAML")
+    return item
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--slices", type=int, default=300)
@@ -586,6 +594,7 @@ def main() -> None:
                         help="the node's dicom.acceptor_processes (processes receiving on its "
                              "port); its CPU time per instance includes theirs")
     parser.add_argument("--node-setting", action="append", default=[], metavar="KEY=YAML",
+                        type=node_setting,
                         help="another `dicom:` setting of the node, e.g. spool_drop_cache=false")
     parser.add_argument("--quick", action="store_true", help="60 slices, 2 repeats")
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of the node")

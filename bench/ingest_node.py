@@ -39,6 +39,7 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    bench = _bench_ingest()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--associations", type=int, default=4)
     parser.add_argument("--sends", type=int, default=3)
@@ -47,9 +48,9 @@ def main() -> None:
     parser.add_argument("--node-processes", type=int, default=1)
     parser.add_argument("--node-upper-layer", default="native", choices=["native", "pynetdicom"])
     parser.add_argument("--node-setting", action="append", default=[], metavar="KEY=YAML",
+                        type=bench.node_setting,
                         help="another `dicom:` setting of the node, e.g. spool_drop_cache=false")
     args = parser.parse_args()
-    bench = _bench_ingest()
     dicom = bench.node_settings(args.node_setting)
     os.environ["TCP_NODELAY"] = "1"
     work = Path(tempfile.mkdtemp(prefix="ingest-node-"))

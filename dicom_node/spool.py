@@ -626,7 +626,8 @@ class SlotWriter:
     """One slot written piece by piece (`Spool.open_slot`): `write` as pieces arrive (the
     completeness mark's length and CRC-32 are summed as they go), `mapped` to read what was
     written without a copy in memory, `finish` to have it marked and fsynced, `close` at the
-    end whatever happened. Used by one thread."""
+    end whatever happened (also after `finish`: it holds a descriptor of the slot until then).
+    Used by one thread."""
 
     def __init__(self, spool: Spool, slot: Path | None, created: bool,
                  error: OutOfResources | None = None) -> None:
@@ -656,7 +657,10 @@ class SlotWriter:
         """Appends `data`; after a failure, later pieces are counted and dropped (the error
         is raised by `finish`). The free-space watermark is checked again every
         SPACE_CHECK_BYTES written: below it, what was written is given back at once
-        (truncated) and the rest dropped, as for a full disk."""
+        (truncated) and the rest dropped, as for a full disk. Raises RuntimeError after
+        `finish` (the slot is sealed: its mark holds the length and CRC-32 written so far)."""
+        if self._staged is not None:
+            raise RuntimeError("a slot is written before `finish`, not after")
         if self._error is None:
             try:
                 if self._length >= self._next_space_check:
@@ -699,9 +703,11 @@ class SlotWriter:
                 sealed = self._spool._writer.submit(
                     self._spool._seal, sealing, _mark_of(self._length, self._crc),
                     self._created)
-            except RuntimeError as exc:  # closed meanwhile; `close` removes the slot
+            except BaseException as exc:
                 os.close(sealing)
-                raise OutOfResources("spool closed: the node is stopping") from exc
+                if isinstance(exc, RuntimeError):  # closed meanwhile; `close` removes the slot
+                    raise OutOfResources("spool closed: the node is stopping") from exc
+                raise
             self._staged = Staged(self.slot, sealed)
         return self._staged
 

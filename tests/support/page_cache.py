@@ -36,3 +36,20 @@ def cached_pages(path: Path) -> tuple[int, int]:
             _libc.munmap(address, size)
     finally:
         os.close(fd)
+
+
+def drops_pages(folder: Path) -> bool:
+    """Whether the file system under `folder` drops a flushed file's pages on request
+    (posix_fadvise DONTNEED; tmpfs, for one, keeps them: they are the file)."""
+    probe = folder / ".page-cache-probe"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"\x01" * 65536)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    try:
+        return cached_pages(probe)[0] == 0
+    finally:
+        probe.unlink()

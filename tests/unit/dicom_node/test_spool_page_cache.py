@@ -1,22 +1,28 @@
 """A stored instance's pages leave the page cache once they are on disk and the receive path has
 read them (`Spool(drop_cache=True)`, `dicom.spool_drop_cache`, the default); with the setting off
 they stay cached. Read with mincore(2) (tests/support/page_cache.py) on the spool's own file
-system."""
+system (where that file system keeps every page, as tmpfs does, the dropping cases are skipped:
+there is nothing to see)."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
+from dicom_node.config import DicomNodeConfig
+from dicom_node.errors import OutOfResources
 from dicom_node.spool import Spool
-from tests.support.page_cache import cached_pages
+from tests.support.page_cache import cached_pages, drops_pages
 
 MiB = 1 << 20
 
 
 def _spool(tmp_path: Path, drop_cache: bool) -> Spool:
+    if drop_cache and not drops_pages(tmp_path):
+        pytest.skip("this file system keeps a file's pages (tmpfs): nothing is dropped")
     spool = Spool(tmp_path / "spool", 0, drop_cache=drop_cache)
     spool.prepare()
     return spool
@@ -57,5 +63,59 @@ def test_a_staged_instance_leaves_the_page_cache_after_its_flush(tmp_path: Path,
     spool.close()
 
 
-def test_the_spool_drops_by_default(tmp_path: Path):
+def test_the_spool_and_the_node_drop_by_default(tmp_path: Path):
     assert Spool(tmp_path / "spool", 0).drop_cache
+    assert DicomNodeConfig().spool_drop_cache
+
+
+def _descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_slot_written_after_finish_is_refused(tmp_path: Path):
+    spool = _spool(tmp_path, False)
+    writer = spool.open_slot()
+    writer.write(b"x" * 1000)
+    staged = writer.finish()
+    with pytest.raises(RuntimeError, match="before `finish`"):
+        writer.write(b"more")
+    final = spool.path_for("1.2.3", "1.2.3.4", "1.2.3.4.3")
+    assert spool.place(staged, final, replace=False)
+    writer.close()
+    assert final.read_bytes() == b"x" * 1000 and Spool.slot_is_complete(final, b"x" * 1000)
+    spool.close()
+
+
+def test_a_finish_refused_leaves_no_descriptor_and_no_slot(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch):
+    spool = Spool(tmp_path / "spool", 0, drop_cache=True)
+    spool.prepare()
+    before = _descriptors()
+
+    def no_descriptor(fd: int) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    writer = spool.open_slot()
+    writer.write(b"y" * 5000)
+    slot = writer.slot
+    assert slot is not None and slot.exists()
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "dup", no_descriptor)
+        with pytest.raises(OutOfResources):
+            writer.finish()
+    writer.close()
+    assert _descriptors() == before and not slot.exists()
+
+    def stopped(*args: object) -> None:
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    writer = spool.open_slot()  # the writer threads stop between the check and the hand-over
+    writer.write(b"z" * 5000)
+    slot = writer.slot
+    with monkeypatch.context() as patch:
+        patch.setattr(spool._writer, "submit", stopped)
+        with pytest.raises(OutOfResources, match="stopping"):
+            writer.finish()
+    writer.close()
+    assert _descriptors() == before and slot is not None and not slot.exists()
+    spool.close()
