@@ -129,13 +129,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     SQLite: WAL so readers do not block the writer, synchronous=FULL (a committed row survives
     power loss: the C-STORE acknowledgement relies on it), a busy timeout instead of an
-    immediate "database is locked", foreign keys on, and the file's folder created.
+    immediate "database is locked", foreign keys on, and the file's folder created. The pool
+    hands out the connection returned last (LIFO): each connection has its own page cache,
+    which another connection's commit makes stale, so the index writes of the receive path keep
+    finding their pages in memory instead of reading them again (about 18 reads per stored
+    instance with the pool's default order; docs/BENCHMARKS.md round 7).
     PostgreSQL: a pre-pinged pool. Both: SQL parameters are never shown in logs or exception
     text (`hide_parameters`): they carry patient IDs and accession numbers.
     """
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        kwargs.setdefault("pool_use_lifo", True)
         path = url.split("///", 1)[-1].split("?", 1)[0]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
