@@ -15,25 +15,23 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from dicom_node.dicomweb.stow_server import StowService
 from dicom_node.events import InstanceStored, StudyReady
-from dicom_node.index.tables import instances
-from dicom_node.ingest import Ingestor
 from dicom_node.scp.access import AssociationEvent
-from hl7_fhir.facade.router import FacadeAccess
 from infernode.audit import AuditEvent, AuditLog, Category, Outcome
 from infernode.audit_export import AuditExporter
 from infernode.audit_outcomes import OutcomeTail
 from infernode.settings import Settings
+
+if TYPE_CHECKING:  # the FHIR facade (and the web stack with it) only in the web's process
+    from hl7_fhir.facade.router import FacadeAccess
 
 log = logging.getLogger(__name__)
 
@@ -288,39 +286,3 @@ class NodeAudit:
             except (OSError, SQLAlchemyError) as exc:
                 log.warning("audit export at stop: %s", type(exc).__name__)
             self.exporter.close()
-
-
-REFERENCED_SOP_SEQUENCE = "00081199"
-REFERENCED_SOP_INSTANCE_UID = "00081155"
-"""DICOM JSON keys of a STOW-RS response (PS3.18 10.5.3)."""
-
-
-class AuditedStowService(StowService):
-    """STOW-RS ingest that audits each request's stored instances as one event per study
-    (as an association's are), looking their studies up in the index after the request."""
-
-    def __init__(self, ingestor: Ingestor, *, ae_title: str, max_body_bytes: int,
-                 submit: Callable[[AuditEvent], None]) -> None:
-        super().__init__(ingestor, ae_title=ae_title, max_body_bytes=max_body_bytes)
-        self._submit = submit
-
-    def store(self, parts: Iterable[tuple[dict[str, str], bytes]], *, study_uid: str | None,
-              client: str, peer_address: str | None) -> tuple[int, dict[str, Any]]:
-        status, body = super().store(parts, study_uid=study_uid, client=client,
-                                     peer_address=peer_address)
-        sops = [str(item[REFERENCED_SOP_INSTANCE_UID]["Value"][0])
-                for item in body.get(REFERENCED_SOP_SEQUENCE, {}).get("Value", [])
-                if REFERENCED_SOP_INSTANCE_UID in item]
-        if sops:
-            studies: dict[str, list[str]] = {}
-            with self.ingestor.index.engine.connect() as conn:
-                for sop, study in conn.execute(
-                        sa.select(instances.c.sop_instance_uid, instances.c.study_instance_uid)
-                        .where(instances.c.sop_instance_uid.in_(sops))):
-                    studies.setdefault(study, []).append(sop)
-            for study, uids in studies.items():
-                self._submit(AuditEvent(
-                    Category.INSTANCES, "received", actor=client, source=peer_address,
-                    subject=study, detail={"count": len(uids), "sop_instance_uids": uids,
-                                           "destination": self.ae_title, "via": "stow-rs"}))
-        return status, body

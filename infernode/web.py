@@ -43,7 +43,7 @@ def create_app(node: Node) -> FastAPI:
 
         service: StowService
         if node.audit is not None:
-            from infernode.audit_hooks import AuditedStowService
+            from infernode.audit_stow import AuditedStowService
 
             service = AuditedStowService(
                 node.ingestor, ae_title=node.settings.dicom.ae_title,
