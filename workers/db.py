@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    make_url,
 )
 
 metadata = MetaData()
@@ -140,9 +141,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
-        kwargs.setdefault("pool_use_lifo", True)
-        path = url.split("///", 1)[-1].split("?", 1)[0]
-        if path and path != ":memory:":
+        path = make_url(url).database
+        if path and path != ":memory:":  # a file: a pool of connections (an in-memory one has
+            kwargs.setdefault("pool_use_lifo", True)  # one per thread and no such option)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     else:
         kwargs.setdefault("pool_pre_ping", True)

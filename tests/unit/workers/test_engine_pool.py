@@ -26,3 +26,13 @@ def test_the_sqlite_pool_hands_out_the_connection_returned_last(tmp_path: Path):
                 assert again.connection.dbapi_connection is second_driver
     finally:
         engine.dispose()
+
+
+def test_an_in_memory_sqlite_engine_still_opens():
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT 1")).scalar() == 1
+        finally:
+            engine.dispose()
