@@ -110,19 +110,23 @@ def _log_in(driver: Any, base: str, user: str) -> None:
 
 def _follow(driver: Any, element: Any) -> None:
     """Clicks a link or submit button and waits until the next page has replaced this one, so
-    nothing is read from the page being left (a click returns before the navigation ends)."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
+    nothing is read from the page being left (a click returns before the navigation ends).
 
-    page = driver.find_element(By.TAG_NAME, "html")
+    The page being left is marked with a property on its window, which a new document does not
+    have. While the navigation runs, chromedriver may answer any command with a transient error
+    (a stale element, or "node does not belong to the document"), so an error means: not yet."""
+    from selenium.common.exceptions import WebDriverException
+
+    driver.execute_script("window.__infernodeLeaving = true")
     element.click()
 
     def replaced() -> bool:
         try:
-            page.tag_name  # noqa: B018 - touching the old page's root tells whether it is gone
-        except StaleElementReferenceException:
-            return driver.execute_script("return document.readyState") == "complete"
-        return False
+            return bool(driver.execute_script(
+                "return window.__infernodeLeaving === undefined"
+                " && document.readyState === 'complete'"))
+        except WebDriverException:
+            return False
 
     wait_until(replaced, timeout=30, what="the next page", every=0.05)
 
