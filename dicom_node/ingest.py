@@ -231,7 +231,8 @@ class Ingestor:
             self.metrics.bytes.inc(accepted.stored.size_bytes)
         return accepted
 
-    def _store(self, arrival: Arrival, header: InstanceHeader, staged: Staged) -> Accepted:
+    def _store(self, arrival: Arrival, header: InstanceHeader, staged: Staged, *,
+               attempts_left: int = 2) -> Accepted:
         """Writes and indexes a new instance; a repeated one goes to `_repeat`.
 
         The spool write never replaces a file, so a new instance (the common case) costs no
@@ -269,10 +270,24 @@ class Ingestor:
             existing = self.index.stored_instance(header.sop_instance_uid)
         except SQLAlchemyError as exc:
             return self._uncompared(arrival, header, path, exc)
-        if existing is None or existing.path != str(path):
-            self.spool.remove(path)
         if existing is None:
-            return Accepted(self._event(arrival, header, path, fresh=False))
+            # Counted as indexed, then gone: retention deleted the study in between (it unlinks
+            # the files, then the rows). This copy arrived after that deletion began, so it is
+            # stored like any new instance (module doc of dicom_node.retention); the bytes are
+            # staged again, since retention may have unlinked the file placed above.
+            if attempts_left == 0:  # refused (and kept aside by `ingest`): nothing stays here
+                self.spool.remove(path)
+                raise IndexWriteFailed("instance deleted while it was stored, repeatedly")
+            again = self.spool.stage(arrival.raw)
+            stored = False
+            try:
+                accepted = self._store(arrival, header, again, attempts_left=attempts_left - 1)
+                stored = True
+                return accepted
+            finally:  # refused: removed for good, as in `ingest`
+                self.spool.discard(again, durable=not stored)
+        if existing.path != str(path):
+            self.spool.remove(path)
         return self._repeat(arrival, header, existing, counted=True)
 
     def _repeat(self, arrival: Arrival, header: InstanceHeader,
