@@ -27,13 +27,39 @@ Peers = Callable[[], Mapping[str, Snapshot]]
 """Snapshots of other processes by their `acceptor` label."""
 
 
-class IngestMetrics:
+class ProcessMetrics:
+    """Metrics of one process that acceptor processes have too: they live on a registry of
+    their own (`_own`), and the caller's registry gets one collector that exports them together
+    with the peers' samples (one family per name). A subclass creates its metrics on `_own`,
+    then calls `_export`."""
+
+    def __init__(self) -> None:
+        self._own = CollectorRegistry(auto_describe=True)
+        self._peers: list[Peers] = []
+
+    def _export(self, registry: CollectorRegistry) -> None:
+        registry.register(_WithPeers(self._own, self._peers))
+
+    def snapshot(self) -> list[Sample]:
+        """This process's samples, for the node's process to export (an acceptor child's);
+        the `_created` timestamps are left out (they are per process, not additive)."""
+        return [(family.name, family.type, s.name, dict(s.labels), float(s.value))
+                for family in self._own.collect() for s in family.samples
+                if not s.name.endswith("_created")]
+
+    def add_peers(self, peers: Peers) -> None:
+        """Exports, with each scrape, the snapshots `peers()` returns, in the same families as
+        this process's samples, each sample with the `acceptor` label of its snapshot. Samples
+        of families this process does not have are left to the other `ProcessMetrics`."""
+        self._peers.append(peers)
+
+
+class IngestMetrics(ProcessMetrics):
     """Counters and timings of associations, stores and study completion."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        # This process's metrics live on a registry of their own; `registry` gets one collector
-        # that exports them together with the peers' samples (one family per name).
-        own = CollectorRegistry(auto_describe=True)
+        super().__init__()
+        own = self._own
         self.instances = Counter(
             "infernode_instances_received_total",
             "C-STORE requests by outcome",
@@ -75,21 +101,7 @@ class IngestMetrics:
             ["kind"],
             registry=own,
         )
-        self._own = own
-        self._peers: list[Peers] = []
-        registry.register(_WithPeers(own, self._peers))
-
-    def snapshot(self) -> list[Sample]:
-        """This process's samples, for the node's process to export (an acceptor child's);
-        the `_created` timestamps are left out (they are per process, not additive)."""
-        return [(family.name, family.type, s.name, dict(s.labels), float(s.value))
-                for family in self._own.collect() for s in family.samples
-                if not s.name.endswith("_created")]
-
-    def add_peers(self, peers: Peers) -> None:
-        """Exports, with each scrape, the snapshots `peers()` returns, in the same families as
-        this process's samples, each sample with the `acceptor` label of its snapshot."""
-        self._peers.append(peers)
+        self._export(registry)
 
 
 class _WithPeers(Collector):

@@ -13,14 +13,15 @@ node's process, which finds what the children indexed in the database (assembly 
 bound, restarts one that dies, and at stop sends them SIGTERM (each stops its listener with
 `stop_grace_s`, then exits) and kills those still running after the grace.
 
-Metrics: a child writes a snapshot of its `IngestMetrics` every METRICS_INTERVAL_S (and when it
-stops) to `<spool>/.acceptors/<k>-<pid>.json` (written beside, then renamed: a reader never sees
-half a file); the node's process reads them at each scrape (`ChildMetrics`) and exports them with
-its own, labelled `acceptor="k"`. A restarted child starts from zero: the counters of the
-incarnations before it are added into `<k>-base.json`, so that a counter of process k only
-grows (what a kill -9 takes is at most the last interval). Gauges (open associations, pending
-connections) come from the running incarnation only. Files of another node process (an earlier
-run) are ignored and removed when the supervisor starts.
+Metrics: a child writes a snapshot of its `IngestMetrics` and of its audit recorder's
+`AuditMetrics` every METRICS_INTERVAL_S (and when it stops) to `<spool>/.acceptors/<k>-<pid>.json`
+(written beside, then renamed: a reader never sees half a file); the node's process reads them
+at each scrape (`ChildMetrics`) and exports them with its own, labelled `acceptor="k"`. A
+restarted child starts from zero: the counters of the incarnations before it are added into
+`<k>-base.json`, so that a counter of process k only grows (what a kill -9 takes is at most the
+last interval). Gauges (open associations, pending connections, audit queue depth) come from the
+running incarnation only. Files of another node process (an earlier run) are ignored and removed
+when the supervisor starts.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from dicom_node.events import SeriesSummary
 from dicom_node.index.headers import InstanceHeader
 from dicom_node.index.store import IndexStore
 from dicom_node.ingest import Ingestor
-from dicom_node.metrics import IngestMetrics, Sample
+from dicom_node.metrics import IngestMetrics, ProcessMetrics, Sample
 from dicom_node.scp.server import DicomServer
 from dicom_node.scp.storage import StorageSCP
 from dicom_node.spool import Spool
@@ -112,15 +113,19 @@ def quiet_period_function(settings: Settings) -> Callable[[InstanceHeader], floa
 
 def receive_path(settings: Settings, engine: Engine, metrics: IngestMetrics,
                  associations: AssociationAudit, *, config: DicomNodeConfig | None = None,
-                 acceptor: int = 0) -> tuple[Ingestor, DicomServer]:
+                 acceptor: int = 0, audit_metrics: AuditMetrics | None = None,
+                 ) -> tuple[Ingestor, DicomServer]:
     """The receive path of one process, the node's (`acceptor` 0) or an acceptor child's:
     spool (with this process's slot folder), index store, ingestor, Storage SCP and listener on
     `config` (default `settings.dicom`), audited by `associations`. The spool and index are the
-    ingestor's. In the node's process with acceptor processes configured, `metrics` exports
-    the children's metrics too (`ChildMetrics`)."""
+    ingestor's. In the node's process with acceptor processes configured, `metrics` and
+    `audit_metrics` (the audit recorder's) export the children's metrics too (`ChildMetrics`)."""
     config = settings.dicom if config is None else config
     if acceptor == 0 and config.acceptor_processes > 1:
-        metrics.add_peers(ChildMetrics(metrics_folder(config.spool_dir)))
+        children = ChildMetrics(metrics_folder(config.spool_dir))
+        metrics.add_peers(children)
+        if audit_metrics is not None:
+            audit_metrics.add_peers(children)
     spool = Spool(config.spool_dir, config.min_free_bytes, slot_folder=slot_folder(acceptor),
                   drop_cache=config.spool_drop_cache)
     ingestor = Ingestor(spool, IndexStore(engine), quiet_period=quiet_period_function(settings),
@@ -149,11 +154,13 @@ def metrics_folder(spool_dir: Path | str) -> Path:
     return Path(spool_dir) / METRICS_FOLDER
 
 
-def write_metrics(folder: Path, acceptor: int, started: float, metrics: IngestMetrics) -> None:
-    """An acceptor process's snapshot of `metrics`, for the node's process (`ChildMetrics`)."""
+def write_metrics(folder: Path, acceptor: int, started: float,
+                  *metrics: ProcessMetrics) -> None:
+    """An acceptor process's snapshot of each of `metrics` (its ingest and audit metrics), in
+    one file, for the node's process (`ChildMetrics`)."""
     pid = os.getpid()
     record = {"parent": os.getppid(), "pid": pid, "acceptor": acceptor, "started": started,
-              "samples": metrics.snapshot()}
+              "samples": [sample for m in metrics for sample in m.snapshot()]}
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".{acceptor}-{pid}.tmp"
     partial.write_text(json.dumps(record))
@@ -269,8 +276,8 @@ def run_acceptor(settings: Settings, acceptor: int, port: int) -> None:
     engine = create_engine(settings.database.url)  # migrated by the node's process
     registry = CollectorRegistry()  # not exported: the node's process exports the snapshots
     metrics = IngestMetrics(registry)
-    recorder = AuditRecorder(AuditLog(engine), AuditMetrics(registry),
-                             capacity=settings.audit.queue_size)
+    audit_metrics = AuditMetrics(registry)
+    recorder = AuditRecorder(AuditLog(engine), audit_metrics, capacity=settings.audit.queue_size)
     audit = AssociationAudit(tagged(recorder.submit, acceptor), config.ae_title)
     ingestor, server = receive_path(settings, engine, metrics, audit, config=config,
                                     acceptor=acceptor)
@@ -286,13 +293,13 @@ def run_acceptor(settings: Settings, acceptor: int, port: int) -> None:
             log.warning("acceptor process %d: the node's process is gone, stopping", acceptor)
             break
         if time.monotonic() - written >= METRICS_INTERVAL_S:
-            _write_quietly(folder, acceptor, started, metrics)
+            _write_quietly(folder, acceptor, started, metrics, audit_metrics)
             written = time.monotonic()
     server.stop()
     ingestor.spool.close()
-    _write_quietly(folder, acceptor, started, metrics)
     audit.flush()
     recorder.stop(timeout=5.0)
+    _write_quietly(folder, acceptor, started, metrics, audit_metrics)  # the audit's last counts
     engine.dispose()
     log.info("acceptor process %d stopped", acceptor)
 
@@ -308,9 +315,10 @@ def freeze_start_up_heap() -> None:
     gc.freeze()
 
 
-def _write_quietly(folder: Path, acceptor: int, started: float, metrics: IngestMetrics) -> None:
+def _write_quietly(folder: Path, acceptor: int, started: float,
+                   *metrics: ProcessMetrics) -> None:
     try:
-        write_metrics(folder, acceptor, started, metrics)
+        write_metrics(folder, acceptor, started, *metrics)
     except OSError as exc:  # metrics must never stop the receiving
         log.warning("acceptor process %d: metrics not written: %s", acceptor,
                     exc.strerror or type(exc).__name__)

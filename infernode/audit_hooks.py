@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_node.events import InstanceStored, StudyReady
+from dicom_node.metrics import ProcessMetrics
 from dicom_node.scp.access import AssociationEvent
 from infernode.audit import AuditEvent, AuditLog, Category, Outcome
 from infernode.audit_export import AuditExporter
@@ -36,15 +37,21 @@ if TYPE_CHECKING:  # the FHIR facade (and the web stack with it) only in the web
 log = logging.getLogger(__name__)
 
 
-class AuditMetrics:
+class AuditMetrics(ProcessMetrics):
+    """The audit recorder's metrics. Each acceptor process has its own recorder; its samples
+    reach the node's registry as the ingest metrics' do (`dicom_node.metrics`), with an
+    `acceptor` label."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
         self.queued = Gauge("infernode_audit_queue_depth",
-                            "Audit events waiting to be written", registry=registry)
+                            "Audit events waiting to be written", registry=self._own)
         self.written = Counter("infernode_audit_events_written",
-                               "Audit events written to the audit table", registry=registry)
+                               "Audit events written to the audit table", registry=self._own)
         self.lost = Counter("infernode_audit_events_lost",
                             "Audit events that could not be written (queue full at its limit, "
-                            "or the database down at shutdown)", registry=registry)
+                            "or the database down at shutdown)", registry=self._own)
+        self._export(registry)
 
 
 class AuditRecorder:
@@ -233,7 +240,8 @@ class NodeAudit:
     def __init__(self, engine: Engine, registry: CollectorRegistry, settings: Settings) -> None:
         self.settings = settings
         self.log = AuditLog(engine)
-        self.recorder = AuditRecorder(self.log, AuditMetrics(registry),
+        self.metrics = AuditMetrics(registry)
+        self.recorder = AuditRecorder(self.log, self.metrics,
                                       capacity=settings.audit.queue_size)
         self.associations = AssociationAudit(self.recorder.submit, settings.dicom.ae_title)
         self.tail = OutcomeTail(engine, self.recorder.submit)

@@ -85,7 +85,8 @@ class Node:
             # The audit trail tells which acceptor process received an association (0: this).
             audit.associations = AssociationAudit(tagged(audit.recorder.submit, 0),
                                                   settings.dicom.ae_title)
-        ingestor, server = receive_path(settings, engine, metrics, audit.associations)
+        ingestor, server = receive_path(settings, engine, metrics, audit.associations,
+                                        audit_metrics=audit.metrics)
         spool, index = ingestor.spool, ingestor.index
 
         def dispatch(event: StudyReady) -> None:

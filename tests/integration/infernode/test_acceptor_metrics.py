@@ -1,8 +1,9 @@
 """The node's /metrics with `dicom.acceptor_processes: 2` on a real `infernode serve`: DCMTK
 storescu sends over many associations (the kernel spreads them over both processes), and the
 totals on the node's /metrics (the node's own samples plus the acceptor process's, labelled
-`acceptor="1"`) equal what was sent and what was indexed. After the acceptor process is killed
-and restarted, its earlier counts stay and the new ones add to them."""
+`acceptor="1"`) equal what was sent and what was indexed; the acceptor process's audit
+recorder is exported the same way. After the acceptor process is killed and restarted, its
+earlier counts stay and the new ones add to them."""
 
 from __future__ import annotations
 
@@ -102,6 +103,11 @@ def test_the_node_metrics_count_what_both_processes_received(tmp_path: Path):
         assert samples(web_port, "infernode_active_associations").keys() == {
             "", 'acceptor="1"'}
         child_before = by_process['acceptor="1",outcome="stored"']
+        # The acceptor process's audit recorder (its associations' events) is exported too.
+        wait_until(lambda: samples(web_port, "infernode_audit_events_written_total").get(
+            'acceptor="1"', 0) > 0, 30, "the acceptor process's audit events counted")
+        assert samples(web_port, "infernode_audit_events_lost_total").keys() == {
+            "", 'acceptor="1"'}
 
         # A killed acceptor process: its counts stay, its successor's add to them.
         os.kill(first_child, signal.SIGKILL)

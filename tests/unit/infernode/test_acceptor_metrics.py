@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from dicom_node.metrics import IngestMetrics
 from infernode.acceptor import ChildMetrics, write_metrics
+from infernode.audit_hooks import AuditMetrics
 
 
 def _dead_pid() -> int:
@@ -110,3 +111,35 @@ def test_a_node_without_children_exports_its_own_samples_only(tmp_path):
     text = generate_latest(registry).decode()
     assert 'infernode_instances_received_total{outcome="stored"} 1.0' in text
     assert "acceptor=" not in text
+
+
+def test_a_childs_audit_metrics_are_exported_in_the_node_audit_families(tmp_path):
+    """A child's snapshot holds its ingest and its audit recorder's samples (one file); the
+    node's audit families export the child's audit samples, the ingest families its ingest
+    samples, each family once."""
+    registry = CollectorRegistry()
+    ingest, audit = IngestMetrics(registry), AuditMetrics(registry)
+    children = ChildMetrics(tmp_path, parent=os.getppid())  # this test process plays the child
+    ingest.add_peers(children)
+    audit.add_peers(children)
+    audit.written.inc(4)
+
+    child_ingest = IngestMetrics(CollectorRegistry())
+    child_audit = AuditMetrics(CollectorRegistry())
+    child_ingest.instances.labels(outcome="stored").inc(2)
+    child_audit.written.inc(6)
+    child_audit.lost.inc(1)
+    child_audit.queued.set(3)
+    write_metrics(tmp_path, 1, 10.0, child_ingest, child_audit)
+
+    value = registry.get_sample_value
+    assert value("infernode_audit_events_written_total") == 4
+    assert value("infernode_audit_events_written_total", {"acceptor": "1"}) == 6
+    assert value("infernode_audit_events_lost_total", {"acceptor": "1"}) == 1
+    assert value("infernode_audit_queue_depth", {"acceptor": "1"}) == 3  # this process: running
+    assert value("infernode_instances_received_total",
+                 {"outcome": "stored", "acceptor": "1"}) == 2
+    text = generate_latest(registry).decode()
+    for family in ("infernode_audit_events_written_total", "infernode_instances_received_total",
+                   "infernode_audit_queue_depth"):
+        assert text.count(f"# TYPE {family} ") == 1, family
