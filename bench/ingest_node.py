@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--node-setting", action="append", default=[], metavar="KEY=YAML",
                         type=bench.node_setting,
                         help="another `dicom:` setting of the node, e.g. spool_drop_cache=false")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
     dicom = bench.node_settings(args.node_setting)
     os.environ["TCP_NODELAY"] = "1"
@@ -78,6 +80,8 @@ def main() -> None:
                   flush=True)
     finally:
         node.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
