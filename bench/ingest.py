@@ -344,10 +344,20 @@ class Node(Receiver):
             return int(conn.execute("SELECT count(*) FROM instances").fetchone()[0])
 
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return _peak_rss_mb(self.pid)
+
+    def children_peak_rss_mb(self) -> list[float]:
+        """Peak RSS of each acceptor process (`--node-processes` > 1), which `peak_rss_mb`
+        does not count."""
+        found = []
+        for child in sorted(running_children(self.pid)):
+            try:
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+                if b"spawn_main" in command:  # an acceptor process (spawned)
+                    found.append(_peak_rss_mb(child))
+            except OSError:
+                continue
+        return [round(mb, 1) for mb in found if mb == mb]
 
     def stop(self) -> None:
         if self.spy is not None:
@@ -515,6 +525,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"# {r.name} x{n}: {len(copy) / seconds:.1f} images/s",
                           file=sys.stderr, flush=True)
         rss = node.peak_rss_mb() if node in receivers else None
+        children_rss = node.children_peak_rss_mb() if node in receivers else []
         if args.syscalls:
             for r in receivers:
                 copy, _ = fresh_copy(files, token, work / "send")
@@ -527,6 +538,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     result = summary(args, rates, rss)
+    if children_rss:
+        result["acceptor_processes_peak_rss_mb"] = children_rss
     result["cpu_ms_per_instance"] = {
         name: {str(n): round(statistics.median(v), 2) for n, v in per.items() if v}
         for name, per in cpu.items()}
@@ -537,6 +550,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if flushes:
         result["flushes_per_instance"] = flushes
     return result
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def summary(args: argparse.Namespace, rates: dict[str, dict[int, list[float]]],
