@@ -10,15 +10,18 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from workers.db import make_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic (with Mako and Pygments, about 10 MB) is imported by the functions that migrate or
+# read the schema's state, not here: an acceptor process only needs `create_engine`.
 
 MIGRATING_PACKAGES = ("dicom_node", "workers", "hl7_fhir")
 
@@ -41,6 +44,8 @@ def _version_locations() -> list[str]:
 
 
 def alembic_config(engine_connection: sa.Connection) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.set_main_option("version_locations", " ".join(_version_locations()))
@@ -51,6 +56,8 @@ def alembic_config(engine_connection: sa.Connection) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Brings every package's tables to their newest revision (idempotent)."""
+    from alembic import command
+
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "heads")
 
@@ -72,6 +79,9 @@ class BranchState:
 def schema_state(engine: Engine) -> list[BranchState]:
     """Each package's branch with its applied and newest revision, in branch order. Reads
     only: nothing is migrated."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     with engine.connect() as conn:
         script = ScriptDirectory.from_config(alembic_config(conn))
         applied = set(MigrationContext.configure(conn).get_current_heads())

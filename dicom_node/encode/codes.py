@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydicom.sr.codedict import codes as _dictionary
-
 SCT = "SCT"
 DCM = "DCM"
 LN = "LN"
@@ -41,27 +39,38 @@ class Coded:
     source: str = field(default="", compare=False)
 
 
-def _standard(scheme: str, keyword: str) -> Coded:
-    """A structural concept exactly as pydicom's SR code dictionary (generated from PS3.16)
-    holds it: the one source of DCM / SCT / UCUM concepts the encoders use by name."""
-    code = getattr(getattr(_dictionary, scheme), keyword)
-    return Coded(str(code.value), str(code.scheme_designator), str(code.meaning),
-                 f"PS3.16 via pydicom.sr.codedict ({scheme}.{keyword})")
+def _standard(scheme: str, keyword: str, value: str, meaning: str) -> Coded:
+    """A structural concept of DICOM PS3.16 under its keyword in pydicom's SR code dictionary
+    (generated from PS3.16): the one source of the DCM / SCT / UCUM concepts the encoders use
+    by name. The values are written out so that importing this table (the pipelines' definitions
+    do, in every acceptor process too) does not load that dictionary, about 15 MB; a unit test
+    (tests/unit/dicom_node/encode/test_codes_dictionary.py) checks each against it."""
+    return Coded(value, scheme, meaning, f"PS3.16 via pydicom.sr.codedict ({scheme}.{keyword})")
 
+
+def _from_dictionary(scheme: str, keyword: str) -> Coded:
+    """A concept read from pydicom's SR code dictionary when it is asked for (the anatomic
+    sites of `body_part_site`; only encoders ask)."""
+    from pydicom.sr.codedict import codes
+
+    code = getattr(getattr(codes, scheme), keyword)
+    return _standard(scheme, keyword, str(code.value), str(code.meaning))
 
 
 # --- Document structure (DCM) ---------------------------------------------------------------
-IMAGING_MEASUREMENT_REPORT = _standard("DCM", "ImagingMeasurementReport")
-FINDING = _standard("DCM", "Finding")
-TRACKING_IDENTIFIER = _standard("DCM", "TrackingIdentifier")
-TRACKING_UID = _standard("DCM", "TrackingUniqueIdentifier")
-ALGORITHM_NAME = _standard("DCM", "AlgorithmName")
-ALGORITHM_VERSION = _standard("DCM", "AlgorithmVersion")
-PROCEDURE_REPORTED = _standard("DCM", "ProcedureReported")
-REFERENCED_SEGMENT = _standard("DCM", "ReferencedSegment")
-ARTIFICIAL_INTELLIGENCE = _standard("DCM", "ArtificialIntelligence")
-PROBABILITY = _standard("DCM", "Probability")
-KEY_OBJECT_OF_INTEREST = _standard("DCM", "OfInterest")
+IMAGING_MEASUREMENT_REPORT = _standard(
+    "DCM", "ImagingMeasurementReport", "126000", "Imaging Measurement Report")
+FINDING = _standard("DCM", "Finding", "121071", "Finding")
+TRACKING_IDENTIFIER = _standard("DCM", "TrackingIdentifier", "112039", "Tracking Identifier")
+TRACKING_UID = _standard("DCM", "TrackingUniqueIdentifier", "112040", "Tracking Unique Identifier")
+ALGORITHM_NAME = _standard("DCM", "AlgorithmName", "111001", "Algorithm Name")
+ALGORITHM_VERSION = _standard("DCM", "AlgorithmVersion", "111003", "Algorithm Version")
+PROCEDURE_REPORTED = _standard("DCM", "ProcedureReported", "121058", "Procedure reported")
+REFERENCED_SEGMENT = _standard("DCM", "ReferencedSegment", "121191", "Referenced Segment")
+ARTIFICIAL_INTELLIGENCE = _standard(
+    "DCM", "ArtificialIntelligence", "123110", "Artificial Intelligence")
+PROBABILITY = _standard("DCM", "Probability", "122157", "Probability")
+KEY_OBJECT_OF_INTEREST = _standard("DCM", "OfInterest", "113000", "Of Interest")
 QUALITATIVE_EVALUATIONS = Coded(
     "C0034375", "UMLS", "Qualitative Evaluations", "PS3.16 TID 1501 (qualitative evaluation row)"
 )
@@ -69,27 +78,29 @@ PROCESSING_ALGORITHM = Coded("Newcode1", IHE, "Processing Algorithm", "IHE AIR, 
 
 # --- Units (UCUM) ----------------------------------------------------------------------------
 UNIT_ML = Coded("ml", UCUM, "milliliter", "UCUM; STANDARDS.md requires ml")
-UNIT_NONE = _standard("UCUM", "NoUnits")
+UNIT_NONE = _standard("UCUM", "NoUnits", "1", "no units")
 
 # --- Measurements and qualifiers (SNOMED CT) -----------------------------------------------
-VOLUME = _standard("SCT", "Volume")
-PRESENT = _standard("SCT", "Present")
+VOLUME = _standard("SCT", "Volume", "118565006", "Volume")
+PRESENT = _standard("SCT", "Present", "52101004", "Present")
 # PS3.16 CID 240 lists 272519000 ("Absence findings"); some models use 2667000 "Absent".
-ABSENT = _standard("SCT", "AbsenceFindings")
-INDETERMINATE = _standard("SCT", "Indeterminate")
+ABSENT = _standard("SCT", "AbsenceFindings", "272519000", "Absence findings (qualifier value)")
+INDETERMINATE = _standard("SCT", "Indeterminate", "82334004", "Indeterminate")
 
 # --- Lesion counts and laterality (SNOMED CT; pydicom's SR concept dictionary names each) ----
-NUMBER_OF_LESIONS = _standard("SCT", "NumberOfLesions")
-MAXIMUM = _standard("SCT", "Maximal")
+NUMBER_OF_LESIONS = _standard(
+    "SCT", "NumberOfLesions", "246206008", "Number of lesions (observable entity)")
+MAXIMUM = _standard("SCT", "Maximal", "56851009", "Maximal (qualifier value)")
 UNIT_LESIONS = Coded("{lesions}", UCUM, "lesions", "UCUM annotation; unit of a lesion count")
-LEFT = _standard("SCT", "Left")
-RIGHT = _standard("SCT", "Right")
-BILATERAL = _standard("SCT", "Bilateral")
+LEFT = _standard("SCT", "Left", "7771000", "Left")
+RIGHT = _standard("SCT", "Right", "24028007", "Right")
+BILATERAL = _standard("SCT", "Bilateral", "51440002", "Bilateral")
 LATERALITY = {"left": LEFT, "right": RIGHT, "bilateral": BILATERAL}
 """Laterality words (as the model reports them) -> their codes."""
 
 # --- Segmentation property categories and types (SNOMED CT) ---------------------------------
-MORPHOLOGICALLY_ABNORMAL_STRUCTURE = _standard("SCT", "MorphologicallyAbnormalStructure")
+MORPHOLOGICALLY_ABNORMAL_STRUCTURE = _standard(
+    "SCT", "MorphologicallyAbnormalStructure", "49755003", "Morphologically Abnormal Structure")
 HEMORRHAGE_MORPHOLOGY = Coded("50960005", SCT, "Hemorrhage", "STANDARDS.md; PS3.16 CID 7151")
 INFARCT_MORPHOLOGY = Coded("55641003", SCT, "Infarct", "STANDARDS.md")
 FRACTURE_MORPHOLOGY = Coded("72704001", SCT, "Fracture", "STANDARDS.md")
@@ -103,10 +114,11 @@ CEREBRAL_INFARCTION = Coded("432504007", SCT, "Cerebral infarction", "STANDARDS.
 FRACTURE = Coded("72704001", SCT, "Fracture", "STANDARDS.md (morphologic abnormality)")
 
 # --- Anatomy (SNOMED CT) ----------------------------------------------------------------------
-BRAIN = _standard("SCT", "Brain")
-HEAD = _standard("SCT", "Head")
-SKULL = _standard("SCT", "BoneStructureOfCranium")
-BONE = _standard("SCT", "Bone")
+BRAIN = _standard("SCT", "Brain", "12738006", "Brain")
+HEAD = _standard("SCT", "Head", "69536005", "Head")
+SKULL = _standard(
+    "SCT", "BoneStructureOfCranium", "89546000", "Bone structure of cranium (body structure)")
+BONE = _standard("SCT", "Bone", "272673000", "Bone")
 
 _BODY_PART_KEYWORDS = {
     # Body Part Examined defined terms (PS3.16 Annex L) -> pydicom's SCT keyword; joints as
@@ -127,7 +139,7 @@ def body_part_site(term: str | None) -> Coded | None:
     """The SNOMED CT anatomic site of a Body Part Examined term (None when it has none here):
     the finding site of a detection on a radiograph of that part."""
     keyword = _BODY_PART_KEYWORDS.get((term or "").strip().upper())
-    return _standard("SCT", keyword) if keyword else None
+    return _from_dictionary("SCT", keyword) if keyword else None
 
 # --- Procedures reported (LOINC) ---------------------------------------------------------------
 CT_HEAD_WO_CONTRAST = Coded("30799-1", LN, "CT Head WO contrast", "STANDARDS.md")
@@ -135,7 +147,8 @@ MR_BRAIN_WO_CONTRAST = Coded("30657-1", LN, "MR Brain WO contrast", "STANDARDS.m
 XR_UNSPECIFIED_BODY_REGION = Coded(
     "43468-8", LN, "XR unspecified body region", "PS3.16 CID 100"
 )
-DIAGNOSTIC_IMAGING_STUDY = _standard("LN", "DiagnosticImagingReport")
+DIAGNOSTIC_IMAGING_STUDY = _standard(
+    "LN", "DiagnosticImagingReport", "18748-4", "Diagnostic Imaging Report")
 
 _PROCEDURE_BY_MODALITY = {
     "CT": CT_HEAD_WO_CONTRAST,

@@ -1,7 +1,9 @@
 """An acceptor process (`infernode.acceptor`, started with multiprocessing "spawn") imports only
-what receiving needs: not highdicom (the encoders, imported by `dicom_node.encode` on first use)
-nor the web stack (STOW-RS's audited service lives in `infernode.audit_stow`). Each of them
-costs every acceptor process memory (docs/BENCHMARKS.md round 7)."""
+what receiving needs: not highdicom (the encoders, imported by `dicom_node.encode` on first use),
+nor the web stack (STOW-RS's audited service lives in `infernode.audit_stow`), nor Alembic
+(`infernode.db` imports it to migrate), nor pydicom's SR code dictionary (`dicom_node.encode.codes`
+writes its concepts out). Each of them costs every acceptor process memory (docs/BENCHMARKS.md
+rounds 7 and 8)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,17 @@ import subprocess
 import sys
 
 
-def test_an_acceptor_process_loads_neither_highdicom_nor_the_web_stack():
+def test_an_acceptor_process_loads_no_encoder_web_or_migration_stack():
     probe = ("import json, sys; import infernode.acceptor; "
-             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules}"
+             " | {m for m in sys.modules if m.startswith('pydicom.sr')})))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             timeout=120, check=True)
     loaded = set(json.loads(result.stdout))
     assert "infernode" in loaded and "pydicom" in loaded  # the probe imported the module
-    assert loaded.isdisjoint({"highdicom", "fastapi", "starlette", "uvicorn"}), (
-        sorted(loaded & {"highdicom", "fastapi", "starlette", "uvicorn"}))
+    unwanted = {"highdicom", "fastapi", "starlette", "uvicorn", "alembic", "mako",
+                "pydicom.sr.codedict"}
+    assert loaded.isdisjoint(unwanted), sorted(loaded & unwanted)
 
 
 def test_the_encoders_are_still_there_when_asked_for():
