@@ -83,6 +83,14 @@ class PixelDataTooShort(CannotUnderstand):
     reason_code = "pixel_data_length"
 
 
+class DeletedWhileStored(StoreRefused, TransientError):
+    """Retention deleted the instance's study each time the instance was being indexed (it
+    was counted as indexed, then its row was gone); refused so that the sender sends it again,
+    with the received copy kept aside."""
+
+    reason_code = "deleted_while_stored"
+
+
 class IndexWriteFailed(StoreRefused, TransientError):
     """The bytes were written but the index row could not be committed; the file was moved to
     the rejected folder so that nothing unindexed stays in the spool."""

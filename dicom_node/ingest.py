@@ -29,6 +29,7 @@ from dicom_node.config import DicomNodeConfig
 from dicom_node.errors import (
     CannotUnderstand,
     DatasetMismatch,
+    DeletedWhileStored,
     IndexWriteFailed,
     OutOfResources,
     StoreRefused,
@@ -275,10 +276,17 @@ class Ingestor:
             # the files, then the rows). This copy arrived after that deletion began, so it is
             # stored like any new instance (module doc of dicom_node.retention); the bytes are
             # staged again, since retention may have unlinked the file placed above.
-            if attempts_left == 0:  # refused (and kept aside by `ingest`): nothing stays here
-                self.spool.remove(path)
-                raise IndexWriteFailed("instance deleted while it was stored, repeatedly")
-            again = self.spool.stage(arrival.raw)
+            try:
+                if attempts_left == 0:
+                    raise DeletedWhileStored("instance deleted while it was stored, repeatedly")
+                again = self.spool.stage(arrival.raw)
+            except Exception as exc:  # noqa: BLE001 - refused: the placed copy must not stay
+                refused = refusal_for(exc)
+                record = self._sidecar(refused, arrival.calling_ae, arrival.peer_address,
+                                       header.sop_class_uid, header.sop_instance_uid)
+                kept = (self.spool.move_to_rejected(path, record)  # gone if retention took it
+                        or self.spool.keep_rejected(arrival.raw, record))
+                raise _SetAside(refused, kept) from exc
             stored = False
             try:
                 accepted = self._store(arrival, header, again, attempts_left=attempts_left - 1)

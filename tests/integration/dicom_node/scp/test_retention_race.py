@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from dicom_node.assembly import utc_now
-from dicom_node.errors import IndexWriteFailed
+from dicom_node.errors import DeletedWhileStored, OutOfResources
 from dicom_node.index.tables import instances, series, studies
 from dicom_node.retention import Candidate, delete_study, is_tombstoned
 from dicom_node.status import Status
@@ -84,11 +84,12 @@ def _paths(node) -> list[tuple[str]]:
         return [tuple(r) for r in conn.execute(select(instances.c.path)).all()]
 
 
+@pytest.mark.parametrize("upper_layer", ["native", "pynetdicom"])
 def test_a_copy_whose_study_keeps_being_deleted_is_refused_kept_aside_and_not_left_placed(
-        node_factory, tmp_path, monkeypatch):
+        node_factory, tmp_path, monkeypatch, upper_layer):
     """Bounded: a study deleted again at every attempt ends in a refusal (the sender resends),
     with the received copy kept aside and no file left in the spool proper."""
-    node = node_factory()
+    node = node_factory(upper_layer=upper_layer)
     ds = ct_dataset()
     sent = tmp_path / "instance.dcm"
     sent.write_bytes(part10(ds))
@@ -104,7 +105,7 @@ def test_a_copy_whose_study_keeps_being_deleted_is_refused_kept_aside_and_not_le
     result = storescu(node.server.port, [sent], extra=["-d"])
     status = int(DCMTK_STATUS.findall(result.stdout + result.stderr)[-1], 16)
 
-    assert status == IndexWriteFailed.status
+    assert status == DeletedWhileStored.status
     assert len(attempts) == 3
     assert _paths(node) == []
     spool = Path(node.settings.dicom.spool_dir)
@@ -112,4 +113,39 @@ def test_a_copy_whose_study_keeps_being_deleted_is_refused_kept_aside_and_not_le
     [kept] = (spool / ".rejected").glob("*.dcm")
     assert dataset_bytes(kept) == dataset_bytes(sent)
     [failure] = node.index.failures()
-    assert failure.record.reason_code == "index_write_failed"
+    assert failure.record.reason_code == "deleted_while_stored"
+
+
+def test_a_copy_that_cannot_be_staged_again_is_refused_and_not_left_placed(
+        node_factory, tmp_path, monkeypatch):
+    """The second staging fails (the spool at its free-space mark): refused, and the copy
+    placed by the first attempt goes aside instead of staying unindexed for start-up recovery
+    to index."""
+    node = node_factory()
+    ds = ct_dataset()
+    sent = tmp_path / "instance.dcm"
+    sent.write_bytes(part10(ds))
+    assert send(node, sent) == Status.SUCCESS
+    Path(_paths(node)[0][0]).unlink()  # retention's first step
+    record_instance = node.index.record_instance
+
+    def deleted_after_counting(*args, **kwargs):
+        fresh = record_instance(*args, **kwargs)
+        _rows_only(node, ds.StudyInstanceUID)
+        monkeypatch.setattr(node.spool, "stage", _out_of_space)
+        return fresh
+
+    monkeypatch.setattr(node.index, "record_instance", deleted_after_counting)
+    result = storescu(node.server.port, [sent], extra=["-d"])
+    status = int(DCMTK_STATUS.findall(result.stdout + result.stderr)[-1], 16)
+
+    assert status == OutOfResources.status
+    assert _paths(node) == []
+    spool = Path(node.settings.dicom.spool_dir)
+    assert list(spool.glob("1*/**/*.dcm")) == []  # nothing placed stays for recovery
+    [kept] = (spool / ".rejected").glob("*.dcm")
+    assert dataset_bytes(kept) == dataset_bytes(sent)
+
+
+def _out_of_space(*_args, **_kwargs):
+    raise OutOfResources("spool below its free-space mark")
