@@ -169,7 +169,8 @@ def write_metrics(folder: Path, acceptor: int, started: float,
 
 class ChildMetrics:
     """In the node's process: the acceptor processes' latest snapshots, by acceptor label
-    (an `IngestMetrics.add_peers` source). Per acceptor process, counters and histograms are
+    (a `ProcessMetrics.add_peers` source; the ingest and the audit metrics share one, each
+    taking its own families from the snapshots). Per acceptor process, counters and histograms are
     its base (earlier incarnations, folded here when a newer one has written) plus its newest
     incarnation's; gauges are the newest incarnation's while it runs."""
 
@@ -297,9 +298,12 @@ def run_acceptor(settings: Settings, acceptor: int, port: int) -> None:
             written = time.monotonic()
     server.stop()
     ingestor.spool.close()
+    # The last counts before the audit's drain (which may take up to its timeout, and the node
+    # kills a child still running stop_grace_s + 2 s after SIGTERM), and again after it.
+    _write_quietly(folder, acceptor, started, metrics, audit_metrics)
     audit.flush()
     recorder.stop(timeout=5.0)
-    _write_quietly(folder, acceptor, started, metrics, audit_metrics)  # the audit's last counts
+    _write_quietly(folder, acceptor, started, metrics, audit_metrics)
     engine.dispose()
     log.info("acceptor process %d stopped", acceptor)
 
