@@ -36,7 +36,12 @@ from dicom_node.errors import (
 )
 from dicom_node.events import InstanceStored
 from dicom_node.index.headers import InstanceHeader, read_header
-from dicom_node.index.parse import PARSE_ERRORS, read_file_meta
+from dicom_node.index.parse import (
+    INFLATE_STEP,
+    PARSE_ERRORS,
+    read_file_meta,
+    use_scratch_folder,
+)
 from dicom_node.index.store import (
     ConflictRecord,
     FailureRecord,
@@ -56,7 +61,6 @@ QuietPeriod = Callable[[InstanceHeader], float]
 
 DEFAULT_MAX_INFLATED_BYTES: int = DicomNodeConfig.model_fields["max_inflated_bytes"].default
 """Largest inflated size of a deflated data set, unless configured (`dicom.max_inflated_bytes`)."""
-_INFLATE_STEP = 1 << 20
 
 
 class InflatesBeyondLimit(CannotUnderstand):
@@ -77,11 +81,14 @@ def check_inflated_size(raw: Received, limit: int) -> None:
     pending: bytes | memoryview = memoryview(raw)[offset:]
     total = 0
     try:
-        while pending and not inflater.eof:
-            total += len(inflater.decompress(pending, _INFLATE_STEP))
+        while not inflater.eof:
+            step = len(inflater.decompress(pending, INFLATE_STEP))
+            pending = inflater.unconsumed_tail
+            if not step and not pending:
+                return  # the input ended before the deflate stream did: the parser says so
+            total += step
             if total > limit:
                 raise InflatesBeyondLimit(f"deflated data set inflates beyond {limit} bytes")
-            pending = inflater.unconsumed_tail
     except zlib.error:
         return
 
@@ -169,6 +176,9 @@ class Ingestor:
         self.clock = clock
         self.metrics = metrics
         self._locks = _UidLocks()
+        # A large deflated data set is inflated into a file beside the spool's other transient
+        # files, not into memory (`dicom_node.index.parse._inflate`); one spool per process.
+        use_scratch_folder(spool.root / ".tmp")
 
     def uid_lock(self, sop_instance_uid: str) -> threading.Lock:
         """The lock that serialises work on one SOP Instance UID (recovery takes it too)."""

@@ -22,12 +22,15 @@ decoding; it is computed only when a repeated SOP Instance UID is compared, not 
 from __future__ import annotations
 
 import hashlib
+import mmap
 import re
 import struct
+import tempfile
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Final, Literal, cast
+from pathlib import Path
+from typing import BinaryIO, Final, Literal, cast
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
@@ -46,6 +49,7 @@ from dicom_node.buffers import Received
 from dicom_node.errors import (
     CannotUnderstand,
     MalformedDataSet,
+    OutOfResources,
     PixelDataTooShort,
     TruncatedDataSet,
 )
@@ -54,6 +58,11 @@ MAX_DEPTH = 32
 """Deepest sequence nesting accepted; real objects stay far below (a guard against stack abuse)."""
 MAX_INFLATED_BYTES = 2 * 1024**3
 """A deflated data set that inflates beyond this is refused (a guard against deflate bombs)."""
+INFLATE_IN_MEMORY_BYTES = 8 * 1024**2
+"""A deflated data set inflating beyond this is inflated into a scratch file (`_inflate`)."""
+INFLATE_STEP = 1024**2
+"""How much a deflated data set is inflated at a time (here and in the receive path's check)."""
+_scratch: Path | None = None
 
 PARSE_ERRORS: tuple[type[Exception], ...] = (
     InvalidDicomError, ValueError, KeyError, TypeError, IndexError, EOFError, struct.error,
@@ -258,18 +267,69 @@ def _file_meta_end(raw: Received) -> int:
     return pos
 
 
-def _inflate(data: bytes) -> bytes:
-    """Inflates a Deflated Explicit VR Little Endian data set (PS3.5 A.5, raw deflate)."""
+def use_scratch_folder(folder: Path | None) -> None:
+    """Where a deflated data set larger than `INFLATE_IN_MEMORY_BYTES` is inflated (an unlinked
+    file; the ingestor names its spool's `.tmp/`). None: the system's temporary folder."""
+    global _scratch
+    _scratch = folder
+
+
+def _inflate(data: Received) -> Received:
+    """Inflates a Deflated Explicit VR Little Endian data set (PS3.5 A.5, raw deflate), one
+    megabyte at a time. Up to `INFLATE_IN_MEMORY_BYTES` it stays in memory; beyond, it goes to
+    an unlinked file in the scratch folder, mapped read-only, so that memory holds at most that
+    much per data set whatever it inflates to (the page cache holds the rest, which the kernel
+    can reclaim). The receive path checked the inflated size against `max_inflated_bytes`
+    before (`dicom_node.ingest.check_inflated_size`); `MAX_INFLATED_BYTES` bounds any caller."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending: bytes | memoryview = memoryview(data)
+    chunks: list[bytes] = []
+    held = total = 0
+    spill: BinaryIO | None = None
     try:
-        inflated = inflater.decompress(data, MAX_INFLATED_BYTES)
+        while not inflater.eof:
+            chunk = inflater.decompress(pending, INFLATE_STEP)
+            pending = inflater.unconsumed_tail
+            if not chunk and not pending:
+                break  # the input ended before the deflate stream did
+            total += len(chunk)
+            if total > MAX_INFLATED_BYTES:
+                raise MalformedDataSet("deflated data set inflates beyond the size limit")
+            if spill is None and held + len(chunk) > INFLATE_IN_MEMORY_BYTES:
+                spill = _scratch_file()
+                spill.writelines(chunks)
+                chunks.clear()
+            if spill is not None:
+                spill.write(chunk)
+            else:
+                chunks.append(chunk)
+                held += len(chunk)
+        if not inflater.eof:
+            raise TruncatedDataSet("deflated data set ends before its deflate stream does")
+        if spill is None:
+            return b"".join(chunks)
+        spill.flush()
+        if total == 0:
+            return b""
+        return mmap.mmap(spill.fileno(), 0, access=mmap.ACCESS_READ)
     except zlib.error as exc:
         raise MalformedDataSet("deflated data set cannot be inflated") from exc
-    if inflater.unconsumed_tail:
-        raise MalformedDataSet("deflated data set inflates beyond the size limit")
-    if not inflater.eof:
-        raise TruncatedDataSet("deflated data set ends before its deflate stream does")
-    return inflated
+    except OSError as exc:
+        raise OutOfResources(
+            f"no room to inflate a deflated data set: {exc.strerror or type(exc).__name__}"
+        ) from exc
+    finally:
+        if spill is not None:
+            spill.close()  # unlinked already; the mapping keeps its pages while it is used
+
+
+def _scratch_file() -> BinaryIO:
+    if _scratch is not None:
+        try:
+            return tempfile.TemporaryFile(dir=_scratch)
+        except OSError:
+            pass  # the folder is gone or full: the system's temporary folder
+    return tempfile.TemporaryFile()
 
 
 def parse_instance(raw: Received, transfer_syntax: str) -> ParsedInstance:

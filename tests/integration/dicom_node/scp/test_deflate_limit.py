@@ -3,11 +3,14 @@ is ever inflated whole; one within the limit is stored as before. DCMTK deflates
 
 from __future__ import annotations
 
+import mmap
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from dicom_node.ingest import InflatesBeyondLimit, check_inflated_size
 from dicom_node.status import Status
@@ -61,3 +64,52 @@ def test_the_size_check_keeps_nothing_and_stops_at_the_limit(tmp_path: Path):
     check_inflated_size(bomb, 3 * 1024**2)
     with pytest.raises(InflatesBeyondLimit):
         check_inflated_size(bomb, 1024**2)
+
+
+def test_a_large_deflated_data_set_is_inflated_into_a_file_not_into_memory(tmp_path: Path):
+    """24 MiB of pixels inflate into an unlinked scratch file, mapped: the Python heap holds
+    at most INFLATE_IN_MEMORY_BYTES (plus one step) meanwhile, and the walked data set is the
+    whole one (its pixel data found, its header parsed)."""
+    from dicom_node.index import parse
+
+    big = _deflated_ct(tmp_path, 3584).read_bytes()  # 3584 x 3584 x 2 bytes: 24.5 MiB
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    parse.use_scratch_folder(scratch)
+    try:
+        tracemalloc.start()
+        try:
+            walker, buf, start = parse._walk(big, DeflatedExplicitVRLittleEndian)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert isinstance(buf, mmap.mmap)
+        assert len(buf) > 24 * 1024**2
+        assert peak < parse.INFLATE_IN_MEMORY_BYTES + 4 * parse.INFLATE_STEP
+        assert walker.pixels is not None and walker.pixels.end - walker.pixels.start == 3584**2 * 2
+        parsed = parse.parse_instance(big, DeflatedExplicitVRLittleEndian)
+        assert parsed.dataset.Rows == 3584
+        assert list(scratch.iterdir()) == []  # unlinked from the start
+    finally:
+        parse.use_scratch_folder(None)
+
+
+def test_a_small_deflated_data_set_stays_in_memory_and_a_cut_one_is_refused(tmp_path: Path):
+    from dicom_node.errors import TruncatedDataSet
+    from dicom_node.index import parse
+
+    small = _deflated_ct(tmp_path, 256).read_bytes()
+    _, buf, _ = parse._walk(small, DeflatedExplicitVRLittleEndian)
+    assert isinstance(buf, bytes)
+    with pytest.raises(TruncatedDataSet):
+        parse.parse_instance(small[:-64], DeflatedExplicitVRLittleEndian)
+
+
+def test_a_large_deflated_instance_is_stored_through_the_scp(node_factory, tmp_path: Path):
+    node = node_factory()
+    big = _deflated_ct(tmp_path / "big", 3072)  # 18 MiB inflated
+    status, comment = send_deflated(node.server.port, big)
+    assert status == Status.SUCCESS, comment
+    with node.engine.connect() as conn:
+        path = conn.exec_driver_sql("SELECT path FROM instances").scalar_one()
+    assert pydicom.dcmread(path).Rows == 3072
