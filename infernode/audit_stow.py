@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dicom_node.dicomweb.stow_server import StowService
+from dicom_node.dicomweb.stow_server import Part, StowService
 from dicom_node.index.tables import instances
 from dicom_node.ingest import Ingestor
 from infernode.audit import AuditEvent, Category
@@ -28,7 +28,7 @@ class AuditedStowService(StowService):
         super().__init__(ingestor, ae_title=ae_title, max_body_bytes=max_body_bytes)
         self._submit = submit
 
-    def store(self, parts: Iterable[tuple[dict[str, str], bytes]], *, study_uid: str | None,
+    def store(self, parts: Iterable[Part], *, study_uid: str | None,
               client: str, peer_address: str | None) -> tuple[int, dict[str, Any]]:
         status, body = super().store(parts, study_uid=study_uid, client=client,
                                      peer_address=peer_address)

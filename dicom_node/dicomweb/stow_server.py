@@ -12,8 +12,10 @@ A bearer token from the configured list is required.
 
 The body is streamed to a temporary file in the spool (never held whole in memory) and refused
 with 413 past `max_body_bytes`; splitting, parsing, fsync and indexing run in a worker thread, so
-the event loop (and `/health`) never waits on them; one part is in memory at a time. With a study
-in the URL, a part of another study is refused before anything of it is stored.
+the event loop (and `/health`) never waits on them. Each part is copied from the spooled body into
+a spool slot a megabyte at a time and read through a read-only mapping, like a C-STORE's data set,
+so no part is held whole in memory either. With a study in the URL, a part of another study is
+refused before anything of it is stored (its slot is removed).
 """
 
 from __future__ import annotations
@@ -24,16 +26,19 @@ import mmap
 import re
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from dicom_node.buffers import Received
 from dicom_node.config import DicomNodeConfig
 from dicom_node.errors import StoreRefused
 from dicom_node.index.parse import read_file_meta
 from dicom_node.ingest import Arrival, Ingestor
+from dicom_node.spool import SlotWriter
 from dicom_node.status import Status
 
 _SOP_CLASS = "00081150"
@@ -45,6 +50,8 @@ _REFERENCED_SEQUENCE = "00081199"
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 DEFAULT_MAX_BODY_BYTES: int = DicomNodeConfig.model_fields["stow_max_body_bytes"].default
 """Largest STOW-RS request body, unless configured (`dicom.stow_max_body_bytes`)."""
+PART_CHUNK_BYTES = 1024**2
+"""How much of a part is copied from the spooled body into its spool slot at a time."""
 
 
 class Buffer(Protocol):
@@ -64,9 +71,25 @@ def _delimiter(content_type: str) -> bytes:
     return b"--" + match.group(1).encode("latin-1")
 
 
-def iter_multipart(body: Buffer, content_type: str) -> Iterator[tuple[dict[str, str], bytes]]:
-    """The parts of a multipart/related body (bytes or a memory map of the spooled body) as
-    (headers, payload), one at a time. Raises ValueError."""
+@dataclass(frozen=True)
+class Part:
+    """One part of a multipart/related body: its headers and where its payload lies in the
+    body (not copied out of it)."""
+
+    headers: dict[str, str]
+    body: Buffer
+    start: int
+    stop: int
+
+    def chunks(self, size: int = PART_CHUNK_BYTES) -> Iterator[bytes]:
+        """The payload, `size` bytes at a time."""
+        for at in range(self.start, self.stop, size):
+            yield self.body[at:min(at + size, self.stop)]
+
+
+def iter_multipart(body: Buffer, content_type: str) -> Iterator[Part]:
+    """The parts of a multipart/related body (bytes or a memory map of the spooled body), one
+    at a time. Raises ValueError."""
     delimiter = _delimiter(content_type)
     at = body.find(delimiter)
     while at >= 0:
@@ -86,13 +109,8 @@ def iter_multipart(body: Buffer, content_type: str) -> Iterator[tuple[dict[str, 
             if name:
                 headers[name.strip().lower()] = value.strip()
         stop = end - 2 if body[end - 2:end] == b"\r\n" else end
-        yield headers, bytes(body[split + 4:stop])
+        yield Part(headers, body, split + 4, stop)
         at = nxt
-
-
-def split_multipart(body: bytes, content_type: str) -> list[tuple[dict[str, str], bytes]]:
-    """The parts of a multipart/related body as (headers, payload). Raises ValueError."""
-    return list(iter_multipart(body, content_type))
 
 
 def _item(sop_class: str | None, sop_instance: str | None,
@@ -109,7 +127,7 @@ def _item(sop_class: str | None, sop_instance: str | None,
     return item
 
 
-def _meta_uids(payload: bytes) -> tuple[str | None, str | None, str]:
+def _meta_uids(payload: Received) -> tuple[str | None, str | None, str]:
     """SOP Class, SOP Instance and Transfer Syntax UIDs from a part's File Meta (PS3.10 7.1);
     None where unreadable: the receive path then refuses and records the part."""
     try:
@@ -140,7 +158,7 @@ class StowService:
             return self.store(iter_multipart(body, content_type), study_uid=study_uid,
                               client=client, peer_address=peer_address)
 
-    def store(self, parts: Iterable[tuple[dict[str, str], bytes]], *, study_uid: str | None,
+    def store(self, parts: Iterable[Part], *, study_uid: str | None,
               client: str, peer_address: str | None) -> tuple[int, dict[str, Any]]:
         """Stores each part; the HTTP status and the DICOM JSON response (PS3.18 10.5.3).
         Raises ValueError when there is no part."""
@@ -148,22 +166,32 @@ class StowService:
         failed: list[dict[str, Any]] = []
         warned = False
         seen = 0
-        for headers, payload in parts:
+        for part in parts:
             seen += 1
-            media = headers.get("content-type", "application/dicom").split(";")[0].strip()
+            media = part.headers.get("content-type", "application/dicom").split(";")[0].strip()
             if media.lower() != "application/dicom":
                 failed.append(_item(None, None, int(Status.SOP_CLASS_NOT_SUPPORTED)))
                 continue
-            sop_class, sop_instance, syntax = _meta_uids(payload)
-
-            def arrival(payload: bytes = payload, sop_class: str | None = sop_class,
-                        sop_instance: str | None = sop_instance, syntax: str = syntax) -> Arrival:
-                return Arrival(raw=payload, sop_class_uid=sop_class or "",
-                               sop_instance_uid=sop_instance or "", transfer_syntax_uid=syntax,
-                               calling_ae=client, called_ae=self.ae_title,
-                               peer_address=peer_address)
-
+            # The part goes to a spool slot a megabyte at a time and is read back through a
+            # read-only mapping, as a C-STORE's data set is (never whole in memory).
+            slot = self.ingestor.spool.open_slot()
             try:
+                for chunk in part.chunks():
+                    slot.write(chunk)
+                try:
+                    sop_class, sop_instance, syntax = _meta_uids(slot.mapped())
+                except StoreRefused:  # the slot could not be written: `ingest` refuses it
+                    sop_class, sop_instance, syntax = None, None, ""
+
+                def arrival(slot: SlotWriter = slot, sop_class: str | None = sop_class,
+                            sop_instance: str | None = sop_instance,
+                            syntax: str = syntax) -> Arrival:
+                    return Arrival(raw=slot.mapped(), sop_class_uid=sop_class or "",
+                                   sop_instance_uid=sop_instance or "",
+                                   transfer_syntax_uid=syntax, calling_ae=client,
+                                   called_ae=self.ae_title, peer_address=peer_address,
+                                   slot=slot)
+
                 accepted = self.ingestor.ingest(arrival, calling_ae=client,
                                                 peer_address=peer_address,
                                                 sop_class_uid=sop_class,
@@ -172,6 +200,8 @@ class StowService:
             except StoreRefused as exc:
                 failed.append(_item(sop_class, sop_instance, int(exc.status)))
                 continue
+            finally:
+                slot.close()
             warning = int(accepted.status) if accepted.status != Status.SUCCESS else None
             warned = warned or warning is not None
             referenced.append(_item(sop_class, sop_instance, warning=warning))
