@@ -224,11 +224,21 @@ async def _spool_body(request: Request, service: StowService) -> Path:
     size = 0
     try:
         with path.open("wb") as out:
+            # Written a megabyte at a time in a worker thread: a write can wait on the disk
+            # (write-back throttling), and the event loop must not.
+            pending: list[bytes] = []
+            held = 0
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > service.max_body_bytes:
                     raise HTTPException(413, f"request body over {service.max_body_bytes} bytes")
-                out.write(chunk)
+                pending.append(chunk)
+                held += len(chunk)
+                if held >= PART_CHUNK_BYTES:
+                    await run_in_threadpool(out.writelines, pending)
+                    pending, held = [], 0
+            if pending:
+                await run_in_threadpool(out.writelines, pending)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
