@@ -9,7 +9,8 @@ associations, with TCP_NODELAY=1 in the environment of senders and receivers (DC
 Every run gets new Study/Series/SOP Instance UIDs, so no receiver ever sees a duplicate. A run
 counts only when the receiver holds every instance afterwards. Prints one JSON line: median
 images/s per receiver and association count, the ratios node/storescp and node/orthanc, the
-node's four/one scaling, the node's peak RSS, each receiver's CPU time per instance (its
+node's four/one scaling, the node's peak RSS (with `--node-processes` N > 1 also each acceptor
+process's, and their sum with the node's), each receiver's CPU time per instance (its
 processes' user + system time, children included: steadier than images/s on a shared machine),
 and the disk's flush latency (median write + fsync of one 0.5 MB file in the receivers' folder).
 With `--syscalls`, one more run per receiver under `strace -c` counts the flushes (fsync,
@@ -540,6 +541,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = summary(args, rates, rss)
     if children_rss:
         result["acceptor_processes_peak_rss_mb"] = children_rss
+        if rss is not None:  # every receiving process's peak added up: an upper bound
+            result["receiving_side_peak_rss_mb"] = round(rss + sum(children_rss), 1)
     result["cpu_ms_per_instance"] = {
         name: {str(n): round(statistics.median(v), 2) for n, v in per.items() if v}
         for name, per in cpu.items()}
