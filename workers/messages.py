@@ -17,8 +17,9 @@ SCHEMA_VERSION = 1
 
 class JobState(StrEnum):
     """States of a job row. `queued -> running -> succeeded | failed | dead_lettered`; a
-    transient failure returns the job to `queued` until its attempts run out; `superseded`
-    marks the job of a study that was amended after it was created."""
+    transient failure returns the job to `queued` until its attempts run out, and so does a
+    worker that stops mid-job (without using up an attempt); `superseded` marks the job of a
+    study that was amended after it was created."""
 
     QUEUED = "queued"
     RUNNING = "running"

@@ -17,7 +17,7 @@ from workers import samples
 from workers.admin import get_job, job_detail, replay, retry, routing_history
 from workers.db import make_engine, metadata, utcnow
 from workers.errors import InvalidTransition
-from workers.jobs import claim, claim_next, complete, fail
+from workers.jobs import claim, claim_next, complete, fail, heartbeat, release
 from workers.messages import JobState, PipelineResult
 from workers.metrics import register_metrics
 from workers.reconciler import reconcile_once
@@ -116,6 +116,46 @@ def test_transient_backoff_dead_letter_permanent_and_retry(tmp_path: Path,
     history = job_detail(engine, job.id)["attempt_history"]
     assert [(h["replay"], h["attempt"], h["outcome"]) for h in history] == [
         (0, 1, "transient"), (0, 2, "transient"), (1, 1, "permanent")]
+
+
+def test_a_released_attempt_is_queued_due_uncounted_and_fenced(tmp_path: Path,
+                                                               engine: Engine) -> None:
+    cfg = make_config(tmp_path, None, max_attempts=2, retry_backoff_s=30.0)
+    (job,) = on_study_ready(engine, cfg, _study("alpha routine"))
+    now = utcnow()
+    first = claim_next(engine, cfg, ["alpha"], "w1", "cpu", now)
+    assert first is not None and first.attempt == 1
+    later = now + timedelta(seconds=5)
+    assert release(engine, job.id, 1, later)
+    assert not release(engine, job.id, 1, later)  # once only
+    queued = get_job(engine, job.id)
+    assert queued.state is JobState.QUEUED and queued.attempts == 1
+    assert queued.not_before == later and queued.sent_at is None
+    assert queued.queued_at == job.queued_at  # it keeps its place in the queue
+    # the released attempt's late outcomes find nothing to update
+    assert not heartbeat(engine, cfg, job.id, 1, later)
+    assert not complete(engine, job.id, 1, PipelineResult(), later, lambda: later)
+    assert fail(engine, cfg, job.id, 1, permanent=True, reason="late", error="x",
+                now=later) is None
+    assert get_job(engine, job.id).state is JobState.QUEUED
+    # due at once, the next claim is attempt 2; the released one did not use up the budget
+    second = claim_next(engine, cfg, ["alpha"], "w2", "cpu", later)
+    assert second is not None and second.attempt == 2
+    assert fail(engine, cfg, job.id, 2, permanent=False, reason="pacs_down", error="y",
+                now=later) is JobState.QUEUED
+    backing_off = get_job(engine, job.id)
+    assert backing_off.not_before == later + timedelta(seconds=30)  # the first backoff
+    last = later + timedelta(seconds=31)
+    assert claim(engine, cfg, job.id, "w3", "cpu", last).context is not None
+    assert fail(engine, cfg, job.id, 3, permanent=False, reason="pacs_down", error="z",
+                now=last) is JobState.DEAD_LETTERED
+    dead = get_job(engine, job.id)
+    assert dead.last_error is not None and dead.last_error.startswith("gave up after 2 attempts")
+    history = job_detail(engine, job.id)["attempt_history"]
+    assert [(h["attempt"], h["outcome"], h["reason"]) for h in history] == [
+        (1, "interrupted", "worker_stopping"), (2, "transient", "pacs_down"),
+        (3, "transient", "pacs_down")]
+    assert history[0]["run_s"] == pytest.approx(5.0, abs=0.01)
 
 
 def test_metrics_come_from_the_jobs_table(tmp_path: Path, engine: Engine) -> None:
