@@ -240,6 +240,9 @@ class WorkersConfig(BaseModel):
     reconcile_interval_s: float = Field(default=15.0, gt=0)
     embedded_threads: int = Field(default=1, ge=1)
     embedded_poll_s: float = Field(default=0.5, gt=0)
+    # seconds a running embedded job gets to finish at shutdown before it is handed back to
+    # the queue: `infernode serve` must exit within 10 s of SIGTERM
+    embedded_stop_grace_s: float = Field(default=2.0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     default_quiet_period_s: float = Field(default=10.0, ge=0)
     pipelines: dict[str, PipelineSpec] = Field(default_factory=default_pipelines)

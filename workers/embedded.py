@@ -4,10 +4,15 @@ broker.
 There are no messages. Worker threads claim the most urgent due queued job straight from the
 jobs table (FOR UPDATE SKIP LOCKED on PostgreSQL; a single write transaction on SQLite) and run
 it with the same `run_claimed` the Celery task uses, so the job semantics are identical: leases,
-attempts, backoff, dead letters. A restart loses nothing: queued jobs are still rows, and the
-job that was running when the node died has a lease that expires and is taken back by the
-reconciler. One embedded node per database (several would work, but share nothing else).
-Time limits are not enforced in this mode: a thread cannot be killed safely.
+attempts, backoff, dead letters. A restart loses nothing: queued jobs are still rows. At a clean
+stop (SIGTERM) a running job gets `embedded_stop_grace_s` to finish; one still running then is
+handed back to the queue at once (`jobs.release`: due now, the attempt not counted) and its
+thread is abandoned, so the node exits in seconds even during a long inference, and the
+abandoned attempt's late result is refused by its fencing token. The job that was running when
+the node died (kill -9, power loss) has a lease that expires and is taken back by the
+reconciler, counted as a lost attempt. One embedded node per database (several would work, but
+share nothing else). Time limits are not enforced in this mode: a thread cannot be killed
+safely.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -28,7 +34,7 @@ from workers.config import WorkersConfig
 from workers.db import utcnow
 from workers.errors import WorkerError
 from workers.execution import run_claimed
-from workers.jobs import claim_next
+from workers.jobs import claim_next, release
 from workers.registry import PipelineRegistry
 
 log = logging.getLogger(__name__)
@@ -57,9 +63,16 @@ class EmbeddedRunner:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        # the attempt each thread is running (thread id -> (job id, attempt)), and when
+        # claiming stopped; both under _lock, so a claim either shows here or is handed back
+        self._lock = threading.Lock()
+        self._running: dict[int, tuple[str, int]] = {}
+        self._stopped_claiming: float | None = None
 
     def start(self) -> None:
-        self._stop.clear()
+        with self._lock:
+            self._stop.clear()
+            self._stopped_claiming = None
         self._threads = [threading.Thread(target=self._loop, args=(i,), daemon=True,
                                           name=f"embedded-worker-{i}")
                          for i in range(self._cfg.embedded_threads)]
@@ -80,12 +93,39 @@ class EmbeddedRunner:
         """Poll now (call after creating jobs, to save up to one poll interval)."""
         self._wake.set()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop claiming; a job that is running finishes first (within `timeout`)."""
-        self._stop.set()
+    def stop_claiming(self) -> None:
+        """Claim no more jobs; running ones go on. `stop` counts its grace from here, so the
+        node calls this first and the jobs' grace runs alongside the listener's."""
+        with self._lock:
+            if self._stopped_claiming is None:
+                self._stopped_claiming = time.monotonic()
+            self._stop.set()
         self._wake.set()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, give running jobs `grace` seconds (default `embedded_stop_grace_s`,
+        counted from `stop_claiming`) to finish, then hand every job still running back to the
+        queue (`jobs.release`) and abandon its daemon thread."""
+        self.stop_claiming()
+        grace = self._cfg.embedded_stop_grace_s if grace is None else grace
+        deadline = (self._stopped_claiming or time.monotonic()) + grace
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = list(self._running.values())
+        for job_id, attempt in left:
+            self._release(job_id, attempt)
+
+    def _release(self, job_id: str, attempt: int) -> None:
+        try:
+            released = release(self._engine, job_id, attempt, self._clock())
+        except SQLAlchemyError as exc:
+            log.warning("job %s attempt %d could not be handed back (%s); its lease expires "
+                        "instead", job_id, attempt, type(exc).__name__)
+            return
+        if released:
+            log.warning("job %s attempt %d interrupted: the worker is stopping; queued again",
+                        job_id, attempt)
 
     def run_pending(self) -> int:
         """Run due jobs on the calling thread until none is left; returns how many ran."""
@@ -99,7 +139,19 @@ class EmbeddedRunner:
                              lambda: self._registry.device, self._clock())
         if context is None:
             return False
-        run_claimed(self._engine, self._cfg, self._registry, context, self._clock)
+        me = threading.get_ident()
+        with self._lock:
+            stopping = self._stop.is_set()
+            if not stopping:
+                self._running[me] = (context.job_id, context.attempt)
+        if stopping:  # claimed as the runner began to stop: straight back to the queue
+            self._release(context.job_id, context.attempt)
+            return False
+        try:
+            run_claimed(self._engine, self._cfg, self._registry, context, self._clock)
+        finally:
+            with self._lock:
+                self._running.pop(me, None)
         if self._on_finished is not None:
             self._on_finished()
         return True

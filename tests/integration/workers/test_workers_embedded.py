@@ -1,8 +1,9 @@
 """The embedded transport (no broker): the same job semantics from a worker inside the node,
-on SQLite (the default) and PostgreSQL, including a node killed mid-job."""
+on SQLite (the default) and PostgreSQL, including a node stopped mid-job and one killed mid-job."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,34 @@ def test_embedded_runs_both_pipelines_and_stat_first(tmp_path: Path, engine: Eng
         runner.stop(10)
     assert sorted(record_lines(tmp_path, "finished.log")) == sorted(
         j.id for j in (*routine, stat, *more))
+
+
+def test_stopping_hands_a_running_job_back_after_the_grace(tmp_path: Path,
+                                                           engine: Engine) -> None:
+    cfg = make_config(tmp_path, None, slow_sleep_s=2.0, lease_s=60.0)
+    (job,) = on_study_ready(engine, cfg, _study("slow routine"))
+    runner = EmbeddedRunner(engine, cfg, pipelines=["slow"])
+    runner.start()
+    marker = tmp_path / "record" / f"{job.id}.1.started"
+    wait_until(marker.exists, 20, "the job to start")
+    started = time.monotonic()
+    runner.stop(0.2)
+    assert time.monotonic() - started < 1.0
+    released = get_job(engine, job.id)
+    assert (released.state, released.attempts) == (JobState.QUEUED, 1)
+    # the abandoned thread ends its sleep: its result is refused, the job stays queued
+    runner.stop(20)
+    assert record_lines(tmp_path, "finished.log") == [job.id]
+    assert get_job(engine, job.id).state is JobState.QUEUED
+    # the next run is attempt 2, and succeeds
+    assert runner.run_pending() == 0  # a stopped runner claims nothing
+    again = EmbeddedRunner(engine, cfg, pipelines=["slow"])
+    assert again.run_pending() == 1
+    done = get_job(engine, job.id)
+    assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2)
+    history = job_detail(engine, job.id)["attempt_history"]
+    assert [(h["attempt"], h["outcome"]) for h in history] == [
+        (1, "interrupted"), (2, "succeeded")]
 
 
 def test_embedded_node_killed_mid_job_resumes_after_restart(tmp_path: Path,
