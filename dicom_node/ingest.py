@@ -200,9 +200,10 @@ class Ingestor:
             received = arrival()
             sop_instance = checked_uid(sop_instance_uid, "Affected SOP Instance UID")
             sop_class = checked_uid(sop_class_uid, "Affected SOP Class UID")
-            # The bytes go to a spool slot and are fsynced while they are validated here.
-            staged = (received.slot.finish() if received.slot is not None
-                      else self.spool.stage(received.raw))
+            # The bytes go to a spool slot and are fsynced while they are validated here; with
+            # `expected_study`, only once the instance is known to belong to that study.
+            if expected_study is None:
+                staged = self._staged(received)
             if received.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
                 check_inflated_size(received.raw, self.max_inflated_bytes)
             header = read_header(
@@ -212,6 +213,8 @@ class Ingestor:
             )
             if expected_study and header.study_instance_uid != expected_study:
                 raise DatasetMismatch("instance belongs to another study than the request")
+            if staged is None:
+                staged = self._staged(received)
             with self._locks.hold(sop_instance):
                 accepted = self._store(received, header, staged)
         except _SetAside as moved:
@@ -241,6 +244,12 @@ class Ingestor:
             self.metrics.instances.labels(outcome=outcome).inc()
             self.metrics.bytes.inc(accepted.stored.size_bytes)
         return accepted
+
+    def _staged(self, received: Arrival) -> Staged:
+        """`received`'s slot handed to a writer thread to be marked and fsynced (its own slot
+        when it was streamed into one, else a new one with its bytes)."""
+        return (received.slot.finish() if received.slot is not None
+                else self.spool.stage(received.raw))
 
     def _store(self, arrival: Arrival, header: InstanceHeader, staged: Staged, *,
                attempts_left: int = 2) -> Accepted:

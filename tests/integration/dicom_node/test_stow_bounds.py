@@ -124,3 +124,33 @@ def test_a_large_part_is_never_held_whole_in_memory(node_factory, tmp_path: Path
 def _indexed_paths(node) -> list[str]:
     with node.engine.connect() as conn:
         return [r[0] for r in conn.exec_driver_sql("SELECT path FROM instances")]
+
+
+def test_a_part_of_another_study_is_never_sealed_into_the_spool(node_factory, tmp_path: Path,
+                                                                 monkeypatch):
+    """With a study in the URL, a part's header is checked before its slot is marked and
+    fsynced: a part of another study costs no flush, and its slot is removed."""
+    from dicom_node.spool import SlotWriter
+
+    node = node_factory()
+    service = StowService(node.ingestor, ae_title="INFERNODE")
+    finished: list[object] = []
+    finish = SlotWriter.finish
+    monkeypatch.setattr(SlotWriter, "finish", lambda self: finished.append(self) or finish(self))
+    [src] = ct_series(tmp_path / "src", slices=1, size=64)
+    body, content_type = _multipart([("application/dicom", src.read_bytes())])
+    spooled = tmp_path / "body"
+    spooled.write_bytes(body)
+
+    status, _ = service.store_file(spooled, content_type, study_uid="1.2.826.0.1.3680043.10.404",
+                                   client="STOW-RS", peer_address=None)
+    assert status == 409
+    assert finished == []
+    assert [p for p in (node.spool.root / ".slots").rglob("*") if p.is_file()
+            and p.stat().st_size] == []
+
+    status, _ = service.store_file(spooled, content_type,
+                                   study_uid=pydicom.dcmread(src).StudyInstanceUID,
+                                   client="STOW-RS", peer_address=None)
+    assert status == 200
+    assert len(finished) == 1
