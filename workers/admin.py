@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select, update
 from dicom_node.events import StudyReady
 from workers.db import as_utc, job_attempts, jobs, routing_decisions
 from workers.errors import InvalidTransition, JobNotFound
-from workers.jobs import row_to_job
+from workers.jobs import FREE_INTERRUPTIONS, interrupted_attempts, row_to_job
 from workers.messages import Job, JobState
 
 
@@ -75,9 +75,13 @@ def retry(engine: Engine, job_id: str, now: datetime) -> Job:
     if job.state not in _RETRYABLE:
         raise InvalidTransition(f"cannot retry a {job.state} job")
     with engine.begin() as conn:
+        # the budget as it was before `release` raised it for this run's interrupted attempts
+        run = int(conn.scalar(select(jobs.c.replays).where(jobs.c.id == job_id)) or 0)
+        raised = min(interrupted_attempts(conn, job_id, run), FREE_INTERRUPTIONS)
         done = conn.execute(update(jobs).where(
             jobs.c.id == job_id, jobs.c.state == job.state.value,
         ).values(state=JobState.QUEUED.value, attempts=0, replays=jobs.c.replays + 1,
+                 max_attempts=jobs.c.max_attempts - raised,
                  queued_at=now, sent_at=None, not_before=None, started_at=None,
                  finished_at=None, run_finished_at=None, lease_until=None, updated_at=now))
     if done.rowcount != 1:

@@ -123,9 +123,9 @@ class EmbeddedRunner:
             log.warning("job %s attempt %d could not be handed back (%s); its lease expires "
                         "instead", job_id, attempt, type(exc).__name__)
             return
-        if released:
-            log.warning("job %s attempt %d interrupted: the worker is stopping; queued again",
-                        job_id, attempt)
+        if released is not None:
+            log.warning("job %s attempt %d interrupted: the worker is stopping; now %s",
+                        job_id, attempt, released.value)
 
     def run_pending(self) -> int:
         """Run due jobs on the calling thread until none is left; returns how many ran."""

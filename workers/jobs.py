@@ -3,11 +3,11 @@
 `queued -> running -> succeeded | failed | dead_lettered`, plus `superseded`; a running job
 goes back to `queued` after a transient failure (`fail`: backoff, and dead-lettered once
 `max_attempts` attempts failed) or when its worker stops (`release`: due at once, and the
-interrupted attempt does not count against `max_attempts`). Every transition is one conditional
-UPDATE, so two workers holding the same job id (a re-delivered message, a reconciler re-send)
-cannot both run it: claiming needs `state = 'queued'`, finishing needs the attempt number the
-claim returned (a fencing token, never decremented: a released attempt's late result finds
-nothing to update), and a job whose lease ran out is taken back by the reconciler.
+budget grows by the interrupted attempt, up to FREE_INTERRUPTIONS a run). Every transition is
+one conditional UPDATE, so two workers holding the same job id (a re-delivered message, a
+reconciler re-send) cannot both run it: claiming needs `state = 'queued'`, finishing needs the
+attempt number the claim returned (a fencing token, never decremented: a released attempt's late
+result finds nothing to update), and a job whose lease ran out is taken back by the reconciler.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from workers.routing import RouteDecision
 _PRIORITY_RANK = {Priority.STAT.value: 0, Priority.ROUTINE.value: 1}
 INTERRUPTED = "interrupted"
 """The outcome of an attempt handed back by `release` (job_attempts.outcome)."""
+FREE_INTERRUPTIONS = 3
+"""Attempts of one run that `release` hands back without using up the job's budget."""
 
 
 def row_to_job(row: RowMapping) -> Job:
@@ -307,8 +309,8 @@ def backoff_s(cfg: WorkersConfig, attempt: int) -> float:
 def fail(engine: Engine, cfg: WorkersConfig, job_id: str, attempt: int, *, permanent: bool,
          reason: str, error: str, now: datetime, backoff: bool = True) -> JobState | None:
     """Record a failed attempt. Permanent -> `failed`; transient -> `queued` again after a
-    backoff, or `dead_lettered` once `max_attempts` attempts failed (attempts handed back by
-    `release` do not count). None when stale."""
+    backoff, or `dead_lettered` once `max_attempts` attempts failed (`release` raises
+    `max_attempts` for the attempts it hands back, up to FREE_INTERRUPTIONS). None when stale."""
     with engine.begin() as conn:
         row = conn.execute(select(jobs).where(
             jobs.c.id == job_id, jobs.c.state == JobState.RUNNING.value,
@@ -318,53 +320,69 @@ def fail(engine: Engine, cfg: WorkersConfig, job_id: str, attempt: int, *, perma
         started = as_utc(row["started_at"])
         values: dict[str, Any] = {"lease_until": None, "updated_at": now, "error_reason": reason,
                                   "last_error": error[:2000], "run_finished_at": now}
-        counted = attempt - _interrupted(conn, job_id, row["replays"])
         if permanent:
             state = JobState.FAILED
             values["finished_at"] = now
-        elif counted >= row["max_attempts"]:
+        elif attempt >= row["max_attempts"]:
             state = JobState.DEAD_LETTERED
             values["finished_at"] = now
-            values["last_error"] = f"gave up after {counted} attempts; last: {error}"[:2000]
+            values["last_error"] = f"gave up after {attempt} attempts; last: {error}"[:2000]
         else:
             state = JobState.QUEUED
-            delay = backoff_s(cfg, counted) if backoff else 0.0
+            delay = backoff_s(cfg, attempt) if backoff else 0.0
             values.update(queued_at=now, sent_at=None,
                           not_before=now + timedelta(seconds=delay))
         values["state"] = state.value
-        conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.attempts == attempt,
-                                        jobs.c.state == JobState.RUNNING.value).values(**values))
+        done = conn.execute(update(jobs).where(
+            jobs.c.id == job_id, jobs.c.attempts == attempt,
+            jobs.c.state == JobState.RUNNING.value).values(**values))
+        if done.rowcount != 1:  # handed back or taken meanwhile (`release`, the reconciler)
+            return None
         _end_attempt(conn, job_id, attempt, now, "permanent" if permanent else "transient",
                      reason, error[:2000], _seconds(now, started))
         return state
 
 
-def _interrupted(conn: Connection, job_id: str, replay: int) -> int:
-    """How many attempts of the job's current run were handed back by `release`."""
+def interrupted_attempts(conn: Connection, job_id: str, replay: int) -> int:
+    """How many attempts of the job's current run (`replay`) `release` handed back."""
     return int(conn.execute(select(func.count()).select_from(job_attempts).where(
         job_attempts.c.job_id == job_id, job_attempts.c.replay == replay,
         job_attempts.c.outcome == INTERRUPTED)).scalar_one())
 
 
 def release(engine: Engine, job_id: str, attempt: int, now: datetime, *,
-            reason: str = "worker_stopping") -> bool:
+            reason: str = "worker_stopping") -> JobState | None:
     """Hand a running attempt back to the queue at once because its worker is stopping (the
     node's shutdown): the job is `queued` and due now, keeps its place (`queued_at`), is sent
     again by the reconciler when a broker is used, and the attempt is recorded as
-    `interrupted`, which does not count against `max_attempts`. `attempts` stays as it is, so
-    the released attempt's late `complete`, `fail` or `heartbeat` is refused, and the next
-    claim runs attempt + 1. False (nothing written) when the attempt is no longer running."""
+    `interrupted`. Such an attempt raises `max_attempts` by one, so a restart does not use up
+    the job's budget, for up to FREE_INTERRUPTIONS attempts of a run; beyond that they count
+    like failures (a job whose every run ends in a restart is dead-lettered in the end instead
+    of holding the queue). `attempts` stays as it is, so the released attempt's late
+    `complete`, `fail` or `heartbeat` is refused, and the next claim runs attempt + 1. The new
+    state, or None (nothing written) when the attempt is no longer running."""
     with engine.begin() as conn:
-        started = conn.execute(select(jobs.c.started_at).where(
+        row = conn.execute(select(jobs).where(
             jobs.c.id == job_id, jobs.c.state == JobState.RUNNING.value,
-            jobs.c.attempts == attempt)).scalar_one_or_none()
+            jobs.c.attempts == attempt)).mappings().first()
+        if row is None:
+            return None
+        free = interrupted_attempts(conn, job_id, row["replays"]) < FREE_INTERRUPTIONS
+        budget = row["max_attempts"] + (1 if free else 0)
+        values: dict[str, Any] = {"lease_until": None, "run_finished_at": None,
+                                  "updated_at": now, "max_attempts": budget}
+        if attempt >= budget:
+            state = JobState.DEAD_LETTERED
+            values.update(finished_at=now, error_reason=reason, last_error=(
+                f"gave up after {attempt} attempts, each interrupted by its worker stopping"))
+        else:
+            state = JobState.QUEUED
+            values.update(not_before=now, sent_at=None)
         done = conn.execute(update(jobs).where(
             jobs.c.id == job_id, jobs.c.state == JobState.RUNNING.value,
-            jobs.c.attempts == attempt,
-        ).values(state=JobState.QUEUED.value, lease_until=None, not_before=now, sent_at=None,
-                 run_finished_at=None, updated_at=now))
+            jobs.c.attempts == attempt).values(state=state.value, **values))
         if done.rowcount != 1:
-            return False
+            return None
         _end_attempt(conn, job_id, attempt, now, INTERRUPTED, reason, None,
-                     _seconds(now, as_utc(started)))
-        return True
+                     _seconds(now, as_utc(row["started_at"])))
+        return state

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
@@ -15,9 +16,18 @@ from dicom_node.events import StudyReady
 from tests.integration.workers.workers_support import make_config
 from workers import samples
 from workers.admin import get_job, job_detail, replay, retry, routing_history
-from workers.db import make_engine, metadata, utcnow
+from workers.db import jobs, make_engine, metadata, utcnow
 from workers.errors import InvalidTransition
-from workers.jobs import claim, claim_next, complete, fail, heartbeat, release
+from workers.jobs import (
+    FREE_INTERRUPTIONS,
+    backoff_s,
+    claim,
+    claim_next,
+    complete,
+    fail,
+    heartbeat,
+    release,
+)
 from workers.messages import JobState, PipelineResult
 from workers.metrics import register_metrics
 from workers.reconciler import reconcile_once
@@ -130,6 +140,7 @@ def test_a_released_attempt_is_queued_due_uncounted_and_fenced(tmp_path: Path,
     assert not release(engine, job.id, 1, later)  # once only
     queued = get_job(engine, job.id)
     assert queued.state is JobState.QUEUED and queued.attempts == 1
+    assert _budget(engine, job.id) == 3  # the budget grew by the interrupted attempt
     assert queued.not_before == later and queued.sent_at is None
     assert queued.queued_at == job.queued_at  # it keeps its place in the queue
     # the released attempt's late outcomes find nothing to update
@@ -144,18 +155,47 @@ def test_a_released_attempt_is_queued_due_uncounted_and_fenced(tmp_path: Path,
     assert fail(engine, cfg, job.id, 2, permanent=False, reason="pacs_down", error="y",
                 now=later) is JobState.QUEUED
     backing_off = get_job(engine, job.id)
-    assert backing_off.not_before == later + timedelta(seconds=30)  # the first backoff
-    last = later + timedelta(seconds=31)
+    assert backing_off.not_before == later + timedelta(seconds=backoff_s(cfg, 2))
+    last = later + timedelta(seconds=backoff_s(cfg, 2) + 1)
     assert claim(engine, cfg, job.id, "w3", "cpu", last).context is not None
     assert fail(engine, cfg, job.id, 3, permanent=False, reason="pacs_down", error="z",
                 now=last) is JobState.DEAD_LETTERED
     dead = get_job(engine, job.id)
-    assert dead.last_error is not None and dead.last_error.startswith("gave up after 2 attempts")
+    assert dead.last_error is not None and dead.last_error.startswith("gave up after 3 attempts")
     history = job_detail(engine, job.id)["attempt_history"]
     assert [(h["attempt"], h["outcome"], h["reason"]) for h in history] == [
         (1, "interrupted", "worker_stopping"), (2, "transient", "pacs_down"),
         (3, "transient", "pacs_down")]
     assert history[0]["run_s"] == pytest.approx(5.0, abs=0.01)
+
+
+def test_a_job_interrupted_at_every_run_is_dead_lettered_in_the_end_and_retry_resets_it(
+        tmp_path: Path, engine: Engine) -> None:
+    """Interrupted attempts are free up to FREE_INTERRUPTIONS a run; a job whose every attempt
+    ends with its worker stopping (it makes the node restart, say) is then dead-lettered
+    instead of holding the queue. An operator's retry starts with the configured budget."""
+    cfg = make_config(tmp_path, None, max_attempts=2)
+    (job,) = on_study_ready(engine, cfg, _study("alpha routine"))
+    now = utcnow()
+    states = []
+    for attempt in range(1, 10):
+        context = claim_next(engine, cfg, ["alpha"], "w", "cpu", now)
+        if context is None:
+            break
+        assert context.attempt == attempt
+        states.append(release(engine, job.id, attempt, now))
+    assert states == [JobState.QUEUED] * (FREE_INTERRUPTIONS + 1) + [JobState.DEAD_LETTERED]
+    dead = get_job(engine, job.id)
+    assert _budget(engine, job.id) == 2 + FREE_INTERRUPTIONS
+    assert dead.last_error is not None and "interrupted" in dead.last_error
+    again = retry(engine, job.id, now)
+    assert again.state is JobState.QUEUED and again.attempts == 0
+    assert _budget(engine, job.id) == 2
+
+
+def _budget(engine: Engine, job_id: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(sa.select(jobs.c.max_attempts).where(jobs.c.id == job_id)))
 
 
 def test_metrics_come_from_the_jobs_table(tmp_path: Path, engine: Engine) -> None:
