@@ -295,10 +295,17 @@ class Ingestor:
             # the files, then the rows). This copy arrived after that deletion began, so it is
             # stored like any new instance (module doc of dicom_node.retention); the bytes are
             # staged again, since retention may have unlinked the file placed above.
+            stored = False
+            again: Staged | None = None
             try:
                 if attempts_left == 0:
                     raise DeletedWhileStored("instance deleted while it was stored, repeatedly")
                 again = self.spool.stage(arrival.raw)
+                accepted = self._store(arrival, header, again, attempts_left=attempts_left - 1)
+                stored = True
+                return accepted
+            except _SetAside:
+                raise  # the attempt that failed set its copy aside already
             except Exception as exc:  # noqa: BLE001 - refused: the placed copy must not stay
                 refused = refusal_for(exc)
                 record = self._sidecar(refused, arrival.calling_ae, arrival.peer_address,
@@ -306,13 +313,9 @@ class Ingestor:
                 kept = (self.spool.move_to_rejected(path, record)  # gone if retention took it
                         or self.spool.keep_rejected(arrival.raw, record))
                 raise _SetAside(refused, kept) from exc
-            stored = False
-            try:
-                accepted = self._store(arrival, header, again, attempts_left=attempts_left - 1)
-                stored = True
-                return accepted
             finally:  # refused: removed for good, as in `ingest`
-                self.spool.discard(again, durable=not stored)
+                if again is not None:
+                    self.spool.discard(again, durable=not stored)
         if existing.path != str(path):
             self.spool.remove(path)
         return self._repeat(arrival, header, existing, counted=True)
