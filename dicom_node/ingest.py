@@ -33,12 +33,13 @@ from dicom_node.errors import (
     IndexWriteFailed,
     OutOfResources,
     StoreRefused,
+    TruncatedDataSet,
 )
 from dicom_node.events import InstanceStored
 from dicom_node.index.headers import InstanceHeader, read_header
 from dicom_node.index.parse import (
-    INFLATE_STEP,
     PARSE_ERRORS,
+    inflated,
     read_file_meta,
     use_scratch_folder,
 )
@@ -77,19 +78,13 @@ def check_inflated_size(raw: Received, limit: int) -> None:
     A stream that cannot be inflated is left to the parser, which refuses it with its reason.
     """
     _, offset = read_file_meta(raw)
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    pending: bytes | memoryview = memoryview(raw)[offset:]
     total = 0
     try:
-        while not inflater.eof:
-            step = len(inflater.decompress(pending, INFLATE_STEP))
-            pending = inflater.unconsumed_tail
-            if not step and not pending:
-                return  # the input ended before the deflate stream did: the parser says so
-            total += step
+        for chunk in inflated(raw, offset):
+            total += len(chunk)
             if total > limit:
                 raise InflatesBeyondLimit(f"deflated data set inflates beyond {limit} bytes")
-    except zlib.error:
+    except (zlib.error, TruncatedDataSet):
         return
 
 

@@ -27,6 +27,7 @@ import re
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -62,6 +63,8 @@ INFLATE_IN_MEMORY_BYTES = 8 * 1024**2
 """A deflated data set inflating beyond this is inflated into a scratch file (`_inflate`)."""
 INFLATE_STEP = 1024**2
 """How much a deflated data set is inflated at a time (here and in the receive path's check)."""
+INFLATE_INPUT_STEP = 64 * 1024
+"""How much of a deflate stream is fed to the inflater at a time (`inflated`)."""
 _scratch: Path | None = None
 
 PARSE_ERRORS: tuple[type[Exception], ...] = (
@@ -274,24 +277,46 @@ def use_scratch_folder(folder: Path | None) -> None:
     _scratch = folder
 
 
-def _inflate(data: Received) -> Received:
-    """Inflates a Deflated Explicit VR Little Endian data set (PS3.5 A.5, raw deflate), one
-    megabyte at a time. Up to `INFLATE_IN_MEMORY_BYTES` it stays in memory; beyond, it goes to
-    an unlinked file in the scratch folder, mapped read-only, so that memory holds at most that
-    much per data set whatever it inflates to (the page cache holds the rest, which the kernel
-    can reclaim). The receive path checked the inflated size against `max_inflated_bytes`
-    before (`dicom_node.ingest.check_inflated_size`); `MAX_INFLATED_BYTES` bounds any caller."""
+def inflated(data: Received, offset: int = 0) -> Iterator[bytes]:
+    """The inflation of the raw deflate stream `data[offset:]` (a Deflated Explicit VR Little
+    Endian data set, PS3.5 A.5), at most INFLATE_STEP bytes at a time. The input is fed in
+    pieces of INFLATE_INPUT_STEP read through a view (neither it nor its rest is ever copied
+    whole). Raises TruncatedDataSet when the input ends before the stream does, zlib.error
+    when it does not inflate; what follows the stream's end is ignored."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    pending: bytes | memoryview = memoryview(data)
+    with memoryview(data) as view:
+        pending: bytes | memoryview = b""
+        try:
+            for at in range(offset, len(view), INFLATE_INPUT_STEP):
+                pending = view[at:at + INFLATE_INPUT_STEP]
+                while pending and not inflater.eof:
+                    chunk = inflater.decompress(pending, INFLATE_STEP)
+                    pending = inflater.unconsumed_tail
+                    if chunk:
+                        yield chunk
+                if inflater.eof:
+                    return
+        finally:
+            pending = b""  # no view of `data` outlives this (its mapping may be closed next)
+    while not inflater.eof:  # output zlib still holds once every input byte went in
+        chunk = inflater.decompress(b"", INFLATE_STEP)
+        if not chunk:
+            raise TruncatedDataSet("deflated data set ends before its deflate stream does")
+        yield chunk
+
+
+def _inflate(data: Received, offset: int) -> Received:
+    """Inflates the deflated data set `data[offset:]`. Up to `INFLATE_IN_MEMORY_BYTES` it stays
+    in memory; beyond, it goes to an unlinked file in the scratch folder, mapped read-only, so
+    that memory holds at most that much per data set whatever it inflates to (the page cache
+    holds the rest, which the kernel can reclaim). The receive path checked the inflated size
+    against `max_inflated_bytes` before (`dicom_node.ingest.check_inflated_size`);
+    `MAX_INFLATED_BYTES` bounds any caller."""
     chunks: list[bytes] = []
     held = total = 0
     spill: BinaryIO | None = None
     try:
-        while not inflater.eof:
-            chunk = inflater.decompress(pending, INFLATE_STEP)
-            pending = inflater.unconsumed_tail
-            if not chunk and not pending:
-                break  # the input ended before the deflate stream did
+        for chunk in inflated(data, offset):
             total += len(chunk)
             if total > MAX_INFLATED_BYTES:
                 raise MalformedDataSet("deflated data set inflates beyond the size limit")
@@ -304,13 +329,9 @@ def _inflate(data: Received) -> Received:
             else:
                 chunks.append(chunk)
                 held += len(chunk)
-        if not inflater.eof:
-            raise TruncatedDataSet("deflated data set ends before its deflate stream does")
         if spill is None:
             return b"".join(chunks)
         spill.flush()
-        if total == 0:
-            return b""
         return mmap.mmap(spill.fileno(), 0, access=mmap.ACCESS_READ)
     except zlib.error as exc:
         raise MalformedDataSet("deflated data set cannot be inflated") from exc
@@ -382,7 +403,7 @@ def _walk(raw: Received, transfer_syntax: str) -> tuple[_Walker, Received, int]:
     offset = _file_meta_end(raw)
     buf, start = raw, offset
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
-        buf, start = _inflate(raw[offset:]), 0
+        buf, start = _inflate(raw, offset), 0
     walker = _Walker(buf, implicit=transfer_syntax == ImplicitVRLittleEndian,
                      little=transfer_syntax != ExplicitVRBigEndian)
     walker.dataset(start, len(buf), depth=0, top=True, delimited=False)

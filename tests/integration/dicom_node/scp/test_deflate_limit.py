@@ -4,6 +4,7 @@ is ever inflated whole; one within the limit is stored as before. DCMTK deflates
 from __future__ import annotations
 
 import mmap
+import tempfile
 import tracemalloc
 from pathlib import Path
 
@@ -18,12 +19,15 @@ from tests.integration.dicom_node.scp.test_damaged_input import DCMTK_COMMENT, D
 from tests.support.peers.dcmtk import ct_series, run
 
 
-def _deflated_ct(folder: Path, size: int) -> Path:
-    """A CT of `size` x `size` zero pixels (2 bytes each), deflated: a few KiB on the wire."""
+def _deflated_ct(folder: Path, size: int, noisy_rows: int = 0) -> Path:
+    """A CT of `size` x `size` pixels (2 bytes each), deflated: zeros (a few KiB on the wire)
+    but for `noisy_rows` rows of random values, which do not compress."""
     [src] = ct_series(folder / "src", slices=1, size=8)
     ds = pydicom.dcmread(src)
     ds.Rows = ds.Columns = size
-    ds.PixelData = np.zeros((size, size), np.uint16).tobytes()
+    pixels = np.zeros((size, size), np.uint16)
+    pixels[:noisy_rows] = np.random.default_rng(7).integers(0, 65536, (noisy_rows, size))
+    ds.PixelData = pixels.tobytes()
     plain, deflated = folder / "plain.dcm", folder / "deflated.dcm"
     ds.save_as(plain, enforce_file_format=True)
     result = run(["dcmconv", "+td", str(plain), str(deflated)])
@@ -66,15 +70,27 @@ def test_the_size_check_keeps_nothing_and_stops_at_the_limit(tmp_path: Path):
         check_inflated_size(bomb, 1024**2)
 
 
-def test_a_large_deflated_data_set_is_inflated_into_a_file_not_into_memory(tmp_path: Path):
-    """24 MiB of pixels inflate into an unlinked scratch file, mapped: the Python heap holds
-    at most INFLATE_IN_MEMORY_BYTES (plus one step) meanwhile, and the walked data set is the
+def test_a_large_deflated_data_set_is_inflated_into_a_file_not_into_memory(tmp_path: Path,
+                                                                              monkeypatch):
+    """24.5 MiB of pixels (12 MiB of them noise, so the deflated stream itself is larger than
+    what may be held) inflate into an unlinked file in the scratch folder, mapped: the Python
+    heap holds at most INFLATE_IN_MEMORY_BYTES plus a few steps meanwhile (neither the
+    inflated data set nor the deflated stream is copied whole), and the walked data set is the
     whole one (its pixel data found, its header parsed)."""
     from dicom_node.index import parse
 
-    big = _deflated_ct(tmp_path, 3584).read_bytes()  # 3584 x 3584 x 2 bytes: 24.5 MiB
+    big = _deflated_ct(tmp_path, 3584, noisy_rows=1792).read_bytes()  # 3584 x 3584 x 2 bytes
+    assert len(big) > parse.INFLATE_IN_MEMORY_BYTES + 4 * parse.INFLATE_STEP
     scratch = tmp_path / "scratch"
     scratch.mkdir()
+    folders: list[object] = []
+    temporary = tempfile.TemporaryFile
+
+    def recorded(*args, **kwargs):
+        folders.append(kwargs.get("dir"))
+        return temporary(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", recorded)
     parse.use_scratch_folder(scratch)
     try:
         tracemalloc.start()
@@ -83,13 +99,13 @@ def test_a_large_deflated_data_set_is_inflated_into_a_file_not_into_memory(tmp_p
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
+        assert folders == [scratch]
         assert isinstance(buf, mmap.mmap)
         assert len(buf) > 24 * 1024**2
-        assert peak < parse.INFLATE_IN_MEMORY_BYTES + 4 * parse.INFLATE_STEP
+        assert peak < parse.INFLATE_IN_MEMORY_BYTES + 4 * parse.INFLATE_STEP, peak
         assert walker.pixels is not None and walker.pixels.end - walker.pixels.start == 3584**2 * 2
         parsed = parse.parse_instance(big, DeflatedExplicitVRLittleEndian)
         assert parsed.dataset.Rows == 3584
-        assert list(scratch.iterdir()) == []  # unlinked from the start
     finally:
         parse.use_scratch_folder(None)
 
