@@ -674,10 +674,13 @@ class SlotWriter:
                 self._crc = zlib.crc32(data, self._crc)
         self._length += len(data)
 
-    def mapped(self) -> mmap.mmap:
+    def mapped(self) -> Received:
         """What was written, mapped read-only: pages come from the page cache as they are
-        read (a header read touches the first few). Raises as `finish` does."""
+        read (a header read touches the first few); empty bytes when nothing was written (an
+        empty STOW-RS part: a file of no bytes cannot be mapped). Raises as `finish` does."""
         self._raise_error()
+        if self._length == 0:
+            return b""
         if self._map is None:
             if self._staged is not None or self._fd < 0:
                 raise RuntimeError("a slot is mapped before `finish`, not after")

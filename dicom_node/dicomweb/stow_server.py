@@ -52,6 +52,8 @@ DEFAULT_MAX_BODY_BYTES: int = DicomNodeConfig.model_fields["stow_max_body_bytes"
 """Largest STOW-RS request body, unless configured (`dicom.stow_max_body_bytes`)."""
 PART_CHUNK_BYTES = 1024**2
 """How much of a part is copied from the spooled body into its spool slot at a time."""
+PART_HEAD_BYTES = 256 * 1024
+"""How much of a part its File Meta is read from (real ones are a few hundred bytes)."""
 
 
 class Buffer(Protocol):
@@ -80,6 +82,10 @@ class Part:
     body: Buffer
     start: int
     stop: int
+
+    def head(self, size: int = PART_HEAD_BYTES) -> bytes:
+        """The payload's first `size` bytes (where its File Meta is)."""
+        return self.body[self.start:min(self.start + size, self.stop)]
 
     def chunks(self, size: int = PART_CHUNK_BYTES) -> Iterator[bytes]:
         """The payload, `size` bytes at a time."""
@@ -174,14 +180,13 @@ class StowService:
                 continue
             # The part goes to a spool slot a megabyte at a time and is read back through a
             # read-only mapping, as a C-STORE's data set is (never whole in memory).
+            # The UIDs come from the part itself, so that a refusal names them even when the
+            # slot cannot be written (a full disk).
+            sop_class, sop_instance, syntax = _meta_uids(part.head())
             slot = self.ingestor.spool.open_slot()
             try:
                 for chunk in part.chunks():
                     slot.write(chunk)
-                try:
-                    sop_class, sop_instance, syntax = _meta_uids(slot.mapped())
-                except StoreRefused:  # the slot could not be written: `ingest` refuses it
-                    sop_class, sop_instance, syntax = None, None, ""
 
                 def arrival(slot: SlotWriter = slot, sop_class: str | None = sop_class,
                             sop_instance: str | None = sop_instance,

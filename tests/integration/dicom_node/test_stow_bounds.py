@@ -154,3 +154,38 @@ def test_a_part_of_another_study_is_never_sealed_into_the_spool(node_factory, tm
                                    client="STOW-RS", peer_address=None)
     assert status == 200
     assert len(finished) == 1
+
+
+def test_an_empty_part_is_refused_alone(node_factory, tmp_path: Path):
+    """An empty part among good ones: refused with 0xC000 and recorded; the others stored
+    (202), not the whole request failed."""
+    node = node_factory()
+    service = StowService(node.ingestor, ae_title="INFERNODE")
+    [good] = ct_series(tmp_path / "src", slices=1, size=64)
+    body, content_type = _multipart([("application/dicom", good.read_bytes()),
+                                     ("application/dicom", b"")])
+    spooled = tmp_path / "body"
+    spooled.write_bytes(body)
+    status, response = service.store_file(spooled, content_type, study_uid=None,
+                                          client="STOW-RS", peer_address=None)
+    assert status == 202
+    [failed] = response["00081198"]["Value"]
+    assert failed["00081197"]["Value"] == [0xC000]
+    assert node.index.counts()["instances"] == 1
+    assert len(node.index.failures()) == 1
+
+
+def test_a_part_refused_for_want_of_space_names_its_instance(node_factory, tmp_path: Path):
+    node = node_factory()
+    service = StowService(node.ingestor, ae_title="INFERNODE")
+    [src] = ct_series(tmp_path / "src", slices=1, size=64)
+    body, content_type = _multipart([("application/dicom", src.read_bytes())])
+    spooled = tmp_path / "body"
+    spooled.write_bytes(body)
+    node.ingestor.spool.min_free_bytes = 1 << 60  # no room left
+    status, response = service.store_file(spooled, content_type, study_uid=None,
+                                          client="STOW-RS", peer_address=None)
+    assert status == 409
+    [failed] = response["00081198"]["Value"]
+    assert failed["00081197"]["Value"] == [0xA700]
+    assert failed["00081155"]["Value"] == [pydicom.dcmread(src).SOPInstanceUID]
