@@ -46,6 +46,7 @@ from workers.errors import PermanentError
 from workers.failures import shape_reason
 from workers.messages import JobContext, OutputRef, PipelineResult, ReportOutcome
 from workers.pipelines import mapping
+from workers.pipelines.files import write_dataset, write_output
 from workers.pipelines.predecessor import previous_sr
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class Reporter:
         refs = []
         for ds in encoded.datasets():
             path = folder / f"{ds.SOPInstanceUID}.dcm"
-            ds.save_as(path, enforce_file_format=True)
+            write_dataset(path, ds)
             refs.append(OutputRef(kind="dicom", uid=str(ds.SOPInstanceUID), path=str(path)))
         procedure = dcodes.procedure_for_modality(self.spec.modality)
         study = mapping.study_facts(sources, procedure)
@@ -142,14 +143,15 @@ class Reporter:
         bundle = build_report_bundle(study, list(fhir), device, conclusion, utcnow,
                                      options=self.facts.reporting)
         bundle_path = folder / "report-bundle.json"
-        bundle_path.write_text(bundle.model_dump_json(exclude_none=True))
+        bundle_json = bundle.model_dump_json(exclude_none=True).encode("utf-8")
+        write_output(bundle_path, lambda out: out.write(bundle_json))
         refs.append(OutputRef(kind="fhir-bundle", uid=ctx.uids.uid("fhir-bundle"),
                               path=str(bundle_path)))
         oru_uid = ctx.uids.uid("hl7-oru")
         oru = build_oru(study, list(fhir), device, utcnow, control_id=oru_uid[-20:],
                         conclusion=conclusion, options=self.facts.reporting)
         oru_path = folder / "report.hl7"
-        oru_path.write_text(oru, encoding="utf-8")
+        write_output(oru_path, lambda out: out.write(oru.encode("utf-8")))
         refs.append(OutputRef(kind="hl7-oru", uid=oru_uid, path=str(oru_path)))
         return tuple(refs)
 

@@ -23,6 +23,7 @@ from inference.types import Prediction
 from workers.db import utcnow
 from workers.messages import JobContext, OutputRef
 from workers.outbox.config import GSPS, OVERLAY
+from workers.pipelines.files import write_dataset
 from workers.pipelines.report import Reporter
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def write_views(reporter: Reporter, algorithm: AlgorithmInfo, context: JobContex
     refs = []
     for ds in views.datasets():
         path = folder / f"{ds.SOPInstanceUID}.dcm"
-        ds.save_as(path, enforce_file_format=True)
+        write_dataset(path, ds)
         kind = GSPS if ds is views.gsps else OVERLAY
         refs.append(OutputRef(kind=kind, uid=str(ds.SOPInstanceUID), path=str(path)))
     return tuple(refs), None
