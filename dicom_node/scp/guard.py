@@ -65,14 +65,24 @@ class ConnectionGuard:
         """True when some configured peer may connect from `address` (or any may)."""
         if not self.config.require_known_peers:
             return True
+        return self._listed(address)
+
+    def _listed(self, address: str) -> bool:
+        """True when `address` is one of the configured peers' hosts."""
         ip = peer_ip(address)
         return ip is not None and any(ip in net for net in self._networks)
 
     def admit(self, sock: object, address: str) -> bool:
-        """Called at accept: True keeps the connection as pending, False closes it."""
+        """Called at accept: True keeps the connection as pending, False closes it. Addresses
+        that no configured peer lists (only admitted with `require_known_peers` off) share
+        the pending pool less a quarter kept for the listed ones, so that strangers from many
+        addresses cannot lock the configured scanners out either."""
         cfg = self.config
+        pool = cfg.max_pending_associations
+        if not self._listed(address):
+            pool -= max(1, pool // 4) if self._networks and pool > 1 else 0
         with self._lock:
-            full = (sum(self._pending.values()) >= cfg.max_pending_associations
+            full = (sum(self._pending.values()) >= pool
                     or self._pending[address] >= cfg.max_pending_per_address)
             if not full:
                 self._pending[address] += 1

@@ -130,6 +130,33 @@ def test_silent_connections_cannot_lock_scanners_out(node_factory, tmp_path: Pat
             sock.close()
 
 
+@pytest.mark.parametrize("layer", LAYERS)
+def test_strangers_from_many_addresses_cannot_lock_listed_scanners_out(node_factory,
+                                                                       tmp_path: Path, layer):
+    """With `require_known_peers` off any address may connect; silent connections from
+    addresses no peer lists fill at most three quarters of the pending pool, so a configured
+    scanner still gets in."""
+    node = node_factory(
+        upper_layer=layer, require_known_peers=False, max_pending_associations=4,
+        max_pending_per_address=1, artim_s=5.0,
+        peers=[{"ae_title": "INFERNODE_SCU", "hosts": ["127.0.0.1"]}],
+    )
+    strangers = [_connect(node.server.port, source=f"127.0.0.{k}") for k in range(2, 12)]
+    try:
+        time.sleep(0.3)  # let the accept loop see them all
+        open_ones = [s for s in strangers if _closed_within(s, 0.2) is None]
+        assert len(open_ones) == 3  # the pool of 4 less the quarter kept for listed peers
+        assert _rejections(node, "pending_limit") == 7
+        files = ct_series(tmp_path / "ct", slices=2, size=32)
+        result = storescu(node.server.port, files)
+        assert result.returncode == 0, result.stderr
+        with node.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM instances").scalar_one() == 2
+    finally:
+        for sock in strangers:
+            sock.close()
+
+
 def test_pending_connections_do_not_count_against_established_ones(node_factory):
     node = node_factory(max_associations=1, max_pending_associations=8,
                         max_pending_per_address=8, artim_s=10.0)
