@@ -312,9 +312,7 @@ def fail(engine: Engine, cfg: WorkersConfig, job_id: str, attempt: int, *, perma
     backoff, or `dead_lettered` once `max_attempts` attempts failed (`release` raises
     `max_attempts` for the attempts it hands back, up to FREE_INTERRUPTIONS). None when stale."""
     with engine.begin() as conn:
-        row = conn.execute(select(jobs).where(
-            jobs.c.id == job_id, jobs.c.state == JobState.RUNNING.value,
-            jobs.c.attempts == attempt)).mappings().first()
+        row = _running(conn, job_id, attempt)
         if row is None:
             return None
         started = as_utc(row["started_at"])
@@ -343,6 +341,13 @@ def fail(engine: Engine, cfg: WorkersConfig, job_id: str, attempt: int, *, perma
         return state
 
 
+def _running(conn: Connection, job_id: str, attempt: int) -> RowMapping | None:
+    """The job's row while `attempt` runs it, else None (finished, handed back, taken)."""
+    return conn.execute(select(jobs).where(
+        jobs.c.id == job_id, jobs.c.state == JobState.RUNNING.value,
+        jobs.c.attempts == attempt)).mappings().first()
+
+
 def interrupted_attempts(conn: Connection, job_id: str, replay: int) -> int:
     """How many attempts of the job's current run (`replay`) `release` handed back."""
     return int(conn.execute(select(func.count()).select_from(job_attempts).where(
@@ -362,9 +367,7 @@ def release(engine: Engine, job_id: str, attempt: int, now: datetime, *,
     `complete`, `fail` or `heartbeat` is refused, and the next claim runs attempt + 1. The new
     state, or None (nothing written) when the attempt is no longer running."""
     with engine.begin() as conn:
-        row = conn.execute(select(jobs).where(
-            jobs.c.id == job_id, jobs.c.state == JobState.RUNNING.value,
-            jobs.c.attempts == attempt)).mappings().first()
+        row = _running(conn, job_id, attempt)
         if row is None:
             return None
         free = interrupted_attempts(conn, job_id, row["replays"]) < FREE_INTERRUPTIONS

@@ -116,11 +116,12 @@ def test_a_copy_whose_study_keeps_being_deleted_is_refused_kept_aside_and_not_le
     assert failure.record.reason_code == "deleted_while_stored"
 
 
-def test_a_copy_that_cannot_be_staged_again_is_refused_and_not_left_placed(
-        node_factory, tmp_path, monkeypatch):
-    """The second staging fails (the spool at its free-space mark): refused, and the copy
-    placed by the first attempt goes aside instead of staying unindexed for start-up recovery
-    to index."""
+@pytest.mark.parametrize("failing", ["stage", "place"])
+def test_a_second_attempt_that_cannot_be_written_leaves_nothing_placed(
+        node_factory, tmp_path, monkeypatch, failing):
+    """The copy cannot be staged again (the spool at its free-space mark), or is staged but
+    cannot be placed (the disk fails): refused, and the file the first attempt placed goes
+    aside too, instead of staying unindexed for start-up recovery to index."""
     node = node_factory()
     ds = ct_dataset()
     sent = tmp_path / "instance.dcm"
@@ -132,7 +133,7 @@ def test_a_copy_that_cannot_be_staged_again_is_refused_and_not_left_placed(
     def deleted_after_counting(*args, **kwargs):
         fresh = record_instance(*args, **kwargs)
         _rows_only(node, ds.StudyInstanceUID)
-        monkeypatch.setattr(node.spool, "stage", _out_of_space)
+        monkeypatch.setattr(node.spool, failing, _out_of_space)
         return fresh
 
     monkeypatch.setattr(node.index, "record_instance", deleted_after_counting)
@@ -149,33 +150,3 @@ def test_a_copy_that_cannot_be_staged_again_is_refused_and_not_left_placed(
 
 def _out_of_space(*_args, **_kwargs):
     raise OutOfResources("spool below its free-space mark")
-
-
-def test_a_second_attempt_that_fails_to_place_leaves_nothing_placed(
-        node_factory, tmp_path, monkeypatch):
-    """The copy is staged again but cannot be placed (the disk fails): refused, and the file
-    the first attempt placed goes aside too, so start-up recovery finds nothing to index."""
-    node = node_factory()
-    ds = ct_dataset()
-    sent = tmp_path / "instance.dcm"
-    sent.write_bytes(part10(ds))
-    assert send(node, sent) == Status.SUCCESS
-    Path(_paths(node)[0][0]).unlink()  # retention's first step
-    record_instance = node.index.record_instance
-
-    def deleted_after_counting(*args, **kwargs):
-        fresh = record_instance(*args, **kwargs)
-        _rows_only(node, ds.StudyInstanceUID)
-        monkeypatch.setattr(node.spool, "place", _out_of_space)
-        return fresh
-
-    monkeypatch.setattr(node.index, "record_instance", deleted_after_counting)
-    result = storescu(node.server.port, [sent], extra=["-d"])
-    status = int(DCMTK_STATUS.findall(result.stdout + result.stderr)[-1], 16)
-
-    assert status == OutOfResources.status
-    assert _paths(node) == []
-    spool = Path(node.settings.dicom.spool_dir)
-    assert list(spool.glob("1*/**/*.dcm")) == []
-    [kept] = (spool / ".rejected").glob("*.dcm")
-    assert dataset_bytes(kept) == dataset_bytes(sent)
