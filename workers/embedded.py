@@ -6,7 +6,7 @@ jobs table (FOR UPDATE SKIP LOCKED on PostgreSQL; a single write transaction on 
 it with the same `run_claimed` the Celery task uses, so the job semantics are identical: leases,
 attempts, backoff, dead letters. A restart loses nothing: queued jobs are still rows. At a clean
 stop (SIGTERM) a running job gets `embedded_stop_grace_s` to finish; one still running then is
-handed back to the queue at once (`jobs.release`: due now, the attempt not counted) and its
+handed back to the queue at once (`jobs.release`: due now, the budget kept) and its
 thread is abandoned, so the node exits in seconds even during a long inference, and the
 abandoned attempt's late result is refused by its fencing token. The job that was running when
 the node died (kill -9, power loss) has a lease that expires and is taken back by the

@@ -18,8 +18,8 @@ SCHEMA_VERSION = 1
 class JobState(StrEnum):
     """States of a job row. `queued -> running -> succeeded | failed | dead_lettered`; a
     transient failure returns the job to `queued` until its attempts run out, and so does a
-    worker that stops mid-job (without using up an attempt); `superseded` marks the job of a
-    study that was amended after it was created."""
+    worker that stops mid-job (its budget raised by that attempt, up to three times a run);
+    `superseded` marks the job of a study that was amended after it was created."""
 
     QUEUED = "queued"
     RUNNING = "running"
