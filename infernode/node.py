@@ -189,11 +189,13 @@ class Node:
     def stop(self) -> None:
         """Stops every part; with default settings within about `dicom.stop_grace_s` (open
         associations finish or are aborted) while the embedded worker's running job gets
-        `workers.embedded_stop_grace_s` alongside, then goes back to the queue, so SIGTERM
-        ends `infernode serve` within 10 s even during a long inference."""
+        `workers.embedded_stop_grace_s` and a delivery batch being sent
+        `workers.delivery.stop_grace_s` alongside, then goes back to the queue, so SIGTERM
+        ends `infernode serve` within 10 s even during a long inference or a slow send."""
         self._stop.set()
         if self.embedded is not None:
             self.embedded.stop_claiming()
+        self.delivery.stop_sending()
         if self.acceptors is not None:
             self.acceptors.stop()  # they stop their listeners meanwhile, with the same grace
         self.server.stop()

@@ -274,6 +274,9 @@ class DeliveryConfig(BaseModel):
     lease_s: float = Field(default=900.0, gt=0)
     claim_limit: int = Field(default=200, ge=1)
     parallel_destinations: int = Field(default=4, ge=1)
+    stop_grace_s: float = Field(default=3.0, ge=0)
+    """At shutdown, how long a batch being sent may take to finish; one still in flight then
+    is handed back (due again after the restart) and its sending thread abandoned."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> DeliveryConfig:

@@ -11,13 +11,13 @@ runs passes back to back while work is claimed, then sleeps `poll_interval_s` or
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -104,6 +104,11 @@ class DeliveryRunner:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        # batches being sent (key -> claim token and row ids), and when sending stopped
+        self._in_flight: dict[int, tuple[str, list[int]]] = {}
+        self._in_flight_lock = threading.Lock()
+        self._next_batch = 0
+        self._stopped_at: float | None = None
 
     @property
     def config(self) -> DeliveryConfig:
@@ -121,13 +126,38 @@ class DeliveryRunner:
         """Run a pass now (a job just completed) instead of at the next poll."""
         self._wake.set()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the batch in flight; rows claimed but not attempted are given back."""
+    def stop_sending(self) -> None:
+        """Start no new batch; batches in flight go on. `stop` counts its grace from here, so
+        the node calls this first and the grace runs alongside its other parts' stopping."""
+        with self._in_flight_lock:
+            if self._stopped_at is None:
+                self._stopped_at = time.monotonic()
         self._stop.set()
         self._wake.set()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop sending; rows claimed but not attempted are given back. A batch still being
+        sent `grace` seconds (default `stop_grace_s`) after `stop_sending` is given back too
+        (due again at once, the attempt not counted) and its daemon thread abandoned: a late
+        outcome of it finds the rows no longer claimed and changes nothing, and the
+        destination may receive those outputs twice (delivery is at least once)."""
+        self.stop_sending()
+        grace = self._cfg.stop_grace_s if grace is None else grace
+        deadline = (self._stopped_at or time.monotonic()) + grace
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(max(0.0, deadline - time.monotonic()))
             self._thread = None
+        with self._in_flight_lock:
+            left = list(self._in_flight.values())
+        for token, ids in left:
+            try:
+                release(self._engine, token, ids, self._clock())
+            except SQLAlchemyError as exc:
+                log.warning("deliveries %s could not be handed back (%s); their lease "
+                            "expires instead", ids, type(exc).__name__)
+                continue
+            log.warning("deliveries %s handed back: the node is stopping while they were "
+                        "being sent", ids)
         with self._adapters_lock:
             for adapter in self._adapters.values():
                 adapter.close()
@@ -167,10 +197,9 @@ class DeliveryRunner:
         if workers <= 1:
             results = [self._send_all(claim, name, b) for name, b in per_destination.items()]
         else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="delivery") as pool:
-                futures = [pool.submit(self._send_all, claim, name, b)
-                           for name, b in per_destination.items()]
-                results = [f.result() for f in futures]
+            results = _in_daemon_threads(
+                [functools.partial(self._send_all, claim, name, b)
+                 for name, b in per_destination.items()], workers)
         for result in results:
             report = report + result
         return report
@@ -195,6 +224,18 @@ class DeliveryRunner:
 
     def _send_batch(self, token: str, name: str, batch: list[DueDelivery]) -> PassReport:
         started = time.monotonic()
+        with self._in_flight_lock:
+            key = self._next_batch
+            self._next_batch += 1
+            self._in_flight[key] = (token, [item.id for item in batch])
+        try:
+            return self._sent(token, name, batch, started)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.pop(key, None)
+
+    def _sent(self, token: str, name: str, batch: list[DueDelivery],
+              started: float) -> PassReport:
         try:
             sent = self._adapter(name).send(batch)
         except Exception as exc:  # noqa: BLE001 - the one boundary where an adapter bug
@@ -235,3 +276,34 @@ class DeliveryRunner:
         if self._metrics is not None:
             self._metrics.outcome(name, "dead" if state == DEAD else "retry")
         return PassReport(dead=1) if state == DEAD else PassReport(retried=1)
+
+
+def _in_daemon_threads(calls: Sequence[Callable[[], PassReport]],
+                       workers: int) -> list[PassReport]:
+    """`calls` run on at most `workers` daemon threads at once; their results in order, or the
+    first exception one raised. Daemon threads, unlike a thread pool's, do not hold the
+    process at exit when the runner abandons a send at shutdown (`DeliveryRunner.stop`)."""
+    results: list[PassReport | None] = [None] * len(calls)
+    errors: list[BaseException] = []
+    slots = threading.Semaphore(workers)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as exc:  # noqa: BLE001 - raised again on the runner's thread
+            errors.append(exc)
+        finally:
+            slots.release()
+
+    threads = []
+    for index in range(len(calls)):
+        slots.acquire()
+        thread = threading.Thread(target=run, args=(index,), daemon=True,
+                                  name=f"delivery-{index}")
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return [r if r is not None else PassReport() for r in results]

@@ -67,6 +67,9 @@ class HttpPeer:
     script: deque[tuple[int, Any]] = field(default_factory=deque)
     default: tuple[int, Any] = (200, {"resourceType": "Bundle", "type": "transaction-response"})
     seen: list[Request] = field(default_factory=list)
+    hold: threading.Event | None = None
+    """While set to an event, a request is answered only once the event is set (at most 60 s):
+    a destination that takes a request and hangs."""
 
     @property
     def url(self) -> str:
@@ -85,6 +88,9 @@ def _handler(peer: HttpPeer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             peer.seen.append(Request("POST", self.path, dict(self.headers.items()), body))
+            hold = peer.hold
+            if hold is not None:
+                hold.wait(60)
             status, answer = peer.script.popleft() if peer.script else peer.default
             data = json.dumps(answer).encode()
             self.send_response(status)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -78,6 +79,42 @@ def test_a_runner_stopped_before_it_sent_anything_is_replaced_and_delivers(
             runner.stop()
         assert len(ehr.posts()) == 1
         restarted.dispose()
+
+
+def test_a_send_still_in_flight_at_stop_is_handed_back_and_the_runner_stops_at_once(
+        engine: Engine, clock: MovableClock, tmp_path: Path) -> None:
+    """The destination takes the request and never answers: `stop` waits its grace, hands
+    the batch back (due again, the attempt not counted) and returns; the next runner delivers
+    it. The abandoned send's late outcome would find the row no longer claimed."""
+    with http_peer() as ehr:
+        answered = threading.Event()
+        ehr.hold = answered  # the first request waits until the test ends
+        cfg = _fhir(ehr.url)
+        job = running_job(engine, cfg, clock())
+        succeed(engine, job, clock(), (write_bundle(tmp_path),))
+        first = DeliveryRunner(engine, cfg)
+        first.start()
+        try:
+            wait_until(lambda: len(ehr.seen) == 1, 10, "the send to start")
+            started = time.monotonic()
+            first.stop(grace=0.5)
+            stopped_in = time.monotonic() - started
+            [row] = admin.list_deliveries(engine)
+            assert stopped_in < 5, stopped_in
+            assert (row.state, row.attempts) == ("pending", 0)
+            with engine.connect() as conn:
+                assert conn.execute(select(deliveries.c.claim_token)).scalar_one() is None
+            ehr.hold = None
+            second = DeliveryRunner(engine, cfg)
+            second.start()
+            try:
+                wait_until(lambda: admin.list_deliveries(engine, states=["delivered"]), 10,
+                           "the next runner to deliver")
+            finally:
+                second.stop()
+        finally:
+            answered.set()
+        assert len(ehr.posts()) == 2  # at least once: the abandoned send, then the delivery
 
 
 def test_a_claim_whose_runner_died_is_taken_again_after_its_lease(
