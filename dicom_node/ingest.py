@@ -17,6 +17,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -80,10 +81,13 @@ def check_inflated_size(raw: Received, limit: int) -> None:
     _, offset = read_file_meta(raw)
     total = 0
     try:
-        for chunk in inflated(raw, offset):
-            total += len(chunk)
-            if total > limit:
-                raise InflatesBeyondLimit(f"deflated data set inflates beyond {limit} bytes")
+        # closed at once when refused, so that its view of `raw` (a mapped slot, closed next)
+        # is released now rather than with the exception's frames
+        with closing(inflated(raw, offset)) as chunks:
+            for chunk in chunks:
+                total += len(chunk)
+                if total > limit:
+                    raise InflatesBeyondLimit(f"deflated data set inflates beyond {limit} bytes")
     except (zlib.error, TruncatedDataSet):
         return
 

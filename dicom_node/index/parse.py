@@ -27,7 +27,8 @@ import re
 import struct
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator
+from contextlib import closing
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -277,7 +278,7 @@ def use_scratch_folder(folder: Path | None) -> None:
     _scratch = folder
 
 
-def inflated(data: Received, offset: int = 0) -> Iterator[bytes]:
+def inflated(data: Received, offset: int = 0) -> Generator[bytes, None, None]:
     """The inflation of the raw deflate stream `data[offset:]` (a Deflated Explicit VR Little
     Endian data set, PS3.5 A.5), at most INFLATE_STEP bytes at a time. The input is fed in
     pieces of INFLATE_INPUT_STEP read through a view (neither it nor its rest is ever copied
@@ -316,19 +317,20 @@ def _inflate(data: Received, offset: int) -> Received:
     held = total = 0
     spill: BinaryIO | None = None
     try:
-        for chunk in inflated(data, offset):
-            total += len(chunk)
-            if total > MAX_INFLATED_BYTES:
-                raise MalformedDataSet("deflated data set inflates beyond the size limit")
-            if spill is None and held + len(chunk) > INFLATE_IN_MEMORY_BYTES:
-                spill = _scratch_file()
-                spill.writelines(chunks)
-                chunks.clear()
-            if spill is not None:
-                spill.write(chunk)
-            else:
-                chunks.append(chunk)
-                held += len(chunk)
+        with closing(inflated(data, offset)) as pieces:  # its view of `data` ends here
+            for chunk in pieces:
+                total += len(chunk)
+                if total > MAX_INFLATED_BYTES:
+                    raise MalformedDataSet("deflated data set inflates beyond the size limit")
+                if spill is None and held + len(chunk) > INFLATE_IN_MEMORY_BYTES:
+                    spill = _scratch_file()
+                    spill.writelines(chunks)
+                    chunks.clear()
+                if spill is not None:
+                    spill.write(chunk)
+                else:
+                    chunks.append(chunk)
+                    held += len(chunk)
         if spill is None:
             return b"".join(chunks)
         spill.flush()
