@@ -104,10 +104,10 @@ class DeliveryRunner:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        # batches being sent (key -> claim token and row ids), and when sending stopped
+        # the batch each sending thread is sending (thread id -> claim token and row ids: a
+        # thread sends one batch at a time), and when sending stopped
         self._in_flight: dict[int, tuple[str, list[int]]] = {}
         self._in_flight_lock = threading.Lock()
-        self._next_batch = 0
         self._stopped_at: float | None = None
 
     @property
@@ -224,15 +224,14 @@ class DeliveryRunner:
 
     def _send_batch(self, token: str, name: str, batch: list[DueDelivery]) -> PassReport:
         started = time.monotonic()
+        me = threading.get_ident()
         with self._in_flight_lock:
-            key = self._next_batch
-            self._next_batch += 1
-            self._in_flight[key] = (token, [item.id for item in batch])
+            self._in_flight[me] = (token, [item.id for item in batch])
         try:
             return self._sent(token, name, batch, started)
         finally:
             with self._in_flight_lock:
-                self._in_flight.pop(key, None)
+                self._in_flight.pop(me, None)
 
     def _sent(self, token: str, name: str, batch: list[DueDelivery],
               started: float) -> PassReport:
