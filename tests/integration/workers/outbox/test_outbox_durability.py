@@ -55,6 +55,16 @@ def _count(engine: Engine, table: Table) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
+def _delivered_by_a_new_runner(engine: Engine, cfg: WorkersConfig, what: str) -> None:
+    """A runner started on `engine` delivers what is due (waited for as `what`), then stops."""
+    runner = DeliveryRunner(engine, cfg)
+    runner.start()
+    try:
+        wait_until(lambda: admin.list_deliveries(engine, states=["delivered"]), 10, what)
+    finally:
+        runner.stop()
+
+
 def test_a_runner_stopped_before_it_sent_anything_is_replaced_and_delivers(
         engine: Engine, db_url: str, clock: MovableClock, tmp_path: Path) -> None:
     with http_peer() as ehr:
@@ -70,13 +80,7 @@ def test_a_runner_stopped_before_it_sent_anything_is_replaced_and_delivers(
         engine.dispose()
 
         restarted = create_engine(db_url)
-        runner = DeliveryRunner(restarted, cfg)
-        runner.start()
-        try:
-            wait_until(lambda: admin.list_deliveries(restarted, states=["delivered"]), 10,
-                       "the restarted runner to deliver")
-        finally:
-            runner.stop()
+        _delivered_by_a_new_runner(restarted, cfg, "the restarted runner to deliver")
         assert len(ehr.posts()) == 1
         restarted.dispose()
 
@@ -105,13 +109,7 @@ def test_a_send_still_in_flight_at_stop_is_handed_back_and_the_runner_stops_at_o
             with engine.connect() as conn:
                 assert conn.execute(select(deliveries.c.claim_token)).scalar_one() is None
             ehr.hold = None
-            second = DeliveryRunner(engine, cfg)
-            second.start()
-            try:
-                wait_until(lambda: admin.list_deliveries(engine, states=["delivered"]), 10,
-                           "the next runner to deliver")
-            finally:
-                second.stop()
+            _delivered_by_a_new_runner(engine, cfg, "the next runner to deliver")
         finally:
             answered.set()
         assert len(ehr.posts()) == 2  # at least once: the abandoned send, then the delivery
