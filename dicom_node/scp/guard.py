@@ -79,7 +79,8 @@ class ConnectionGuard:
         addresses cannot lock the configured scanners out either."""
         cfg = self.config
         pool = cfg.max_pending_associations
-        if not self._listed(address):
+        # with `require_known_peers`, `address_known` let only listed addresses this far
+        if not cfg.require_known_peers and not self._listed(address):
             pool -= max(1, pool // 4) if self._networks and pool > 1 else 0
         with self._lock:
             full = (sum(self._pending.values()) >= pool
